@@ -1,0 +1,228 @@
+//! Command-line options and their validation. Every usage error exits with code 2 and a
+//! message that says what to do instead.
+
+use crate::amqp::BrokerUrl;
+use crate::protocol::{WorkerId, validate_run_id};
+use clap::{Args, Parser, Subcommand};
+use std::time::Duration;
+
+/// Largest `--slaves` accepted. Every worker holds its own connection and queue, and a run
+/// delivers N² messages: beyond this, a single broker spends minutes per run.
+pub const MAX_SLAVES: usize = 2000;
+
+pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+const AFTER_HELP: &str = "\
+Examples:
+  sync-run --slaves 10                      master + 10 workers in one process
+  sync-run --slaves 50 --seed 7 --json      reproducible run, one JSON document on stdout
+  sync-run master --slaves 3 --run-id demo  the master alone (start workers anywhere)
+  sync-run worker --run-id demo --id 1      one worker (repeat with --id 2, 3)
+
+Exit codes:
+  0    verified: all lists identical and every check passed
+  1    a check failed (lists differ, entries missing) or the run did not finish
+  2    usage error (bad option or value)
+  3    broker error: unreachable, credentials refused, or lost mid-run
+  4    verified for the surviving workers, but some workers were evicted
+  130  interrupted by Ctrl-C (the run's queues are deleted first)";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sync-run",
+    version,
+    about = "A master and N workers agree on one list over RabbitMQ, and prove it.",
+    long_about = "A master and N workers agree on one list over RabbitMQ, and prove it.\n\n\
+        Workers join; turn by turn the master grants one worker that has not written yet, \
+        chosen at random; the granted worker publishes a random number and every worker \
+        places it by its sequence number. At the end every worker reports its list and \
+        sync-run checks that all lists are identical and match the grant order.",
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Run the master and the workers in this process (the default command).
+    #[command(flatten)]
+    pub all: AllArgs,
+
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run only the master: wait for --slaves workers, run the turns, verify their lists.
+    Master(MasterArgs),
+    /// Run only one worker of the run named by --run-id.
+    Worker(WorkerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Broker URL (the password is never printed).
+    #[arg(long, env = "AMQP_URL", default_value = DEFAULT_URL, global = true, hide_env_values = true)]
+    pub amqp_url: String,
+    /// How long to wait for the broker to answer a connection attempt (e.g. 5s, 500ms).
+    #[arg(long, default_value = "5s", value_parser = parse_duration, global = true)]
+    pub connect_timeout: Duration,
+    /// Print one JSON document on stdout instead of the table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only the verdict line (and errors).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(long, short, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Args)]
+pub struct AllArgs {
+    /// Number of workers (1 to 2000).
+    #[arg(long, short = 'n', value_parser = parse_slaves)]
+    pub slaves: Option<usize>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MasterArgs {
+    /// Number of workers to wait for (1 to 2000).
+    #[arg(long, short = 'n', value_parser = parse_slaves)]
+    pub slaves: usize,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Run id: names every exchange and queue of the run [default: random].
+    #[arg(long, value_parser = parse_run_id)]
+    pub run_id: Option<String>,
+    /// Seed for the grant order and the values: same seed and N give the same list.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Smallest value a worker writes.
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+    pub min: i64,
+    /// Largest value a worker writes.
+    #[arg(long, default_value_t = 100, allow_negative_numbers = true)]
+    pub max: i64,
+    /// How many times each worker writes.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub rounds: u32,
+    /// The whole run's limit: past it the run stops, cleans up and exits 1.
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// A granted worker that has not written after this long is evicted.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub grant_timeout: Duration,
+    /// How long the master waits for all workers to join.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub join_timeout: Duration,
+    /// After --join-timeout, start anyway if at least this many joined [default: all].
+    #[arg(long)]
+    pub min_workers: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The run to join (as given to `sync-run master --run-id`).
+    #[arg(long, value_parser = parse_run_id)]
+    pub run_id: String,
+    /// This worker's id, unique within the run [default: random].
+    #[arg(long)]
+    pub id: Option<WorkerId>,
+    /// Seed for this worker's values.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Give up (and clean up) after this long.
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+fn parse_slaves(s: &str) -> Result<usize, String> {
+    let n: i64 = s.trim().parse().map_err(|_| {
+        format!("{s:?} is not a number; give the number of workers, e.g. --slaves 10")
+    })?;
+    if n < 1 || n as usize > MAX_SLAVES {
+        return Err(format!(
+            "{n} workers is out of range: use 1 to {MAX_SLAVES}"
+        ));
+    }
+    Ok(n as usize)
+}
+
+fn parse_run_id(s: &str) -> Result<String, String> {
+    validate_run_id(s).map(|_| s.to_owned())
+}
+
+/// `30s`, `500ms`, `2m`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = if let Ok(secs) = s.trim().parse::<f64>() {
+        if !(secs.is_finite() && secs > 0.0) {
+            return Err(format!("{s:?} must be a positive duration"));
+        }
+        Duration::from_secs_f64(secs)
+    } else {
+        humantime::parse_duration(s.trim())
+            .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. 30s, 500ms or 2m"))?
+    };
+    if d.is_zero() {
+        return Err(format!("{s:?} must be a positive duration"));
+    }
+    Ok(d)
+}
+
+impl RunArgs {
+    /// Checks that need more than one option at a time.
+    pub fn validate(&self, slaves: usize) -> Result<(), String> {
+        if self.min > self.max {
+            return Err(format!(
+                "--min {} is greater than --max {}: the value range would be empty",
+                self.min, self.max
+            ));
+        }
+        if let Some(m) = self.min_workers
+            && (m == 0 || m > slaves)
+        {
+            return Err(format!(
+                "--min-workers {m} must be between 1 and --slaves {slaves}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl GlobalArgs {
+    pub fn broker_url(&self) -> Result<BrokerUrl, String> {
+        BrokerUrl::parse(&self.amqp_url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_and_slaves_parse() {
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_slaves("0").is_err());
+        assert!(parse_slaves("-3").is_err());
+        assert!(parse_slaves("ten").is_err());
+        assert!(parse_slaves("2001").is_err());
+        assert_eq!(parse_slaves("2000").unwrap(), 2000);
+    }
+}

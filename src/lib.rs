@@ -1,0 +1,53 @@
+//! sync-run: a master and N workers agree on one list over RabbitMQ, and prove it.
+//!
+//! The crate is split the way the design card asks: a pure core and thin I/O.
+//!
+//! * [`protocol`] — the wire format and the names of a run's exchanges and queues.
+//! * [`master`] and [`worker`] — the two roles as state machines: bytes and the current
+//!   time in, messages out. No sockets, no clock reads, the RNG injected.
+//! * [`verify`] — the checks that turn a run's record into a verdict.
+//! * [`sim`] — a deterministic in-memory broker that drives the state machines under
+//!   adversarial delivery orders, duplicates and crashes (tests and property tests).
+//! * [`amqp`] — the lapin adapter that drives the same state machines against RabbitMQ.
+//! * [`cli`] and [`report`] — options, validation, and what the user sees.
+
+pub mod amqp;
+pub mod cli;
+pub mod master;
+pub mod protocol;
+pub mod report;
+pub mod run;
+pub mod sim;
+pub mod verify;
+pub mod worker;
+
+/// Milliseconds on a monotonic clock chosen by the driver (the adapter uses time since the
+/// process started; the simulator uses virtual time). The core never reads a clock.
+pub type Millis = u64;
+
+/// Where a message goes. The adapter maps each to an exchange and routing key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// The run's fanout exchange: every worker's queue and the master's queue.
+    Fanout,
+    /// The direct exchange with key `master`: the master's queue.
+    Master,
+    /// The direct exchange with key `results`: the results queue.
+    Results,
+}
+
+/// Process exit codes, documented in the README and `--help`.
+pub mod exit {
+    /// Every check passed.
+    pub const VERIFIED: i32 = 0;
+    /// A check failed: lists disagree, an entry is missing, or the run did not finish.
+    pub const FAILED: i32 = 1;
+    /// The command line was wrong.
+    pub const USAGE: i32 = 2;
+    /// The broker could not be reached, refused the credentials or failed mid-run.
+    pub const BROKER: i32 = 3;
+    /// Every check passed for the surviving workers; some workers were evicted.
+    pub const VERIFIED_WITH_EVICTIONS: i32 = 4;
+    /// Interrupted by Ctrl-C (after cleaning up).
+    pub const INTERRUPTED: i32 = 130;
+}

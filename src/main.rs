@@ -1,0 +1,218 @@
+//! The `sync-run` command: parses options, runs the chosen role(s), prints the verdict and
+//! exits with the documented code.
+
+use clap::{CommandFactory, Parser, error::ErrorKind};
+use std::io::Write;
+use std::time::{Duration, Instant};
+use sync_run::amqp::{self, Broker, BrokerError};
+use sync_run::cli::{Cli, Command, GlobalArgs, RunArgs};
+use sync_run::run::{self, RunOptions};
+use sync_run::worker::WorkerOutcome;
+use sync_run::{exit, report, verify};
+use tokio::sync::watch;
+
+fn usage_error(msg: impl std::fmt::Display) -> ! {
+    Cli::command().error(ErrorKind::ValueValidation, msg).exit()
+}
+
+fn init_logging(g: &GlobalArgs) {
+    let default = match (g.quiet, g.verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("sync_run={default},lapin=error"))
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run_options(slaves: usize, a: &RunArgs) -> RunOptions {
+    if let Err(e) = a.validate(slaves) {
+        usage_error(e);
+    }
+    RunOptions {
+        run_id: a.run_id.clone().unwrap_or_else(run::random_run_id),
+        slaves,
+        min_workers: a.min_workers.unwrap_or(slaves),
+        seed: a.seed,
+        min: a.min,
+        max: a.max,
+        rounds: a.rounds,
+        timeout: a.timeout,
+        grant_timeout: a.grant_timeout,
+        join_timeout: a.join_timeout,
+    }
+}
+
+/// Ctrl-C flips the returned receiver to `true`; the drivers then abort and clean up.
+fn ctrl_c() -> (
+    watch::Receiver<bool>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    let (tx, rx) = watch::channel(false);
+    let hit = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = hit.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = tx.send(true);
+        }
+    });
+    (rx, hit)
+}
+
+fn broker_failure(e: &BrokerError) -> i32 {
+    eprintln!("sync-run: {e}");
+    exit::BROKER
+}
+
+fn print_record(g: &GlobalArgs, record: &sync_run::master::RunRecord, wall: Duration) -> i32 {
+    let verdict = verify::verify(record);
+    let out = if g.json {
+        report::json(record, &verdict, wall)
+    } else if g.quiet {
+        report::verdict_line(record, &verdict, wall)
+    } else {
+        report::human(record, &verdict, wall)
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{}", out.trim_end());
+    verdict.exit_code(record)
+}
+
+async fn main_async(cli: Cli) -> i32 {
+    let g = &cli.global;
+    let url = g.broker_url().unwrap_or_else(|e| usage_error(e));
+    let broker = Broker {
+        url,
+        connect_timeout: g.connect_timeout,
+        prefetch: 256,
+    };
+    let (shutdown, interrupted) = ctrl_c();
+    let was_interrupted = || interrupted.load(std::sync::atomic::Ordering::SeqCst);
+    match &cli.command {
+        None => {
+            let Some(slaves) = cli.all.slaves else {
+                usage_error(
+                    "say how many workers to run, e.g. `sync-run --slaves 10` (see --help)",
+                );
+            };
+            let opts = run_options(slaves, &cli.all.run);
+            match run::run_all(&broker, &opts, shutdown, |_, _| {}).await {
+                Ok(res) => {
+                    let code = print_record(g, &res.record, res.wall);
+                    if was_interrupted() {
+                        exit::INTERRUPTED
+                    } else {
+                        code
+                    }
+                }
+                Err(e) => broker_failure(&e),
+            }
+        }
+        Some(Command::Master(m)) => {
+            let opts = run_options(m.slaves, &m.run);
+            if !g.json && !g.quiet {
+                eprintln!(
+                    "master of run {} waiting for {} workers on {}",
+                    opts.run_id, opts.slaves, broker.url
+                );
+            }
+            let t0 = Instant::now();
+            let cfg = run::master_config(&opts);
+            match amqp::run_master(
+                &broker,
+                cfg,
+                run::master_rng(opts.seed),
+                t0,
+                shutdown,
+                |_, _| {},
+            )
+            .await
+            {
+                Ok(record) => {
+                    let code = print_record(g, &record, t0.elapsed());
+                    if was_interrupted() {
+                        exit::INTERRUPTED
+                    } else {
+                        code
+                    }
+                }
+                Err(e) => broker_failure(&e),
+            }
+        }
+        Some(Command::Worker(w)) => {
+            let id =
+                w.id.unwrap_or_else(|| 1 + rand::random::<u32>() % 1_000_000);
+            let t0 = Instant::now();
+            let cfg = run::worker_config(&w.run_id, id, w.timeout);
+            match amqp::run_worker(&broker, cfg, run::worker_rng(w.seed, id), t0, shutdown).await {
+                Ok(outcome) => worker_exit(g, &w.run_id, id, &outcome, was_interrupted()),
+                Err(e) => broker_failure(&e),
+            }
+        }
+    }
+}
+
+fn worker_exit(g: &GlobalArgs, run_id: &str, id: u32, o: &WorkerOutcome, interrupted: bool) -> i32 {
+    let (line, code) = match o {
+        WorkerOutcome::Completed { entries } => (
+            format!(
+                "worker {id} of run {run_id}: {} entries: {}",
+                entries.len(),
+                entries
+                    .iter()
+                    .map(|e| e.value.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            exit::VERIFIED,
+        ),
+        WorkerOutcome::Evicted { seq } => (
+            format!("worker {id} of run {run_id}: evicted at grant {seq}"),
+            exit::VERIFIED_WITH_EVICTIONS,
+        ),
+        WorkerOutcome::NotAdmitted => (
+            format!("worker {id} of run {run_id}: the run started without this worker"),
+            exit::FAILED,
+        ),
+        WorkerOutcome::Aborted { reason } => (
+            format!("worker {id} of run {run_id}: run aborted: {reason}"),
+            exit::FAILED,
+        ),
+        WorkerOutcome::TimedOut { entries } => (
+            format!("worker {id} of run {run_id}: timed out with {entries} entries"),
+            exit::FAILED,
+        ),
+    };
+    if g.json {
+        let doc = serde_json::json!({"run_id": run_id, "worker": id, "outcome": format!("{o:?}"), "entries": match o { WorkerOutcome::Completed { entries } => serde_json::to_value(entries).unwrap_or_default(), _ => serde_json::Value::Null }});
+        println!("{doc}");
+    } else {
+        println!("{line}");
+    }
+    if interrupted { exit::INTERRUPTED } else { code }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sync-run: cannot start the async runtime: {e}");
+            std::process::exit(exit::FAILED);
+        }
+    };
+    let code = runtime.block_on(main_async(cli));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    std::process::exit(code);
+}

@@ -1,0 +1,802 @@
+//! The master's logic as a state machine: bytes in (plus the current time), messages out.
+//!
+//! The master is the run's sequencer. It admits workers, then hands out turns one at a
+//! time: grant `seq` names one worker that has not written in this round yet, chosen
+//! uniformly at random with the injected RNG. The granted worker's append (published on
+//! the fanout, which the master's queue is bound to as well) commits the turn, and the
+//! next grant goes out. A grant whose lease runs out is voided by an `evict`, which fences
+//! the late append everywhere, whatever order it arrives in. Finally `end` lists the
+//! committed turns, the workers report their lists and the master hands a [`RunRecord`]
+//! to the verifier.
+//!
+//! No I/O, no clock, no global RNG: [`crate::amqp`] drives it against RabbitMQ and
+//! [`crate::sim`] against an in-memory broker, with the same code.
+
+use crate::protocol::{Body, Commit, Entry, Message, Rejection, Sender, Seq, WorkerId};
+use crate::{Millis, Route};
+use rand::{Rng, RngCore};
+use serde::Serialize;
+use std::collections::{BTreeMap, VecDeque};
+
+/// Everything the master needs to know before the run starts.
+#[derive(Debug, Clone)]
+pub struct MasterConfig {
+    pub run_id: String,
+    /// Distinguishes this master from a stale or stray one in the `from` field.
+    pub instance: u64,
+    /// How many workers the run waits for.
+    pub workers: usize,
+    /// After `join_timeout_ms`, start with the workers that joined if there are at least
+    /// this many; otherwise abort.
+    pub min_workers: usize,
+    /// How many times each worker writes.
+    pub rounds: u32,
+    pub min: i64,
+    pub max: i64,
+    pub join_timeout_ms: Millis,
+    /// A granted worker that has not appended after this long is evicted.
+    pub lease_ms: Millis,
+    /// How long to wait for the workers' results after `end`.
+    pub result_timeout_ms: Millis,
+    /// The whole run's deadline (`--timeout`), on the caller's clock.
+    pub deadline: Option<Millis>,
+}
+
+/// What the master wants done.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Publish {
+        route: Route,
+        msg: Message,
+    },
+    /// The run is over (successfully or not); nothing more will be published.
+    Finished(Box<RunRecord>),
+}
+
+/// How a grant ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum GrantOutcome {
+    Pending,
+    Committed { value: i64, at_ms: Millis },
+    Evicted { at_ms: Millis },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GrantRecord {
+    pub seq: Seq,
+    pub worker: WorkerId,
+    pub round: u32,
+    pub granted_at_ms: Millis,
+    #[serde(flatten)]
+    pub outcome: GrantOutcome,
+}
+
+/// What a worker reported at the end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkerReport {
+    pub entries: Vec<Entry>,
+    pub rejected: u64,
+    pub at_ms: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// `end` was sent; results were collected (maybe not all: the verifier says).
+    Completed,
+    /// The run stopped before `end`; `abort` was sent.
+    Aborted { reason: String },
+}
+
+/// The master's account of a run: the input of [`crate::verify`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub expected_workers: usize,
+    pub members: Vec<WorkerId>,
+    pub rounds: u32,
+    pub min: i64,
+    pub max: i64,
+    pub grants: Vec<GrantRecord>,
+    pub evicted: Vec<WorkerId>,
+    pub results: BTreeMap<WorkerId, WorkerReport>,
+    pub outcome: RunOutcome,
+    /// Messages the master rejected, by reason label.
+    pub rejected: BTreeMap<&'static str, u64>,
+    pub started_at_ms: Option<Millis>,
+    pub ended_at_ms: Option<Millis>,
+    pub finished_at_ms: Millis,
+}
+
+impl RunRecord {
+    /// The committed entries in list order: what every surviving worker must hold.
+    pub fn committed(&self) -> Vec<Entry> {
+        self.grants
+            .iter()
+            .filter_map(|g| match g.outcome {
+                GrantOutcome::Committed { value, .. } => Some(Entry {
+                    seq: g.seq,
+                    worker: g.worker,
+                    value,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn survivors(&self) -> Vec<WorkerId> {
+        self.members
+            .iter()
+            .copied()
+            .filter(|w| !self.evicted.contains(w))
+            .collect()
+    }
+}
+
+#[derive(Debug)]
+enum Phase {
+    Joining { until: Millis },
+    Granting,
+    Collecting { until: Millis },
+    Done,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Member {
+    writes: u32,
+    evicted: bool,
+}
+
+pub struct Master {
+    cfg: MasterConfig,
+    rng: Box<dyn RngCore + Send>,
+    phase: Phase,
+    members: BTreeMap<WorkerId, Member>,
+    round: u32,
+    grants: Vec<GrantRecord>,
+    /// Lease deadline of the outstanding grant (always the last one in `grants`).
+    lease_until: Option<Millis>,
+    results: BTreeMap<WorkerId, WorkerReport>,
+    rejected: BTreeMap<&'static str, u64>,
+    started_at: Option<Millis>,
+    ended_at: Option<Millis>,
+    out: VecDeque<Output>,
+}
+
+impl Master {
+    pub fn new(cfg: MasterConfig, rng: Box<dyn RngCore + Send>, now: Millis) -> Self {
+        let until = now.saturating_add(cfg.join_timeout_ms);
+        Master {
+            cfg,
+            rng,
+            phase: Phase::Joining { until },
+            members: BTreeMap::new(),
+            round: 1,
+            grants: Vec::new(),
+            lease_until: None,
+            results: BTreeMap::new(),
+            rejected: BTreeMap::new(),
+            started_at: None,
+            ended_at: None,
+            out: VecDeque::new(),
+        }
+    }
+
+    fn me(&self) -> Sender {
+        Sender::Master {
+            instance: self.cfg.instance,
+        }
+    }
+
+    /// The next message to publish or the final record, in order.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    pub fn is_done(&self) -> bool {
+        matches!(self.phase, Phase::Done)
+    }
+
+    /// Grants committed so far (for progress displays).
+    pub fn progress(&self) -> (usize, usize) {
+        let done = self
+            .grants
+            .iter()
+            .filter(|g| matches!(g.outcome, GrantOutcome::Committed { .. }))
+            .count();
+        let total = if self.members.is_empty() {
+            self.cfg.workers
+        } else {
+            self.members.len()
+        } * self.cfg.rounds as usize;
+        (done, total)
+    }
+
+    /// When [`Master::handle_timeout`] must be called next, if ever.
+    pub fn next_timeout(&self) -> Option<Millis> {
+        let phase = match self.phase {
+            Phase::Joining { until } | Phase::Collecting { until } => Some(until),
+            Phase::Granting => self.lease_until,
+            Phase::Done => return None,
+        };
+        [phase, self.cfg.deadline].into_iter().flatten().min()
+    }
+
+    /// Acts on every deadline that has passed at `now`.
+    pub fn handle_timeout(&mut self, now: Millis) {
+        if self.is_done() {
+            return;
+        }
+        if self.cfg.deadline.is_some_and(|d| now >= d) {
+            match self.phase {
+                Phase::Collecting { .. } => self.finish(now, RunOutcome::Completed),
+                _ => self.abort(
+                    now,
+                    format!(
+                        "the run did not finish within its timeout ({} of {} turns done)",
+                        self.progress().0,
+                        self.progress().1
+                    ),
+                ),
+            }
+            return;
+        }
+        match self.phase {
+            Phase::Joining { until } if now >= until => {
+                let joined = self.members.len();
+                if joined >= self.cfg.min_workers.max(1) {
+                    tracing::warn!(
+                        joined,
+                        expected = self.cfg.workers,
+                        "join timeout: starting with the workers that joined"
+                    );
+                    self.start(now);
+                } else {
+                    self.abort(
+                        now,
+                        format!(
+                            "only {joined} of {} workers joined within {} ms (at least {} needed)",
+                            self.cfg.workers,
+                            self.cfg.join_timeout_ms,
+                            self.cfg.min_workers.max(1)
+                        ),
+                    );
+                }
+            }
+            Phase::Granting if self.lease_until.is_some_and(|l| now >= l) => {
+                self.evict_current(now);
+            }
+            Phase::Collecting { until } if now >= until => {
+                self.finish(now, RunOutcome::Completed);
+            }
+            _ => {}
+        }
+    }
+
+    /// Stops the run now (Ctrl-C, or the driver lost the broker): `abort` goes out and the
+    /// record is finished.
+    pub fn abort(&mut self, now: Millis, reason: String) {
+        if self.is_done() {
+            return;
+        }
+        tracing::error!(%reason, "aborting the run");
+        self.publish(
+            Route::Fanout,
+            Body::Abort {
+                reason: reason.clone(),
+            },
+        );
+        self.finish(now, RunOutcome::Aborted { reason });
+    }
+
+    /// One delivery from the master's queue or the results queue. `Err` means: reject the
+    /// delivery (it has been counted); the run goes on either way.
+    pub fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
+        let result = Message::decode(bytes, &self.cfg.run_id).and_then(|m| self.on_message(now, m));
+        if let Err(r) = &result {
+            *self.rejected.entry(r.label()).or_default() += 1;
+            tracing::warn!(rejection = %r, "master rejected a message");
+        }
+        result
+    }
+
+    fn on_message(&mut self, now: Millis, msg: Message) -> Result<(), Rejection> {
+        let from = match msg.from {
+            Sender::Master { instance } if instance == self.cfg.instance => return Ok(()), // our own echo
+            Sender::Master { instance } => {
+                return Err(refused(format!(
+                    "{} from another master (instance {instance})",
+                    msg.body.kind()
+                )));
+            }
+            Sender::Worker { id, .. } => id,
+        };
+        match msg.body {
+            Body::Join { worker } if worker == from => self.on_join(now, worker),
+            Body::Append { seq, worker, value } if worker == from => {
+                self.on_append(now, seq, worker, value)
+            }
+            Body::Result {
+                worker,
+                entries,
+                rejected,
+            } if worker == from => self.on_result(now, worker, entries, rejected),
+            Body::Join { .. } | Body::Append { .. } | Body::Result { .. } => Err(refused(format!(
+                "worker {from} sent a {} on behalf of another worker",
+                msg.body.kind()
+            ))),
+            other => Err(refused(format!(
+                "a worker may not send {} messages",
+                other.kind()
+            ))),
+        }
+    }
+
+    fn on_join(&mut self, now: Millis, worker: WorkerId) -> Result<(), Rejection> {
+        match self.phase {
+            Phase::Joining { .. } => {
+                if self.members.contains_key(&worker) {
+                    return Ok(()); // joins are re-sent until `start`: idempotent
+                }
+                self.members.insert(worker, Member::default());
+                tracing::debug!(worker, joined = self.members.len(), "worker joined");
+                if self.members.len() >= self.cfg.workers {
+                    self.start(now);
+                }
+                Ok(())
+            }
+            _ if self.members.contains_key(&worker) => Ok(()),
+            Phase::Done => Err(refused(format!("join from {worker} after the run ended"))),
+            _ => {
+                // Tell the latecomer the membership so it can leave instead of waiting.
+                self.publish_start();
+                Err(refused(format!(
+                    "join from {worker} after the run started; not admitted"
+                )))
+            }
+        }
+    }
+
+    fn on_append(
+        &mut self,
+        now: Millis,
+        seq: Seq,
+        worker: WorkerId,
+        value: i64,
+    ) -> Result<(), Rejection> {
+        let Some(idx) = seq.checked_sub(1).map(|i| i as usize) else {
+            return Err(refused("append for seq 0".into()));
+        };
+        let (min, max) = (self.cfg.min, self.cfg.max);
+        let Some(grant) = self.grants.get_mut(idx) else {
+            return Err(refused(format!(
+                "append for seq {seq}, which was never granted"
+            )));
+        };
+        if grant.worker != worker {
+            return Err(refused(format!(
+                "append for seq {seq} from worker {worker}, but it was granted to {}",
+                grant.worker
+            )));
+        }
+        match grant.outcome {
+            GrantOutcome::Committed { value: v, .. } if v == value => Ok(()), // redelivery
+            GrantOutcome::Committed { .. } => Err(refused(format!(
+                "second, different append for seq {seq} from worker {worker}"
+            ))),
+            GrantOutcome::Evicted { .. } => Err(refused(format!(
+                "late append for seq {seq}: worker {worker} was evicted (fenced)"
+            ))),
+            GrantOutcome::Pending if !(min..=max).contains(&value) => Err(refused(format!(
+                "append for seq {seq}: value {value} outside {min}..={max}"
+            ))),
+            GrantOutcome::Pending => {
+                grant.outcome = GrantOutcome::Committed { value, at_ms: now };
+                self.lease_until = None;
+                if let Some(m) = self.members.get_mut(&worker) {
+                    m.writes += 1;
+                }
+                self.grant_next(now);
+                Ok(())
+            }
+        }
+    }
+
+    fn on_result(
+        &mut self,
+        now: Millis,
+        worker: WorkerId,
+        entries: Vec<Entry>,
+        rejected: u64,
+    ) -> Result<(), Rejection> {
+        if !matches!(self.phase, Phase::Collecting { .. }) {
+            return Err(refused(format!("result from {worker} before the end")));
+        }
+        match self.members.get(&worker) {
+            None => return Err(refused(format!("result from non-member {worker}"))),
+            Some(m) if m.evicted => {
+                return Err(refused(format!("result from evicted worker {worker}")));
+            }
+            Some(_) => {}
+        }
+        self.results.entry(worker).or_insert(WorkerReport {
+            entries,
+            rejected,
+            at_ms: now,
+        });
+        let survivors = self.members.values().filter(|m| !m.evicted).count();
+        if self.results.len() >= survivors {
+            self.finish(now, RunOutcome::Completed);
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, now: Millis) {
+        self.phase = Phase::Granting;
+        self.started_at = Some(now);
+        tracing::info!(workers = self.members.len(), "all workers joined; starting");
+        self.publish_start();
+        self.grant_next(now);
+    }
+
+    fn publish_start(&mut self) {
+        let body = Body::Start {
+            workers: self.members.keys().copied().collect(),
+            rounds: self.cfg.rounds,
+            min: self.cfg.min,
+            max: self.cfg.max,
+        };
+        self.publish(Route::Fanout, body);
+    }
+
+    /// Grants the next turn, or ends the run when every live worker has written `rounds` times.
+    fn grant_next(&mut self, now: Millis) {
+        loop {
+            let round = self.round;
+            let eligible: Vec<WorkerId> = self
+                .members
+                .iter()
+                .filter(|(_, m)| !m.evicted && m.writes < round)
+                .map(|(id, _)| *id)
+                .collect();
+            if eligible.is_empty() {
+                if self.round < self.cfg.rounds && self.members.values().any(|m| !m.evicted) {
+                    self.round += 1;
+                    continue;
+                }
+                self.end(now);
+                return;
+            }
+            let worker = eligible[self.rng.random_range(0..eligible.len())];
+            let seq = self.grants.len() as Seq + 1;
+            self.grants.push(GrantRecord {
+                seq,
+                worker,
+                round,
+                granted_at_ms: now,
+                outcome: GrantOutcome::Pending,
+            });
+            self.lease_until = Some(now.saturating_add(self.cfg.lease_ms));
+            self.publish(
+                Route::Fanout,
+                Body::Grant {
+                    seq,
+                    worker,
+                    lease_ms: self.cfg.lease_ms,
+                },
+            );
+            return;
+        }
+    }
+
+    fn evict_current(&mut self, now: Millis) {
+        self.lease_until = None;
+        let Some(grant) = self.grants.last_mut() else {
+            return;
+        };
+        if grant.outcome != GrantOutcome::Pending {
+            return;
+        }
+        grant.outcome = GrantOutcome::Evicted { at_ms: now };
+        let (seq, worker) = (grant.seq, grant.worker);
+        if let Some(m) = self.members.get_mut(&worker) {
+            m.evicted = true;
+        }
+        let reason = format!("no append within the {} ms lease", self.cfg.lease_ms);
+        tracing::warn!(seq, worker, %reason, "evicting worker");
+        self.publish(
+            Route::Fanout,
+            Body::Evict {
+                seq,
+                worker,
+                reason,
+            },
+        );
+        self.grant_next(now);
+    }
+
+    fn end(&mut self, now: Millis) {
+        let commits = self
+            .grants
+            .iter()
+            .filter(|g| matches!(g.outcome, GrantOutcome::Committed { .. }))
+            .map(|g| Commit {
+                seq: g.seq,
+                worker: g.worker,
+            })
+            .collect();
+        self.ended_at = Some(now);
+        self.publish(Route::Fanout, Body::End { commits });
+        if self.members.values().all(|m| m.evicted) {
+            self.finish(now, RunOutcome::Completed);
+        } else {
+            self.phase = Phase::Collecting {
+                until: now.saturating_add(self.cfg.result_timeout_ms),
+            };
+        }
+    }
+
+    fn finish(&mut self, now: Millis, outcome: RunOutcome) {
+        self.phase = Phase::Done;
+        self.lease_until = None;
+        let record = RunRecord {
+            run_id: self.cfg.run_id.clone(),
+            expected_workers: self.cfg.workers,
+            members: self.members.keys().copied().collect(),
+            rounds: self.cfg.rounds,
+            min: self.cfg.min,
+            max: self.cfg.max,
+            grants: self.grants.clone(),
+            evicted: self
+                .members
+                .iter()
+                .filter(|(_, m)| m.evicted)
+                .map(|(id, _)| *id)
+                .collect(),
+            results: std::mem::take(&mut self.results),
+            outcome,
+            rejected: self.rejected.clone(),
+            started_at_ms: self.started_at,
+            ended_at_ms: self.ended_at,
+            finished_at_ms: now,
+        };
+        self.out.push_back(Output::Finished(Box::new(record)));
+    }
+
+    fn publish(&mut self, route: Route, body: Body) {
+        let msg = Message::new(&self.cfg.run_id, self.me(), body);
+        self.out.push_back(Output::Publish { route, msg });
+    }
+}
+
+fn refused(why: String) -> Rejection {
+    Rejection::Refused(why)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    fn cfg(n: usize) -> MasterConfig {
+        MasterConfig {
+            run_id: "t".into(),
+            instance: 1,
+            workers: n,
+            min_workers: n,
+            rounds: 1,
+            min: 1,
+            max: 100,
+            join_timeout_ms: 1_000,
+            lease_ms: 500,
+            result_timeout_ms: 1_000,
+            deadline: Some(60_000),
+        }
+    }
+
+    fn from_worker(id: WorkerId, body: Body) -> Vec<u8> {
+        Message::new("t", Sender::Worker { id, instance: 9 }, body).encode()
+    }
+
+    fn drain(m: &mut Master) -> Vec<Output> {
+        std::iter::from_fn(|| m.poll_output()).collect()
+    }
+
+    fn last_grant(outs: &[Output]) -> Option<(Seq, WorkerId)> {
+        outs.iter().rev().find_map(|o| match o {
+            Output::Publish {
+                msg:
+                    Message {
+                        body: Body::Grant { seq, worker, .. },
+                        ..
+                    },
+                ..
+            } => Some((*seq, *worker)),
+            _ => None,
+        })
+    }
+
+    fn master(n: usize) -> Master {
+        Master::new(cfg(n), Box::new(StdRng::seed_from_u64(3)), 0)
+    }
+
+    #[test]
+    fn starts_when_all_joined_and_grants_each_worker_once() {
+        let mut m = master(3);
+        for w in [1, 2, 3] {
+            m.handle(0, &from_worker(w, Body::Join { worker: w }))
+                .unwrap();
+            // A repeated join is harmless.
+            m.handle(0, &from_worker(w, Body::Join { worker: w }))
+                .unwrap();
+        }
+        let mut granted = vec![];
+        let mut outs = drain(&mut m);
+        while let Some((seq, w)) = last_grant(&outs) {
+            if granted.iter().any(|(s, _)| *s == seq) {
+                break;
+            }
+            granted.push((seq, w));
+            m.handle(
+                1,
+                &from_worker(
+                    w,
+                    Body::Append {
+                        seq,
+                        worker: w,
+                        value: 42,
+                    },
+                ),
+            )
+            .unwrap();
+            outs = drain(&mut m);
+        }
+        let mut workers: Vec<_> = granted.iter().map(|(_, w)| *w).collect();
+        workers.sort();
+        assert_eq!(workers, vec![1, 2, 3]);
+        assert!(outs.iter().any(|o| matches!(o, Output::Publish { msg: Message { body: Body::End { commits }, .. }, .. } if commits.len() == 3)));
+    }
+
+    #[test]
+    fn lease_expiry_evicts_and_fences_the_late_append() {
+        let mut m = master(2);
+        for w in [1, 2] {
+            m.handle(0, &from_worker(w, Body::Join { worker: w }))
+                .unwrap();
+        }
+        let (seq, w) = last_grant(&drain(&mut m)).unwrap();
+        assert_eq!(m.next_timeout(), Some(500));
+        m.handle_timeout(500);
+        let outs = drain(&mut m);
+        assert!(outs.iter().any(|o| matches!(o, Output::Publish { msg: Message { body: Body::Evict { worker, .. }, .. }, .. } if *worker == w)));
+        let late = from_worker(
+            w,
+            Body::Append {
+                seq,
+                worker: w,
+                value: 5,
+            },
+        );
+        assert!(
+            m.handle(600, &late)
+                .unwrap_err()
+                .to_string()
+                .contains("fenced")
+        );
+        let (seq2, w2) = last_grant(&outs).unwrap();
+        assert_eq!(seq2, 2);
+        assert_ne!(w2, w);
+    }
+
+    #[test]
+    fn appends_from_the_wrong_worker_or_out_of_range_are_refused() {
+        let mut m = master(2);
+        for w in [1, 2] {
+            m.handle(0, &from_worker(w, Body::Join { worker: w }))
+                .unwrap();
+        }
+        let (seq, w) = last_grant(&drain(&mut m)).unwrap();
+        let other = 3 - w;
+        assert!(
+            m.handle(
+                1,
+                &from_worker(
+                    other,
+                    Body::Append {
+                        seq,
+                        worker: other,
+                        value: 5
+                    }
+                )
+            )
+            .is_err()
+        );
+        assert!(
+            m.handle(
+                1,
+                &from_worker(
+                    other,
+                    Body::Append {
+                        seq,
+                        worker: w,
+                        value: 5
+                    }
+                )
+            )
+            .is_err()
+        );
+        assert!(
+            m.handle(
+                1,
+                &from_worker(
+                    w,
+                    Body::Append {
+                        seq,
+                        worker: w,
+                        value: 101
+                    }
+                )
+            )
+            .is_err()
+        );
+        assert!(
+            m.handle(
+                1,
+                &from_worker(
+                    w,
+                    Body::Append {
+                        seq: 9,
+                        worker: w,
+                        value: 5
+                    }
+                )
+            )
+            .is_err()
+        );
+        assert!(m.handle(1, b"garbage").is_err());
+        assert_eq!(m.rejected.values().sum::<u64>(), 5);
+        m.handle(
+            1,
+            &from_worker(
+                w,
+                Body::Append {
+                    seq,
+                    worker: w,
+                    value: 100,
+                },
+            ),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn too_few_joins_abort_and_enough_start_after_the_join_timeout() {
+        let mut m = master(3);
+        m.handle(0, &from_worker(1, Body::Join { worker: 1 }))
+            .unwrap();
+        m.handle_timeout(1_000);
+        let outs = drain(&mut m);
+        assert!(
+            matches!(outs.last(), Some(Output::Finished(r)) if matches!(r.outcome, RunOutcome::Aborted { .. }))
+        );
+
+        let mut c = cfg(3);
+        c.min_workers = 1;
+        let mut m = Master::new(c, Box::new(StdRng::seed_from_u64(3)), 0);
+        m.handle(0, &from_worker(1, Body::Join { worker: 1 }))
+            .unwrap();
+        m.handle_timeout(1_000);
+        assert_eq!(last_grant(&drain(&mut m)), Some((1, 1)));
+    }
+
+    #[test]
+    fn the_run_deadline_aborts() {
+        let mut m = master(2);
+        m.handle(0, &from_worker(1, Body::Join { worker: 1 }))
+            .unwrap();
+        m.handle_timeout(60_000);
+        assert!(m.is_done());
+    }
+}

@@ -1,0 +1,337 @@
+//! The wire format: every message sync-run puts on the broker, and the names of the
+//! exchanges and queues of a run.
+//!
+//! Messages are JSON objects with a protocol version `v`, the run id `run`, the
+//! sender `from` and an explicit `type`. docs/PROTOCOL.md is the normative description;
+//! this module is its executable form, and the tests at the bottom pin the examples
+//! the document shows.
+//!
+//! Decoding is strict on purpose: a message that is not exactly what a participant of
+//! this run would send is rejected with a [`Rejection`] that says why, so the adapter can
+//! reject the delivery, count it and log it, and the run goes on.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Protocol version carried in every message (`"v": 1`).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest message body a participant accepts, in bytes. Results of large runs are
+/// the biggest messages (about 40 bytes an entry), so this allows lists of ~100,000
+/// entries while keeping a misbehaving publisher from making a worker buffer megabytes.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// A worker's identity within a run. Numbers keep the Python/other-language worker simple.
+pub type WorkerId = u32;
+
+/// A grant's sequence number: 1, 2, 3, … in the order the master issued the grants.
+/// An entry's place in every list is its grant's sequence number, never its arrival order.
+pub type Seq = u64;
+
+/// One element of the agreed list: the value `worker` wrote when granted turn `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub seq: Seq,
+    pub worker: WorkerId,
+    pub value: i64,
+}
+
+/// A committed turn as the master announces it in [`Body::End`]: which worker's append
+/// for which grant belongs in the list. Workers take the value from the append they
+/// received themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commit {
+    pub seq: Seq,
+    pub worker: WorkerId,
+}
+
+/// Who sent a message. Workers accept grants, evictions and the end only from the
+/// master instance named in `start`; this catches a stray second master, it is not an
+/// authentication mechanism.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum Sender {
+    Master { instance: u64 },
+    Worker { id: WorkerId, instance: u64 },
+}
+
+/// The message types. See docs/PROTOCOL.md for who publishes and consumes each.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Body {
+    /// Worker → master (direct exchange, key `master`). Re-sent until `start` arrives.
+    Join { worker: WorkerId },
+    /// Master → all (fanout). The members of the run and the rules every worker applies.
+    Start {
+        workers: Vec<WorkerId>,
+        rounds: u32,
+        min: i64,
+        max: i64,
+    },
+    /// Master → all (fanout). Turn `seq` belongs to `worker` for `lease_ms` milliseconds.
+    Grant {
+        seq: Seq,
+        worker: WorkerId,
+        lease_ms: u64,
+    },
+    /// Granted worker → all (fanout, the master's queue is bound too).
+    Append {
+        seq: Seq,
+        worker: WorkerId,
+        value: i64,
+    },
+    /// Master → all (fanout). `worker` missed its lease for grant `seq`: grant `seq` is void
+    /// and nothing from `worker` is accepted from now on.
+    Evict {
+        seq: Seq,
+        worker: WorkerId,
+        reason: String,
+    },
+    /// Master → all (fanout). The run is over; `commits` is the list in order.
+    End { commits: Vec<Commit> },
+    /// Master → all (fanout). The run failed; workers stop and clean up.
+    Abort { reason: String },
+    /// Worker → master (direct exchange, key `results`). The worker's final list.
+    Result {
+        worker: WorkerId,
+        entries: Vec<Entry>,
+        rejected: u64,
+    },
+}
+
+impl Body {
+    /// The `type` field's value, for logs and counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Body::Join { .. } => "join",
+            Body::Start { .. } => "start",
+            Body::Grant { .. } => "grant",
+            Body::Append { .. } => "append",
+            Body::Evict { .. } => "evict",
+            Body::End { .. } => "end",
+            Body::Abort { .. } => "abort",
+            Body::Result { .. } => "result",
+        }
+    }
+}
+
+/// A whole message as it travels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub v: u32,
+    pub run: String,
+    pub from: Sender,
+    #[serde(flatten)]
+    pub body: Body,
+}
+
+impl Message {
+    pub fn new(run: &str, from: Sender, body: Body) -> Self {
+        Message {
+            v: PROTOCOL_VERSION,
+            run: run.to_owned(),
+            from,
+            body,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing these plain structs cannot fail: no maps with non-string keys,
+        // no custom Serialize impls.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decodes and checks version, run id and size. Type-specific checks (is this grant
+    /// from our master, is this append fenced) belong to the state machines.
+    pub fn decode(bytes: &[u8], run: &str) -> Result<Message, Rejection> {
+        if bytes.len() > MAX_BODY_BYTES {
+            return Err(Rejection::TooLarge(bytes.len()));
+        }
+        // Look at the version before the shape: a v2 message may have fields v1 does not know.
+        #[derive(Deserialize)]
+        struct Probe {
+            v: Option<u32>,
+        }
+        let probe: Probe =
+            serde_json::from_slice(bytes).map_err(|e| Rejection::Malformed(e.to_string()))?;
+        match probe.v {
+            Some(PROTOCOL_VERSION) => {}
+            other => return Err(Rejection::Version(other)),
+        }
+        let msg: Message =
+            serde_json::from_slice(bytes).map_err(|e| Rejection::Malformed(e.to_string()))?;
+        if msg.run != run {
+            return Err(Rejection::WrongRun(msg.run));
+        }
+        Ok(msg)
+    }
+}
+
+/// Why a participant refused a message. Every rejection is counted and logged; none stops
+/// the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    TooLarge(usize),
+    Malformed(String),
+    Version(Option<u32>),
+    WrongRun(String),
+    /// Well-formed, but not acceptable here (wrong sender, not granted, fenced, out of range…).
+    Refused(String),
+}
+
+impl Rejection {
+    /// A short stable label for counters.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Rejection::TooLarge(_) => "too_large",
+            Rejection::Malformed(_) => "malformed",
+            Rejection::Version(_) => "version",
+            Rejection::WrongRun(_) => "wrong_run",
+            Rejection::Refused(_) => "refused",
+        }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rejection::TooLarge(n) => write!(f, "body of {n} bytes exceeds {MAX_BODY_BYTES}"),
+            Rejection::Malformed(e) => write!(f, "not a sync-run message: {e}"),
+            Rejection::Version(Some(v)) => {
+                write!(f, "protocol version {v}, expected {PROTOCOL_VERSION}")
+            }
+            Rejection::Version(None) => write!(f, "no protocol version"),
+            Rejection::WrongRun(r) => write!(f, "message of run {r:?}"),
+            Rejection::Refused(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Names of everything a run declares on the broker. Every name carries the run id, so
+/// two runs never share anything and cleanup knows exactly what to delete.
+#[derive(Debug, Clone)]
+pub struct Names {
+    run: String,
+}
+
+/// Routing key of the master's inbox on the direct exchange.
+pub const MASTER_KEY: &str = "master";
+/// Routing key of the results queue on the direct exchange.
+pub const RESULTS_KEY: &str = "results";
+
+impl Names {
+    pub fn new(run: &str) -> Self {
+        Names {
+            run: run.to_owned(),
+        }
+    }
+    pub fn run(&self) -> &str {
+        &self.run
+    }
+    /// Fanout exchange: start, grants, appends, evictions, end, abort.
+    pub fn fanout(&self) -> String {
+        format!("sync-run.{}.fanout", self.run)
+    }
+    /// Direct exchange: joins (key `master`) and results (key `results`).
+    pub fn direct(&self) -> String {
+        format!("sync-run.{}.direct", self.run)
+    }
+    /// The master's inbox: bound to the direct exchange with key `master` and to the fanout.
+    pub fn master_queue(&self) -> String {
+        format!("sync-run.{}.master", self.run)
+    }
+    /// Where workers report their final lists.
+    pub fn results_queue(&self) -> String {
+        format!("sync-run.{}.results", self.run)
+    }
+    /// A worker's inbox, bound to the fanout.
+    pub fn worker_queue(&self, id: WorkerId) -> String {
+        format!("sync-run.{}.worker.{}", self.run, id)
+    }
+}
+
+/// Checks a run id: 1 to 64 characters from `[A-Za-z0-9_-]`, so it is safe in queue names
+/// and cannot contain the `.` that separates the parts of a name.
+pub fn validate_run_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 64 {
+        return Err(format!(
+            "run id {id:?} must be 1 to 64 characters long (got {})",
+            id.len()
+        ));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    {
+        return Err(format!(
+            "run id {id:?} contains {c:?}; use letters, digits, '-' and '_' only"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: Sender = Sender::Master { instance: 7 };
+
+    #[test]
+    fn grant_round_trips_and_matches_the_documented_example() {
+        let msg = Message::new(
+            "r1",
+            M,
+            Body::Grant {
+                seq: 3,
+                worker: 5,
+                lease_ms: 2000,
+            },
+        );
+        let json = String::from_utf8(msg.encode()).unwrap();
+        assert_eq!(
+            json,
+            r#"{"v":1,"run":"r1","from":{"role":"master","instance":7},"type":"grant","seq":3,"worker":5,"lease_ms":2000}"#
+        );
+        assert_eq!(Message::decode(json.as_bytes(), "r1").unwrap(), msg);
+    }
+
+    #[test]
+    fn decode_rejects_each_kind_of_bad_input() {
+        let ok = Message::new("r1", M, Body::Abort { reason: "x".into() }).encode();
+        assert!(Message::decode(&ok, "r1").is_ok());
+        assert_eq!(Message::decode(&ok, "r2").unwrap_err().label(), "wrong_run");
+        assert_eq!(
+            Message::decode(b"{not json", "r1").unwrap_err().label(),
+            "malformed"
+        );
+        let v2 = String::from_utf8(ok.clone())
+            .unwrap()
+            .replace("\"v\":1", "\"v\":2");
+        assert_eq!(
+            Message::decode(v2.as_bytes(), "r1").unwrap_err(),
+            Rejection::Version(Some(2))
+        );
+        let unknown = String::from_utf8(ok.clone())
+            .unwrap()
+            .replace("\"abort\"", "\"teleport\"");
+        assert_eq!(
+            Message::decode(unknown.as_bytes(), "r1")
+                .unwrap_err()
+                .label(),
+            "malformed"
+        );
+        let big = vec![b' '; MAX_BODY_BYTES + 1];
+        assert_eq!(
+            Message::decode(&big, "r1").unwrap_err().label(),
+            "too_large"
+        );
+    }
+
+    #[test]
+    fn run_ids_are_checked() {
+        assert!(validate_run_id("run-42_a").is_ok());
+        assert!(validate_run_id("").is_err());
+        assert!(validate_run_id("a.b").is_err());
+        assert!(validate_run_id(&"x".repeat(65)).is_err());
+    }
+}

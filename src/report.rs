@@ -1,0 +1,202 @@
+//! What the user sees: a readable table and verdict, or one JSON document (`--json`).
+
+use crate::master::{GrantOutcome, RunRecord};
+use crate::protocol::WorkerId;
+use crate::verify::Verdict;
+use comfy_table::{ContentArrangement, Table};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Version of the `--json` document's layout (docs/PROTOCOL.md describes it).
+pub const REPORT_SCHEMA: &str = "sync-run/report/v1";
+
+/// Turn latencies: grant published → append received by the master.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Timings {
+    pub wall_ms: f64,
+    pub join_ms: Option<u64>,
+    pub turns_ms: Option<u64>,
+    pub turn_p50_ms: Option<u64>,
+    pub turn_p99_ms: Option<u64>,
+}
+
+pub fn timings(r: &RunRecord, wall: Duration) -> Timings {
+    let mut turns: Vec<u64> = r
+        .grants
+        .iter()
+        .filter_map(|g| match g.outcome {
+            GrantOutcome::Committed { at_ms, .. } => Some(at_ms.saturating_sub(g.granted_at_ms)),
+            _ => None,
+        })
+        .collect();
+    turns.sort_unstable();
+    let pct = |p: f64| -> Option<u64> {
+        if turns.is_empty() {
+            None
+        } else {
+            let i = ((turns.len() as f64 * p).ceil() as usize).clamp(1, turns.len()) - 1;
+            Some(turns[i])
+        }
+    };
+    Timings {
+        wall_ms: wall.as_secs_f64() * 1000.0,
+        join_ms: r.started_at_ms,
+        turns_ms: match (r.started_at_ms, r.ended_at_ms) {
+            (Some(s), Some(e)) => Some(e - s),
+            _ => None,
+        },
+        turn_p50_ms: pct(0.5),
+        turn_p99_ms: pct(0.99),
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct JsonReport<'a> {
+    pub schema: &'static str,
+    pub run_id: &'a str,
+    pub workers: usize,
+    pub members: &'a [WorkerId],
+    pub rounds: u32,
+    pub min: i64,
+    pub max: i64,
+    /// Worker ids in list order (committed grants only).
+    pub grant_order: Vec<WorkerId>,
+    pub grants: &'a [crate::master::GrantRecord],
+    pub evicted: &'a [WorkerId],
+    /// Each worker's list of values, in list order.
+    pub lists: BTreeMap<WorkerId, Vec<i64>>,
+    pub rejected_by_master: &'a BTreeMap<&'static str, u64>,
+    pub rejected_by_workers: u64,
+    pub verdict: &'a Verdict,
+    pub exit_code: i32,
+    pub timings: Timings,
+}
+
+pub fn json(r: &RunRecord, v: &Verdict, wall: Duration) -> String {
+    let doc = JsonReport {
+        schema: REPORT_SCHEMA,
+        run_id: &r.run_id,
+        workers: r.expected_workers,
+        members: &r.members,
+        rounds: r.rounds,
+        min: r.min,
+        max: r.max,
+        grant_order: r.committed().iter().map(|e| e.worker).collect(),
+        grants: &r.grants,
+        evicted: &r.evicted,
+        lists: r
+            .results
+            .iter()
+            .map(|(w, rep)| (*w, rep.entries.iter().map(|e| e.value).collect()))
+            .collect(),
+        rejected_by_master: &r.rejected,
+        rejected_by_workers: r.results.values().map(|rep| rep.rejected).sum(),
+        verdict: v,
+        exit_code: v.exit_code(r),
+        timings: timings(r, wall),
+    };
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
+fn join_values(values: impl Iterator<Item = i64>) -> String {
+    values.map(|v| v.to_string()).collect::<Vec<_>>().join(" ")
+}
+
+/// One line: `VERIFIED: ...` or `FAILED: ...`.
+pub fn verdict_line(r: &RunRecord, v: &Verdict, wall: Duration) -> String {
+    let committed = r.committed().len();
+    if v.verified {
+        let evicted = if r.evicted.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} evicted: {:?})", r.evicted.len(), r.evicted)
+        };
+        format!(
+            "VERIFIED: {} lists identical, {committed} entries each, in {:.3} s{evicted}",
+            r.results.len(),
+            wall.as_secs_f64()
+        )
+    } else {
+        let failed: Vec<_> = v
+            .checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| format!("{} ({})", c.name, c.detail))
+            .collect();
+        format!("FAILED: {}", failed.join("; "))
+    }
+}
+
+/// The readable report: the grant order, every worker's list, the checks and the verdict.
+pub fn human(r: &RunRecord, v: &Verdict, wall: Duration) -> String {
+    let mut s = String::new();
+    let t = timings(r, wall);
+    s += &format!(
+        "run {}: {} workers, {} round(s), values {}..={}\n",
+        r.run_id,
+        r.members.len(),
+        r.rounds,
+        r.min,
+        r.max
+    );
+    s += &format!(
+        "grant order (worker ids): {}\n",
+        join_values(r.committed().iter().map(|e| e.worker as i64))
+    );
+    if !r.evicted.is_empty() {
+        s += &format!("evicted: {:?}\n", r.evicted);
+    }
+    let mut table = Table::new();
+    table
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(vec!["worker", "entries", "list"]);
+    if r.results.len() <= 64 {
+        for (w, rep) in &r.results {
+            table.add_row(vec![
+                w.to_string(),
+                rep.entries.len().to_string(),
+                join_values(rep.entries.iter().map(|e| e.value)),
+            ]);
+        }
+    } else {
+        // Hundreds of identical rows say nothing: show each distinct list once.
+        let mut groups: BTreeMap<Vec<i64>, Vec<WorkerId>> = BTreeMap::new();
+        for (w, rep) in &r.results {
+            groups
+                .entry(rep.entries.iter().map(|e| e.value).collect())
+                .or_default()
+                .push(*w);
+        }
+        for (list, workers) in groups {
+            table.add_row(vec![
+                format!(
+                    "{} workers ({}..{})",
+                    workers.len(),
+                    workers[0],
+                    workers[workers.len() - 1]
+                ),
+                list.len().to_string(),
+                join_values(list.into_iter()),
+            ]);
+        }
+    }
+    s += &format!("{table}\n");
+    for c in &v.checks {
+        s += &format!(
+            "  [{}] {}: {}\n",
+            if c.passed { "ok" } else { "FAIL" },
+            c.name,
+            c.detail
+        );
+    }
+    if let (Some(p50), Some(p99)) = (t.turn_p50_ms, t.turn_p99_ms) {
+        s += &format!(
+            "  turn latency p50 {p50} ms, p99 {p99} ms; join {} ms\n",
+            t.join_ms.unwrap_or(0)
+        );
+    }
+    s += &verdict_line(r, v, wall);
+    s.push('\n');
+    s
+}

@@ -1,0 +1,175 @@
+//! Orchestration: one run with the master and every worker in this process, each worker on
+//! its own connection, as `sync-run --slaves N` does. Also the per-role entry points used by
+//! `sync-run master` and `sync-run worker`.
+
+use crate::Millis;
+use crate::amqp::{self, Broker, BrokerError, Shutdown};
+use crate::master::{MasterConfig, RunRecord};
+use crate::protocol::WorkerId;
+use crate::worker::{WorkerConfig, WorkerOutcome};
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Everything a run needs besides the broker.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub run_id: String,
+    pub slaves: usize,
+    pub min_workers: usize,
+    pub seed: Option<u64>,
+    pub min: i64,
+    pub max: i64,
+    pub rounds: u32,
+    pub timeout: Duration,
+    pub grant_timeout: Duration,
+    pub join_timeout: Duration,
+}
+
+/// A fresh random run id, e.g. `r-5f1c09ab`.
+pub fn random_run_id() -> String {
+    format!("r-{:08x}", rand::rng().next_u32())
+}
+
+/// The master's RNG: seeded when `--seed` is given, from the OS otherwise.
+pub fn master_rng(seed: Option<u64>) -> Box<dyn RngCore + Send> {
+    match seed {
+        Some(s) => Box::new(StdRng::seed_from_u64(s)),
+        None => Box::new(StdRng::from_os_rng()),
+    }
+}
+
+/// Worker `id`'s RNG: with a seed, a stream of its own derived from (seed, id).
+pub fn worker_rng(seed: Option<u64>, id: WorkerId) -> Box<dyn RngCore + Send> {
+    match seed {
+        Some(s) => Box::new(StdRng::seed_from_u64(
+            s ^ (id as u64)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .rotate_left(17),
+        )),
+        None => Box::new(StdRng::from_os_rng()),
+    }
+}
+
+fn ms(d: Duration) -> Millis {
+    d.as_millis().min(u64::MAX as u128) as Millis
+}
+
+pub fn master_config(o: &RunOptions) -> MasterConfig {
+    MasterConfig {
+        run_id: o.run_id.clone(),
+        instance: rand::rng().next_u64(),
+        workers: o.slaves,
+        min_workers: o.min_workers,
+        rounds: o.rounds,
+        min: o.min,
+        max: o.max,
+        join_timeout_ms: ms(o.join_timeout.min(o.timeout)),
+        lease_ms: ms(o.grant_timeout),
+        // Results follow `end` within a round trip; this bounds a crashed worker's silence.
+        result_timeout_ms: ms(o.grant_timeout.max(Duration::from_secs(2))),
+        deadline: Some(ms(o.timeout)),
+    }
+}
+
+pub fn worker_config(run_id: &str, id: WorkerId, timeout: Duration) -> WorkerConfig {
+    WorkerConfig {
+        run_id: run_id.to_owned(),
+        id,
+        instance: rand::rng().next_u64(),
+        join_retry_ms: 500,
+        // A little after the master's deadline, so the master's abort arrives first.
+        deadline: Some(ms(timeout) + 2_000),
+    }
+}
+
+/// The result of a whole in-process run.
+#[derive(Debug)]
+pub struct AllResult {
+    pub record: RunRecord,
+    pub worker_outcomes: Vec<(WorkerId, Result<WorkerOutcome, String>)>,
+    pub wall: Duration,
+}
+
+/// Runs the master and `slaves` workers (ids 1..=N) in this process and returns the
+/// master's record once every participant has stopped and cleaned up.
+pub async fn run_all(
+    broker: &Broker,
+    opts: &RunOptions,
+    shutdown: Shutdown,
+    on_progress: impl FnMut(usize, usize),
+) -> Result<AllResult, BrokerError> {
+    let t0 = Instant::now();
+    // Workers that fail (e.g. cannot connect) stop the whole run rather than leave the
+    // master waiting for its join timeout.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut outer = shutdown.clone();
+    let forward = {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            while outer.changed().await.is_ok() {
+                if *outer.borrow() {
+                    let _ = stop_tx.send(true);
+                    return;
+                }
+            }
+        })
+    };
+    let mut workers = tokio::task::JoinSet::new();
+    for id in 1..=opts.slaves as WorkerId {
+        let broker = broker.clone();
+        let cfg = worker_config(&opts.run_id, id, opts.timeout);
+        let rng = worker_rng(opts.seed, id);
+        let stop = stop_rx.clone();
+        let stop_tx = stop_tx.clone();
+        workers.spawn(async move {
+            let r = amqp::run_worker(&broker, cfg, rng, t0, stop).await;
+            if let Err(e) = &r {
+                tracing::error!(worker = id, error = %e, "worker failed; stopping the run");
+                let _ = stop_tx.send(true);
+            }
+            (id, r)
+        });
+    }
+    let cfg = master_config(opts);
+    let master = amqp::run_master(
+        broker,
+        cfg,
+        master_rng(opts.seed),
+        t0,
+        stop_rx.clone(),
+        on_progress,
+    )
+    .await;
+    if master.is_err() {
+        let _ = stop_tx.send(true);
+    }
+    let mut outcomes = Vec::with_capacity(opts.slaves);
+    let mut first_broker_error = None;
+    while let Some(joined) = workers.join_next().await {
+        match joined {
+            Ok((id, Ok(o))) => outcomes.push((id, Ok(o))),
+            Ok((id, Err(e))) => {
+                outcomes.push((id, Err(e.to_string())));
+                first_broker_error.get_or_insert(e);
+            }
+            Err(e) => tracing::error!(error = %e, "worker task panicked"),
+        }
+    }
+    forward.abort();
+    outcomes.sort_by_key(|(id, _)| *id);
+    let record = match (master, first_broker_error) {
+        (Err(e), _) => return Err(e),
+        // A worker's broker failure stops the run; report it as the broker error it is.
+        (Ok(r), Some(e)) if !matches!(r.outcome, crate::master::RunOutcome::Completed) => {
+            return Err(e);
+        }
+        (Ok(r), _) => r,
+    };
+    Ok(AllResult {
+        record,
+        worker_outcomes: outcomes,
+        wall: t0.elapsed(),
+    })
+}
