@@ -231,6 +231,10 @@ impl Master {
         if self.cfg.deadline.is_some_and(|d| now >= d) {
             match self.phase {
                 Phase::Collecting { .. } => self.finish(now, RunOutcome::Completed),
+                Phase::Joining { .. } => {
+                    let reason = self.join_shortfall();
+                    self.abort(now, reason)
+                }
                 _ => self.abort(
                     now,
                     format!(
@@ -253,15 +257,8 @@ impl Master {
                     );
                     self.start(now);
                 } else {
-                    self.abort(
-                        now,
-                        format!(
-                            "only {joined} of {} workers joined within {} ms (at least {} needed)",
-                            self.cfg.workers,
-                            self.cfg.join_timeout_ms,
-                            self.cfg.min_workers.max(1)
-                        ),
-                    );
+                    let reason = self.join_shortfall();
+                    self.abort(now, reason);
                 }
             }
             Phase::Granting if self.lease_until.is_some_and(|l| now >= l) => {
@@ -272,6 +269,16 @@ impl Master {
             }
             _ => {}
         }
+    }
+
+    fn join_shortfall(&self) -> String {
+        format!(
+            "only {} of {} workers joined within {} ms (at least {} needed)",
+            self.members.len(),
+            self.cfg.workers,
+            self.cfg.join_timeout_ms,
+            self.cfg.min_workers.max(1)
+        )
     }
 
     /// Stops the run now (Ctrl-C, or the driver lost the broker): `abort` goes out and the
