@@ -316,22 +316,26 @@ impl Sim {
         v
     }
 
+    /// The next moment something can happen without a delivery: a timer of a participant,
+    /// no earlier than the end of its stall.
     fn next_timer(&self) -> Option<Millis> {
-        let mut t: Vec<Millis> = self
-            .stalled_until
-            .values()
-            .copied()
-            .filter(|t| *t > self.now)
-            .collect();
+        let stall = |pid: Pid| self.stalled_until.get(&pid).copied().unwrap_or(0);
+        let mut t: Vec<Millis> = vec![];
         if !self.master.is_done() {
-            t.extend(self.master.next_timeout());
+            t.extend(self.master.next_timeout().map(|x| x.max(stall(0))));
         }
         for (id, w) in &self.workers {
             if !self.crashed.contains(id) {
-                t.extend(w.next_timeout());
+                t.extend(w.next_timeout().map(|x| x.max(stall(*id as Pid))));
             }
         }
-        t.into_iter().min()
+        // A stalled queue owner with deliveries waiting wakes when its stall ends.
+        for q in self.queues.values() {
+            if q.lanes.values().any(|l| !l.is_empty()) && stall(q.owner) > self.now {
+                t.push(stall(q.owner));
+            }
+        }
+        t.into_iter().filter(|x| *x > self.now).min()
     }
 
     fn fire_timers(&mut self) {
