@@ -320,7 +320,7 @@ async fn malformed_messages_are_rejected_counted_and_the_run_goes_on() {
     let junk: Vec<Vec<u8>> = vec![
         b"{not json".to_vec(),
         br#"{"v":99,"run":"x","type":"join"}"#.to_vec(),
-        format!(r#"{{"v":1,"run":"other-run","from":{{"role":"worker","id":1,"instance":1}},"type":"join","worker":1}}"#).into_bytes(),
+        br#"{"v":1,"run":"other-run","from":{"role":"worker","id":1,"instance":1},"type":"join","worker":1}"#.to_vec(),
         format!(r#"{{"v":1,"run":"{run}","from":{{"role":"worker","id":1,"instance":1}},"type":"grant","seq":1,"worker":1,"lease_ms":5}}"#).into_bytes(),
     ];
     for body in &junk {

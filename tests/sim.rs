@@ -48,8 +48,13 @@ fn check(r: &SimResult) -> Result<(), String> {
     for g in &rec.grants {
         if let GrantOutcome::Evicted { .. } = g.outcome {
             for (w, l) in &lists {
-                if l.iter().any(|e| e.seq == g.seq || (e.worker == g.worker && e.seq > g.seq)) {
-                    return Err(format!("worker {w} accepted an entry fenced by the eviction at seq {}", g.seq));
+                if l.iter()
+                    .any(|e| e.seq == g.seq || (e.worker == g.worker && e.seq > g.seq))
+                {
+                    return Err(format!(
+                        "worker {w} accepted an entry fenced by the eviction at seq {}",
+                        g.seq
+                    ));
                 }
             }
         }
@@ -72,20 +77,28 @@ fn schedule(seed: u64) -> SimResult {
 
 #[test]
 fn ten_thousand_hostile_schedules_agree() {
-    let count: u64 = std::env::var("SIM_SCHEDULES").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let count: u64 = std::env::var("SIM_SCHEDULES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
     let mut evictions: u64 = 0;
     let mut deliveries = 0;
     for seed in 0..count {
         let r = schedule(seed);
         if let Err(e) = check(&r) {
-            panic!("schedule seed {seed} broke a property: {e}\nreplay: SIM_SEED={seed} cargo test --test sim replay -- --nocapture");
+            panic!(
+                "schedule seed {seed} broke a property: {e}\nreplay: SIM_SEED={seed} cargo test --test sim replay -- --nocapture"
+            );
         }
         evictions += r.record.as_ref().map_or(0, |x| x.evicted.len() as u64);
         deliveries += r.deliveries;
     }
     println!("{count} schedules, {deliveries} deliveries, {evictions} evictions: all agree");
     // The schedules must actually exercise the fault paths, or the test proves little.
-    assert!(evictions > count / 20, "too few evictions ({evictions}) to exercise fencing");
+    assert!(
+        evictions > count / 20,
+        "too few evictions ({evictions}) to exercise fencing"
+    );
 }
 
 #[test]
