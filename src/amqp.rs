@@ -6,10 +6,10 @@
 //! only after the state machine has applied it, rejecting what it refused, and turning
 //! wall-clock time into the milliseconds the core works with.
 
-use crate::master::{self, Master, MasterConfig, RunRecord};
+use crate::master::{Master, MasterConfig, RunRecord};
 use crate::protocol::{MASTER_KEY, Message, Names, RESULTS_KEY, WorkerId};
-use crate::worker::{self, Worker, WorkerConfig, WorkerOutcome};
-use crate::{Millis, Route};
+use crate::worker::{Worker, WorkerConfig, WorkerOutcome};
+use crate::{Millis, Route, StateMachine};
 use futures::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
@@ -118,6 +118,8 @@ pub enum BrokerError {
     },
     #[error("the broker closed the {what} mid-run")]
     Lost { what: String },
+    #[error("queue {queue} is gone after reconnecting (the broker restarted?): the run's messages are lost; use --durable to survive broker restarts")]
+    RunLost { queue: String },
 }
 
 trait Context<T> {
@@ -195,16 +197,20 @@ fn queue_args() -> FieldTable {
     t
 }
 
-fn queue_opts() -> QueueDeclareOptions {
-    QueueDeclareOptions::default()
+fn queue_opts(durable: bool) -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable,
+        ..Default::default()
+    }
 }
 
 /// Declares what both roles need: both exchanges, the master's queue and the results
 /// queue with their bindings. Idempotent, so whichever role starts first creates them.
-pub async fn declare_shared(ch: &Channel, names: &Names) -> Result<(), BrokerError> {
+pub async fn declare_shared(ch: &Channel, names: &Names, durable: bool) -> Result<(), BrokerError> {
     // auto_delete: once every queue of the run is gone (deleted or expired), so is the exchange.
     let xopts = ExchangeDeclareOptions {
         auto_delete: true,
+        durable,
         ..Default::default()
     };
     ch.exchange_declare(
@@ -230,7 +236,7 @@ pub async fn declare_shared(ch: &Channel, names: &Names) -> Result<(), BrokerErr
         ),
         (names.results_queue(), vec![(names.direct(), RESULTS_KEY)]),
     ] {
-        ch.queue_declare(queue.as_str().into(), queue_opts(), queue_args())
+        ch.queue_declare(queue.as_str().into(), queue_opts(durable), queue_args())
             .await
             .ctx(|| format!("declaring queue {queue}"))?;
         for (exchange, key) in bindings {
@@ -248,13 +254,15 @@ pub async fn declare_shared(ch: &Channel, names: &Names) -> Result<(), BrokerErr
     Ok(())
 }
 
-async fn declare_worker_queue(
+/// Declares worker `id`'s queue and binds it to the fanout.
+pub async fn declare_worker_queue(
     ch: &Channel,
     names: &Names,
     id: WorkerId,
+    durable: bool,
 ) -> Result<(), BrokerError> {
     let q = names.worker_queue(id);
-    ch.queue_declare(q.as_str().into(), queue_opts(), queue_args())
+    ch.queue_declare(q.as_str().into(), queue_opts(durable), queue_args())
         .await
         .ctx(|| format!("declaring queue {q}"))?;
     ch.queue_bind(
@@ -326,6 +334,7 @@ async fn publish(
     names: &Names,
     route: Route,
     msg: &Message,
+    persistent: bool,
 ) -> Result<(), BrokerError> {
     let (exchange, key) = match route {
         Route::Fanout => (names.fanout(), ""),
@@ -335,7 +344,8 @@ async fn publish(
     let props = BasicProperties::default()
         .with_content_type(ShortString::from("application/json"))
         .with_app_id(ShortString::from("sync-run"))
-        .with_type(ShortString::from(msg.body.kind()));
+        .with_type(ShortString::from(msg.body.kind()))
+        .with_delivery_mode(if persistent { 2 } else { 1 });
     let confirm = ch
         .basic_publish(
             exchange.as_str().into(),
@@ -391,100 +401,241 @@ pub struct Broker {
     pub url: BrokerUrl,
     pub connect_timeout: Duration,
     pub prefetch: u16,
+    /// Durable exchanges and queues, persistent messages: the run survives a broker restart.
+    pub durable: bool,
 }
 
-/// Runs the master until the run is over, then deletes the run's topology.
+/// What one participant consumes and declares; the rest of the driver is the same for
+/// both roles.
+struct Role {
+    conn_name: String,
+    names: Names,
+    /// The worker's own queue, if this is a worker.
+    worker: Option<WorkerId>,
+}
+
+impl Role {
+    fn queues(&self) -> Vec<String> {
+        match self.worker {
+            Some(id) => vec![self.names.worker_queue(id)],
+            None => vec![self.names.master_queue(), self.names.results_queue()],
+        }
+    }
+
+    async fn declare(&self, ch: &Channel, durable: bool) -> Result<(), BrokerError> {
+        declare_shared(ch, &self.names, durable).await?;
+        if let Some(id) = self.worker {
+            declare_worker_queue(ch, &self.names, id, durable).await?;
+        }
+        Ok(())
+    }
+}
+
+/// One live connection of a participant: its channel and merged consumers.
+struct Link {
+    conn: Connection,
+    ch: Channel,
+    deliveries: futures::stream::SelectAll<lapin::Consumer>,
+}
+
+async fn open_link(broker: &Broker, role: &Role, reconnect: bool) -> Result<Link, BrokerError> {
+    let conn = connect(&broker.url, &role.conn_name, broker.connect_timeout).await?;
+    let ch = open_channel(&conn, broker.prefetch).await?;
+    if reconnect && !broker.durable {
+        // Our queues must have survived the outage, or messages of the run are gone: a
+        // non-durable run cannot catch up after a broker restart, and says so.
+        for q in role.queues() {
+            let probe = conn.create_channel().await.ctx(|| "opening a channel".into())?;
+            let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+            if probe.queue_declare(q.as_str().into(), passive, FieldTable::default()).await.is_err() {
+                let _ = conn.close(200, "run lost".into()).await;
+                return Err(BrokerError::RunLost { queue: q });
+            }
+            let _ = probe.close(200, "probe done".into()).await;
+        }
+    }
+    role.declare(&ch, broker.durable).await?;
+    let mut deliveries = futures::stream::SelectAll::new();
+    for q in role.queues() {
+        let consumer = ch
+            .basic_consume(q.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await
+            .ctx(|| format!("consuming {q}"))?;
+        deliveries.push(consumer);
+    }
+    Ok(Link { conn, ch, deliveries })
+}
+
+/// Whether an error is the connection going away (worth reconnecting) rather than the
+/// broker refusing something (a bug or a misconfiguration: reconnecting would not help).
+fn is_transient(e: &BrokerError) -> bool {
+    match e {
+        BrokerError::Lost { .. } | BrokerError::Unreachable { .. } | BrokerError::ConnectTimeout { .. } => true,
+        BrokerError::Amqp { source, .. } => match source.kind() {
+            lapin::ErrorKind::ProtocolError(amqp) => {
+                // Connection-level closes (CONNECTION_FORCED by rabbitmqctl or a restart).
+                matches!(amqp.kind(), lapin::protocol::AMQPErrorKind::Hard(_))
+            }
+            lapin::ErrorKind::ParsingError(_) | lapin::ErrorKind::SerialisationError(_) => false,
+            _ => true,
+        },
+        BrokerError::Auth { .. } | BrokerError::RunLost { .. } => false,
+    }
+}
+
+/// Drives one state machine against the broker until it finishes, reconnecting with
+/// exponential backoff when the connection drops (until the machine's own deadline), then
+/// deletes what `cleanup` names.
 ///
-/// `t0` is the instant the core's clock counts from (its `deadline` is relative to it).
-/// `on_progress` is called with (turns done, turns total) after each delivery.
-pub async fn run_master(
+/// Delivery guarantees: a delivery is acknowledged only after every message it caused has
+/// been confirmed by the broker. Messages whose confirm did not arrive before a connection
+/// loss are published again on the new connection, and unacknowledged deliveries come back
+/// redelivered: both are duplicates the state machines recognise by sequence number.
+async fn drive<M: StateMachine>(
     broker: &Broker,
-    cfg: MasterConfig,
-    rng: Box<dyn RngCore + Send>,
+    role: Role,
+    mut m: M,
     t0: Instant,
     mut shutdown: Shutdown,
-    mut on_progress: impl FnMut(usize, usize),
-) -> Result<RunRecord, BrokerError> {
-    let names = Names::new(&cfg.run_id);
-    let conn = connect(
-        &broker.url,
-        &format!("sync-run master {}", cfg.run_id),
-        broker.connect_timeout,
-    )
-    .await?;
-    let ch = open_channel(&conn, broker.prefetch).await?;
-    declare_shared(&ch, &names).await?;
-    let consume = |q: String| {
-        let ch = ch.clone();
-        async move {
-            ch.basic_consume(
-                q.as_str().into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .ctx(|| format!("consuming {q}"))
-        }
-    };
-    let inbox = consume(names.master_queue()).await?;
-    let results = consume(names.results_queue()).await?;
-    let mut deliveries = futures::stream::select(inbox, results);
-    let mut m = Master::new(cfg, rng, now_ms(t0));
-    let outcome: Result<RunRecord, BrokerError> = async {
-        loop {
-            // Publish first: a state change is never acknowledged before its effects are out.
-            while let Some(out) = m.poll_output() {
-                match out {
-                    master::Output::Publish { route, msg } => publish(&ch, &names, route, &msg).await?,
-                    master::Output::Finished(record) => return Ok(*record),
+    mut on_progress: impl FnMut(&M),
+    cleanup: impl Fn(&Result<M::Finished, BrokerError>) -> Cleanup,
+) -> Result<M::Finished, BrokerError> {
+    let mut link = open_link(broker, &role, false).await?;
+    // Published but not yet confirmed, in order.
+    let mut outbox: std::collections::VecDeque<(Route, Message)> = Default::default();
+    let mut finished: Option<M::Finished> = None;
+    let mut reconnects = 0u32;
+    let outcome = loop {
+        let step: Result<(), BrokerError> = async {
+            loop {
+                while let Some(out) = m.poll_output() {
+                    match out {
+                        crate::Output::Publish { route, msg } => outbox.push_back((route, msg)),
+                        crate::Output::Finished(f) => finished = Some(f),
+                    }
                 }
-            }
-            tokio::select! {
-                d = deliveries.next() => {
-                    let d = match d {
-                        Some(Ok(d)) => d,
-                        Some(Err(e)) => return Err(BrokerError::Amqp { context: "consuming the master's queues".into(), source: e }),
-                        None => return Err(BrokerError::Lost { what: "master's consumer".into() }),
-                    };
-                    let verdict = m.handle(now_ms(t0), &d.data);
-                    while let Some(out) = m.poll_output() {
-                        match out {
-                            master::Output::Publish { route, msg } => publish(&ch, &names, route, &msg).await?,
-                            master::Output::Finished(record) => {
-                                settle(&d, verdict.is_ok()).await?;
-                                return Ok(*record);
+                while let Some((route, msg)) = outbox.front() {
+                    publish(&link.ch, &role.names, *route, msg, broker.durable).await?;
+                    outbox.pop_front();
+                }
+                if finished.is_some() {
+                    return Ok(());
+                }
+                tokio::select! {
+                    d = link.deliveries.next() => {
+                        let d = match d {
+                            Some(Ok(d)) => d,
+                            Some(Err(e)) => return Err(BrokerError::Amqp { context: "consuming".into(), source: e }),
+                            None => return Err(BrokerError::Lost { what: format!("consumer of {}", role.conn_name) }),
+                        };
+                        let verdict = m.handle(now_ms(t0), &d.data);
+                        while let Some(out) = m.poll_output() {
+                            match out {
+                                crate::Output::Publish { route, msg } => outbox.push_back((route, msg)),
+                                crate::Output::Finished(f) => finished = Some(f),
                             }
                         }
+                        // Effects first, then the acknowledgement of their cause.
+                        while let Some((route, msg)) = outbox.front() {
+                            publish(&link.ch, &role.names, *route, msg, broker.durable).await?;
+                            outbox.pop_front();
+                        }
+                        settle(&d, verdict.is_ok()).await?;
+                        on_progress(&m);
                     }
-                    settle(&d, verdict.is_ok()).await?;
-                    let (done, total) = m.progress();
-                    on_progress(done, total);
+                    _ = sleep_until_ms(t0, m.next_timeout()) => m.handle_timeout(now_ms(t0)),
+                    _ = stopped(&mut shutdown) => m.interrupt(now_ms(t0), "interrupted (Ctrl-C)".into()),
                 }
-                _ = sleep_until_ms(t0, m.next_timeout()) => m.handle_timeout(now_ms(t0)),
-                _ = stopped(&mut shutdown) => m.abort(now_ms(t0), "interrupted (Ctrl-C)".into()),
+            }
+        }
+        .await;
+        match step {
+            Ok(()) => break Ok(finished.take()),
+            Err(e) if is_transient(&e) && !*shutdown.borrow() => {
+                tracing::warn!(who = %role.conn_name, error = %e, "connection lost; reconnecting");
+                let _ = link.conn.close(200, "reconnecting".into()).await;
+                match reconnect(broker, &role, &mut m, t0, &mut shutdown, &mut reconnects).await {
+                    Ok(l) => link = l,
+                    Err(e) => break Err(e),
+                }
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    let outcome = match outcome {
+        Ok(Some(f)) => Ok(f),
+        Ok(None) => Err(BrokerError::Lost { what: "run (no outcome)".into() }),
+        Err(e) => Err(e),
+    };
+    let what = cleanup(&outcome);
+    if delete_run(&link.ch, &role.names, &what).await.is_err() {
+        cleanup_fresh(broker, &role.names, &what).await;
+    }
+    let _ = link.conn.close(200, "done".into()).await;
+    outcome
+}
+
+/// Reconnects with exponential backoff and jitter until it works, the machine's next
+/// deadline has passed (then the machine decides: it may abort) or Ctrl-C.
+async fn reconnect<M: StateMachine>(
+    broker: &Broker,
+    role: &Role,
+    m: &mut M,
+    t0: Instant,
+    shutdown: &mut Shutdown,
+    reconnects: &mut u32,
+) -> Result<Link, BrokerError> {
+    use backon::BackoffBuilder;
+    let mut delays = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_secs(2))
+        .with_jitter()
+        .without_max_times()
+        .build();
+    loop {
+        match open_link(broker, role, true).await {
+            Ok(link) => {
+                *reconnects += 1;
+                tracing::info!(who = %role.conn_name, reconnects = *reconnects, "reconnected; catching up");
+                return Ok(link);
+            }
+            Err(e) if !is_transient(&e) => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "reconnect attempt failed");
+                // Time still passes for the machine: a run deadline can end the wait.
+                m.handle_timeout(now_ms(t0));
+                if let Some(crate::Output::Finished(_)) = peek_finished(m) {
+                    return Err(BrokerError::Lost { what: format!("connection of {} (gave up at the run's deadline)", role.conn_name) });
+                }
+                if *shutdown.borrow() {
+                    return Err(e);
+                }
+                let delay = delays.next().unwrap_or(Duration::from_secs(2));
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stopped(shutdown) => return Err(e),
+                }
             }
         }
     }
-    .await;
-    // Cleanup happens whatever the outcome; on a broken connection, with a fresh one.
-    let members = match &outcome {
-        Ok(r) => r.members.clone(),
-        Err(_) => vec![],
-    };
-    let what = Cleanup::Run(members);
-    if delete_run(&ch, &names, &what).await.is_err() {
-        cleanup_fresh(broker, &names, &what).await;
+}
+
+/// Drains outputs produced while disconnected, returning the finish if there was one.
+/// Publishes are dropped: there is no connection, and a finished machine's last messages
+/// (an abort) cannot reach anyone anyway.
+fn peek_finished<M: StateMachine>(m: &mut M) -> Option<crate::Output<M::Finished>> {
+    let mut fin = None;
+    while let Some(o) = m.poll_output() {
+        if matches!(o, crate::Output::Finished(_)) {
+            fin = Some(o);
+        }
     }
-    let _ = conn.close(200, "run over".into()).await;
-    outcome
+    fin
 }
 
 async fn settle(d: &lapin::message::Delivery, accepted: bool) -> Result<(), BrokerError> {
     if accepted {
-        d.ack(BasicAckOptions::default())
-            .await
-            .ctx(|| "acknowledging a delivery".into())?;
+        d.ack(BasicAckOptions::default()).await.ctx(|| "acknowledging a delivery".into())?;
     } else {
         d.reject(BasicRejectOptions { requeue: false })
             .await
@@ -497,10 +648,7 @@ async fn settle(d: &lapin::message::Delivery, accepted: bool) -> Result<(), Brok
 pub async fn cleanup_fresh(broker: &Broker, names: &Names, what: &Cleanup) {
     let attempt = async {
         let conn = connect(&broker.url, "sync-run cleanup", broker.connect_timeout).await?;
-        let ch = conn
-            .create_channel()
-            .await
-            .ctx(|| "opening a channel".into())?;
+        let ch = conn.create_channel().await.ctx(|| "opening a channel".into())?;
         delete_run(&ch, names, what).await?;
         let _ = conn.close(200, "cleanup done".into()).await;
         Ok::<(), BrokerError>(())
@@ -510,81 +658,47 @@ pub async fn cleanup_fresh(broker: &Broker, names: &Names, what: &Cleanup) {
     }
 }
 
+/// Runs the master until the run is over, then deletes the run's topology.
+///
+/// `t0` is the instant the core's clock counts from (its `deadline` is relative to it).
+/// `on_progress` is called with (turns done, turns total) after each delivery.
+pub async fn run_master(
+    broker: &Broker,
+    cfg: MasterConfig,
+    rng: Box<dyn RngCore + Send>,
+    t0: Instant,
+    shutdown: Shutdown,
+    mut on_progress: impl FnMut(usize, usize),
+) -> Result<RunRecord, BrokerError> {
+    let role = Role {
+        conn_name: format!("sync-run master {}", cfg.run_id),
+        names: Names::new(&cfg.run_id),
+        worker: None,
+    };
+    let m = Master::new(cfg, rng, now_ms(t0));
+    let cleanup = |r: &Result<Box<RunRecord>, BrokerError>| Cleanup::Run(r.as_ref().map(|r| r.members.clone()).unwrap_or_default());
+    drive(broker, role, m, t0, shutdown, |m: &Master| {
+        let (done, total) = m.progress();
+        on_progress(done, total)
+    }, cleanup)
+    .await
+    .map(|r| *r)
+}
+
 /// Runs one worker until the run is over for it, then deletes its queue.
 pub async fn run_worker(
     broker: &Broker,
     cfg: WorkerConfig,
     rng: Box<dyn RngCore + Send>,
     t0: Instant,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) -> Result<WorkerOutcome, BrokerError> {
-    let names = Names::new(&cfg.run_id);
     let id = cfg.id;
-    let conn = connect(
-        &broker.url,
-        &format!("sync-run worker {} {}", cfg.run_id, id),
-        broker.connect_timeout,
-    )
-    .await?;
-    let ch = open_channel(&conn, broker.prefetch).await?;
-    declare_shared(&ch, &names).await?;
-    declare_worker_queue(&ch, &names, id).await?;
-    let mut inbox = ch
-        .basic_consume(
-            names.worker_queue(id).as_str().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .ctx(|| format!("consuming {}", names.worker_queue(id)))?;
-    let mut w = Worker::new(cfg, rng, now_ms(t0));
-    let outcome: Result<WorkerOutcome, BrokerError> = async {
-        loop {
-            while let Some(out) = w.poll_output() {
-                match out {
-                    worker::Output::Publish { route, msg } => {
-                        if route == Route::Master {
-                            // A join: re-declare so the master's queue exists (and does not
-                            // expire) however long the master takes to start.
-                            declare_shared(&ch, &names).await?;
-                        }
-                        publish(&ch, &names, route, &msg).await?
-                    }
-                    worker::Output::Finished(o) => return Ok(o),
-                }
-            }
-            tokio::select! {
-                d = inbox.next() => {
-                    let d = match d {
-                        Some(Ok(d)) => d,
-                        Some(Err(e)) => return Err(BrokerError::Amqp { context: format!("consuming worker {id}'s queue"), source: e }),
-                        None => return Err(BrokerError::Lost { what: format!("worker {id}'s queue (deleted by the master?)") }),
-                    };
-                    let verdict = w.handle(now_ms(t0), &d.data);
-                    // Publish the effects (e.g. our append) before acknowledging the cause.
-                    let mut finished = None;
-                    while let Some(out) = w.poll_output() {
-                        match out {
-                            worker::Output::Publish { route, msg } => publish(&ch, &names, route, &msg).await?,
-                            worker::Output::Finished(o) => finished = Some(o),
-                        }
-                    }
-                    settle(&d, verdict.is_ok()).await?;
-                    if let Some(o) = finished {
-                        return Ok(o);
-                    }
-                }
-                _ = sleep_until_ms(t0, w.next_timeout()) => w.handle_timeout(now_ms(t0)),
-                _ = stopped(&mut shutdown) => return Ok(WorkerOutcome::Aborted { reason: "interrupted (Ctrl-C)".into() }),
-            }
-        }
-    }
-    .await;
-    let what = Cleanup::Worker(id);
-    if delete_run(&ch, &names, &what).await.is_err() {
-        cleanup_fresh(broker, &names, &what).await;
-    }
-    let _ = conn.close(200, "worker done".into()).await;
-    outcome
+    let role = Role {
+        conn_name: format!("sync-run worker {} {}", cfg.run_id, id),
+        names: Names::new(&cfg.run_id),
+        worker: Some(id),
+    };
+    let w = Worker::new(cfg, rng, now_ms(t0));
+    drive(broker, role, w, t0, shutdown, |_| {}, move |_| Cleanup::Worker(id)).await
 }

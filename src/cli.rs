@@ -68,6 +68,10 @@ pub struct GlobalArgs {
     /// How long to wait for the broker to answer a connection attempt (e.g. 5s, 500ms).
     #[arg(long, default_value = "5s", value_parser = parse_duration, global = true)]
     pub connect_timeout: Duration,
+    /// Durable exchanges and queues and persistent messages, so a run survives a broker
+    /// restart. Every participant of a run must agree on it.
+    #[arg(long, global = true)]
+    pub durable: bool,
     /// Print one JSON document on stdout instead of the table.
     #[arg(long, global = true)]
     pub json: bool,

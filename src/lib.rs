@@ -36,6 +36,31 @@ pub enum Route {
     Results,
 }
 
+/// What a state machine wants done next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output<F> {
+    /// Publish this message (with a publisher confirm) before acknowledging its cause.
+    Publish { route: Route, msg: protocol::Message },
+    /// This participant is done; nothing more will be published. `F` says how it ended.
+    Finished(F),
+}
+
+/// The interface the drivers ([`amqp`] and [`sim`]) need from the master and the worker:
+/// deliveries and time in, outputs out. Nothing in it reads a clock or touches a socket.
+pub trait StateMachine {
+    type Finished;
+    /// One delivery. `Err`: reject it (the machine has counted and logged it).
+    fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), protocol::Rejection>;
+    /// When [`StateMachine::handle_timeout`] must run next, if ever.
+    fn next_timeout(&self) -> Option<Millis>;
+    /// Acts on every deadline that has passed at `now`.
+    fn handle_timeout(&mut self, now: Millis);
+    /// The next output, in order.
+    fn poll_output(&mut self) -> Option<Output<Self::Finished>>;
+    /// Stop now (Ctrl-C), ending with whatever the role does when interrupted.
+    fn interrupt(&mut self, now: Millis, reason: String);
+}
+
 /// Process exit codes, documented in the README and `--help`.
 pub mod exit {
     /// Every check passed.

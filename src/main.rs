@@ -92,6 +92,7 @@ async fn main_async(cli: Cli) -> i32 {
         url,
         connect_timeout: g.connect_timeout,
         prefetch: 256,
+        durable: g.durable,
     };
     let (shutdown, interrupted) = ctrl_c();
     let was_interrupted = || interrupted.load(std::sync::atomic::Ordering::SeqCst);

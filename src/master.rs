@@ -13,7 +13,7 @@
 //! [`crate::sim`] against an in-memory broker, with the same code.
 
 use crate::protocol::{Body, Commit, Entry, Message, Rejection, Sender, Seq, WorkerId};
-use crate::{Millis, Route};
+use crate::{Millis, Route, StateMachine};
 use rand::{Rng, RngCore};
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -42,16 +42,8 @@ pub struct MasterConfig {
     pub deadline: Option<Millis>,
 }
 
-/// What the master wants done.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Output {
-    Publish {
-        route: Route,
-        msg: Message,
-    },
-    /// The run is over (successfully or not); nothing more will be published.
-    Finished(Box<RunRecord>),
-}
+/// What the master wants done; it finishes with the run's record.
+pub type Output = crate::Output<Box<RunRecord>>;
 
 /// How a grant ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -579,6 +571,25 @@ impl Master {
 
 fn refused(why: String) -> Rejection {
     Rejection::Refused(why)
+}
+
+impl StateMachine for Master {
+    type Finished = Box<RunRecord>;
+    fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
+        Master::handle(self, now, bytes)
+    }
+    fn next_timeout(&self) -> Option<Millis> {
+        Master::next_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Millis) {
+        Master::handle_timeout(self, now)
+    }
+    fn poll_output(&mut self) -> Option<Output> {
+        Master::poll_output(self)
+    }
+    fn interrupt(&mut self, now: Millis, reason: String) {
+        self.abort(now, reason)
+    }
 }
 
 #[cfg(test)]

@@ -14,9 +14,9 @@
 //! It is for simulation and property tests of the core, in addition to — never instead
 //! of — the integration tests against a real RabbitMQ.
 
-use crate::master::{self, Master, MasterConfig, RunRecord};
+use crate::master::{Master, MasterConfig, RunRecord};
 use crate::protocol::WorkerId;
-use crate::worker::{self, Worker, WorkerConfig, WorkerOutcome};
+use crate::worker::{Worker, WorkerConfig, WorkerOutcome};
 use crate::{Millis, Route};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -258,10 +258,10 @@ impl Sim {
     fn drain_worker(&mut self, id: WorkerId) {
         while let Some(o) = self.workers.get_mut(&id).and_then(|w| w.poll_output()) {
             match o {
-                worker::Output::Publish { route, msg } => {
+                crate::Output::Publish { route, msg } => {
                     self.route(id as Pid, route, msg.encode())
                 }
-                worker::Output::Finished(outcome) => {
+                crate::Output::Finished(outcome) => {
                     self.outcomes.insert(id, outcome);
                     // The adapter deletes a finished worker's queue.
                     self.queues.remove(&format!("w{id}"));
@@ -273,8 +273,8 @@ impl Sim {
     fn drain_master(&mut self) {
         while let Some(o) = self.master.poll_output() {
             match o {
-                master::Output::Publish { route, msg } => self.route(0, route, msg.encode()),
-                master::Output::Finished(r) => self.record = Some(*r),
+                crate::Output::Publish { route, msg } => self.route(0, route, msg.encode()),
+                crate::Output::Finished(r) => self.record = Some(*r),
             }
         }
     }

@@ -15,7 +15,7 @@
 //! in the same order; that and the sequence numbers are what make the lists identical.
 
 use crate::protocol::{Body, Commit, Entry, Message, Rejection, Sender, Seq, WorkerId};
-use crate::{Millis, Route};
+use crate::{Millis, Route, StateMachine};
 use rand::{Rng, RngCore};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -46,11 +46,8 @@ pub enum WorkerOutcome {
     TimedOut { entries: usize },
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum Output {
-    Publish { route: Route, msg: Message },
-    Finished(WorkerOutcome),
-}
+/// What the worker wants done; it finishes with its outcome.
+pub type Output = crate::Output<WorkerOutcome>;
 
 #[derive(Debug, Clone, Copy)]
 struct Rules {
@@ -381,6 +378,25 @@ impl Worker {
 
 fn refused(why: String) -> Rejection {
     Rejection::Refused(why)
+}
+
+impl StateMachine for Worker {
+    type Finished = WorkerOutcome;
+    fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
+        Worker::handle(self, now, bytes)
+    }
+    fn next_timeout(&self) -> Option<Millis> {
+        Worker::next_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Millis) {
+        Worker::handle_timeout(self, now)
+    }
+    fn poll_output(&mut self) -> Option<Output> {
+        Worker::poll_output(self)
+    }
+    fn interrupt(&mut self, _now: Millis, reason: String) {
+        self.finish(WorkerOutcome::Aborted { reason })
+    }
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ impl TestBroker {
             url: BrokerUrl::parse(&self.url).expect("test broker URL parses"),
             connect_timeout: Duration::from_secs(10),
             prefetch: 256,
+            durable: false,
         }
     }
 }
