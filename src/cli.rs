@@ -130,6 +130,9 @@ pub struct RunArgs {
     /// After --join-timeout, start anyway if at least this many joined [default: all].
     #[arg(long)]
     pub min_workers: Option<usize>,
+    /// Pause between turns (e.g. 200ms), to watch a run in the management UI.
+    #[arg(long, default_value = "0s", value_parser = parse_pace)]
+    pub pace: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -162,6 +165,13 @@ fn parse_slaves(s: &str) -> Result<usize, String> {
 
 fn parse_run_id(s: &str) -> Result<String, String> {
     validate_run_id(s).map(|_| s.to_owned())
+}
+
+fn parse_pace(s: &str) -> Result<Duration, String> {
+    if s.trim().parse::<f64>().is_ok_and(|x| x == 0.0) || s.trim() == "0s" {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(s)
 }
 
 /// `30s`, `500ms`, `2m`, or a bare number of seconds.

@@ -46,6 +46,7 @@ fn run_options(slaves: usize, a: &RunArgs) -> RunOptions {
         timeout: a.timeout,
         grant_timeout: a.grant_timeout,
         join_timeout: a.join_timeout,
+        pace: a.pace,
     }
 }
 

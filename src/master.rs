@@ -40,6 +40,9 @@ pub struct MasterConfig {
     pub result_timeout_ms: Millis,
     /// The whole run's deadline (`--timeout`), on the caller's clock.
     pub deadline: Option<Millis>,
+    /// Pause between a commit and the next grant (`--pace`): slows a run down to watch it
+    /// (or to hit it with faults). Zero in normal runs.
+    pub pace_ms: Millis,
 }
 
 /// What the master wants done; it finishes with the run's record.
@@ -149,6 +152,8 @@ pub struct Master {
     grants: Vec<GrantRecord>,
     /// Lease deadline of the outstanding grant (always the last one in `grants`).
     lease_until: Option<Millis>,
+    /// With `pace_ms`, when the next grant goes out.
+    next_grant_at: Option<Millis>,
     results: BTreeMap<WorkerId, WorkerReport>,
     rejected: BTreeMap<&'static str, u64>,
     started_at: Option<Millis>,
@@ -167,6 +172,7 @@ impl Master {
             round: 1,
             grants: Vec::new(),
             lease_until: None,
+            next_grant_at: None,
             results: BTreeMap::new(),
             rejected: BTreeMap::new(),
             started_at: None,
@@ -209,7 +215,7 @@ impl Master {
     pub fn next_timeout(&self) -> Option<Millis> {
         let phase = match self.phase {
             Phase::Joining { until } | Phase::Collecting { until } => Some(until),
-            Phase::Granting => self.lease_until,
+            Phase::Granting => self.lease_until.or(self.next_grant_at),
             Phase::Done => return None,
         };
         [phase, self.cfg.deadline].into_iter().flatten().min()
@@ -255,6 +261,10 @@ impl Master {
             }
             Phase::Granting if self.lease_until.is_some_and(|l| now >= l) => {
                 self.evict_current(now);
+            }
+            Phase::Granting if self.next_grant_at.is_some_and(|t| now >= t) => {
+                self.next_grant_at = None;
+                self.grant_next(now);
             }
             Phase::Collecting { until } if now >= until => {
                 self.finish(now, RunOutcome::Completed);
@@ -396,7 +406,11 @@ impl Master {
                 if let Some(m) = self.members.get_mut(&worker) {
                     m.writes += 1;
                 }
-                self.grant_next(now);
+                if self.cfg.pace_ms > 0 {
+                    self.next_grant_at = Some(now.saturating_add(self.cfg.pace_ms));
+                } else {
+                    self.grant_next(now);
+                }
                 Ok(())
             }
         }
@@ -611,6 +625,7 @@ mod tests {
             lease_ms: 500,
             result_timeout_ms: 1_000,
             deadline: Some(60_000),
+            pace_ms: 0,
         }
     }
 

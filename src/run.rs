@@ -25,6 +25,7 @@ pub struct RunOptions {
     pub timeout: Duration,
     pub grant_timeout: Duration,
     pub join_timeout: Duration,
+    pub pace: Duration,
 }
 
 /// A fresh random run id, e.g. `r-5f1c09ab`.
@@ -70,6 +71,7 @@ pub fn master_config(o: &RunOptions) -> MasterConfig {
         // Results follow `end` within a round trip; this bounds a crashed worker's silence.
         result_timeout_ms: ms(o.grant_timeout.max(Duration::from_secs(2))),
         deadline: Some(ms(o.timeout)),
+        pace_ms: ms(o.pace),
     }
 }
 

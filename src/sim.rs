@@ -41,6 +41,8 @@ pub struct SimConfig {
     pub max_step_ms: Millis,
     /// Garbage published onto every queue at the start (malformed, wrong run, forged).
     pub junk: bool,
+    /// The master's pause between a commit and the next grant.
+    pub pace_ms: Millis,
 }
 
 impl SimConfig {
@@ -57,6 +59,7 @@ impl SimConfig {
             max_stall_ms: 0,
             max_step_ms: 1,
             junk: false,
+            pace_ms: 0,
         }
     }
 
@@ -78,6 +81,7 @@ impl SimConfig {
             max_stall_ms: rng.random_range(0..=300),
             max_step_ms: rng.random_range(0..=30),
             junk: rng.random_bool(0.3),
+            pace_ms: if rng.random_bool(0.2) { rng.random_range(0..=50) } else { 0 },
         }
     }
 }
@@ -136,6 +140,7 @@ pub fn run(seed: u64, cfg: SimConfig) -> SimResult {
         lease_ms: cfg.lease_ms,
         result_timeout_ms: 10_000,
         deadline: Some(deadline),
+        pace_ms: cfg.pace_ms,
     };
     let master = Master::new(mcfg, Box::new(StdRng::seed_from_u64(rng.random())), 0);
     let mut queues = BTreeMap::new();

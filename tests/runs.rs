@@ -22,6 +22,7 @@ fn opts(run_id: &str, n: usize) -> RunOptions {
         timeout: Duration::from_secs(120),
         grant_timeout: Duration::from_secs(10),
         join_timeout: Duration::from_secs(60),
+        pace: Duration::ZERO,
     }
 }
 

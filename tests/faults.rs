@@ -1,0 +1,225 @@
+//! Faults against the real broker: lost connections, a worker killed with SIGKILL, a broker
+//! restart with and without --durable. Each fault is repeated; every run must verify (or,
+//! without --durable across a restart, end with a clear error), never hang past its
+//! timeout, and leave nothing behind.
+//!
+//! These tests drive the local broker with `rabbitmqctl`, so they need the broker on this
+//! machine (external mode); against a container broker they report that and do nothing.
+//! They run one at a time: a broker restart would disturb any other run.
+
+mod common;
+
+use common::{TestBroker, broker, leftovers};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+const REPEATS: usize = 3;
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", sync_run::run::random_run_id())
+}
+
+fn spawn(url: &str, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_sync-run"))
+        .args(args)
+        .env("AMQP_URL", url)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sync-run")
+}
+
+fn finish(child: Child) -> (i32, String, String) {
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ctl(args: &[&str]) -> String {
+    let out = Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Pids of the broker's connections whose client-provided name contains `needle`.
+fn connections(needle: &str) -> Vec<String> {
+    ctl(&["-q", "list_connections", "pid", "client_properties"])
+        .lines()
+        .filter(|l| {
+            l.split("\"connection_name\",\"")
+                .nth(1)
+                .is_some_and(|rest| rest.split('"').next().is_some_and(|name| name.contains(needle)))
+        })
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+fn close_connections(needle: &str) -> usize {
+    let pids = connections(needle);
+    for pid in &pids {
+        ctl(&["close_connection", pid, "sync-run fault test"]);
+    }
+    pids.len()
+}
+
+fn wait_for_connections(needle: &str, n: usize, within: Duration) {
+    let t = Instant::now();
+    while connections(needle).len() < n {
+        assert!(t.elapsed() < within, "{n} connections named {needle:?} did not appear");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Parses the master's JSON report and checks the lists agree; returns the report.
+fn verified(stdout: &str, entries: usize) -> serde_json::Value {
+    let doc: serde_json::Value = serde_json::from_str(stdout).unwrap_or_else(|e| panic!("JSON report: {e}: {stdout}"));
+    assert_eq!(doc["verdict"]["verified"], true, "{}", doc["verdict"]);
+    let lists = doc["lists"].as_object().expect("lists");
+    let first = lists.values().next().expect("a list").clone();
+    for l in lists.values() {
+        assert_eq!(l, &first, "lists identical");
+    }
+    assert_eq!(first.as_array().map(Vec::len), Some(entries), "no entry lost, none twice");
+    doc
+}
+
+fn local(tb: &TestBroker) -> bool {
+    if !tb.local_ctl {
+        eprintln!("fault tests need rabbitmqctl for the broker under test; not run against {}", tb.url);
+    }
+    tb.local_ctl
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_connections_reconnect_and_catch_up() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let tb = broker().await;
+    if !local(&tb) {
+        return;
+    }
+    for rep in 0..REPEATS {
+        let run = unique("conn");
+        let (n, rounds) = (10, 4);
+        let child = spawn(&tb.url, &["--slaves", "10", "--rounds", "4", "--pace", "150ms", "--run-id", &run, "--json", "--timeout", "120s"]);
+        wait_for_connections(&run, n + 1, Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(300));
+        // A worker's connection, then the master's, then two workers' at once.
+        let mut closed = close_connections(&format!("worker {run} 3"));
+        std::thread::sleep(Duration::from_millis(300));
+        closed += close_connections(&format!("master {run}"));
+        std::thread::sleep(Duration::from_millis(300));
+        closed += close_connections(&format!("worker {run} 7"));
+        closed += close_connections(&format!("worker {run} 9"));
+        let (code, out, err) = finish(child);
+        assert_eq!(code, 0, "rep {rep}: {err}");
+        assert!(closed >= 3, "rep {rep}: the run ended before the faults ({closed} closed)");
+        assert!(err.contains("connection lost; reconnecting"), "rep {rep}: {err}");
+        let doc = verified(&out, n * rounds);
+        assert_eq!(doc["evicted"].as_array().map(Vec::len), Some(0));
+        assert!(leftovers(&tb, &run, n as u32).await.is_empty());
+        eprintln!("lost connections rep {rep}: closed {closed}, verified");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_worker_is_evicted_and_survivors_agree() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let tb = broker().await;
+    if !local(&tb) {
+        return;
+    }
+    for rep in 0..REPEATS {
+        let run = unique("kill");
+        let n = 10u32;
+        let master = spawn(&tb.url, &["master", "--slaves", "10", "--rounds", "5", "--pace", "100ms", "--grant-timeout", "1s", "--run-id", &run, "--json", "--timeout", "120s"]);
+        let workers: Vec<Child> = (1..=n).map(|k| spawn(&tb.url, &["worker", "--run-id", &run, "--id", &k.to_string()])).collect();
+        wait_for_connections(&run, n as usize + 1, Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(500));
+        let victim = &workers[3]; // worker 4
+        assert!(Command::new("kill").args(["-9", &victim.id().to_string()]).status().expect("kill").success());
+        let t = Instant::now();
+        let (code, out, err) = finish(master);
+        assert_eq!(code, 4, "rep {rep}: verified with evictions expected: {out}{err}");
+        let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(doc["verdict"]["verified"], true);
+        assert_eq!(doc["evicted"], serde_json::json!([4]), "the report names the evicted worker");
+        let lists = doc["lists"].as_object().expect("lists");
+        assert_eq!(lists.len(), 9, "nine survivors reported");
+        let first = lists.values().next().cloned();
+        assert!(lists.values().all(|l| Some(l.clone()) == first));
+        assert!(t.elapsed() < Duration::from_secs(60));
+        for (k, w) in workers.into_iter().enumerate() {
+            let (code, _, _) = finish(w);
+            if k != 3 {
+                assert_eq!(code, 0, "survivor {} exit", k + 1);
+            }
+        }
+        assert!(leftovers(&tb, &run, n).await.is_empty());
+        eprintln!("kill -9 rep {rep}: worker 4 evicted, 9 survivors agree");
+    }
+}
+
+/// Brings the broker's application back up whatever happens in the test.
+struct RestartGuard;
+impl Drop for RestartGuard {
+    fn drop(&mut self) {
+        ctl(&["start_app"]);
+        ctl(&["await_startup"]);
+    }
+}
+
+fn restart_broker_mid_run(url: &str, durable: bool) -> (i32, String, String, Duration) {
+    let run = unique(if durable { "restart-d" } else { "restart-t" });
+    let mut args = vec!["--slaves", "5", "--rounds", "12", "--pace", "100ms", "--run-id", &run, "--json", "--timeout", "60s", "--grant-timeout", "30s"];
+    if durable {
+        args.push("--durable");
+    }
+    let t = Instant::now();
+    let child = spawn(url, &args);
+    wait_for_connections(&run, 6, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(500));
+    let guard = RestartGuard;
+    ctl(&["stop_app"]);
+    std::thread::sleep(Duration::from_secs(1));
+    drop(guard); // start_app
+    let (code, out, err) = finish(child);
+    (code, out, err, t.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restart_with_durable_completes_and_without_fails_clearly() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let tb = broker().await;
+    if !local(&tb) {
+        return;
+    }
+    for rep in 0..REPEATS {
+        let (code, out, err, took) = restart_broker_mid_run(&tb.url, true);
+        assert!(code == 0 || code == 4, "rep {rep} durable: exit {code}: {out}{err}");
+        assert!(err.contains("connection lost; reconnecting"), "rep {rep}: the restart happened mid-run: {err}");
+        let doc = verified(&out, 5 * 12 - doc_evicted_entries(&out));
+        assert!(took < Duration::from_secs(60), "rep {rep}: {took:?}");
+        eprintln!("durable restart rep {rep}: verified, evicted {}", doc["evicted"]);
+    }
+    for rep in 0..REPEATS {
+        let (code, out, err, took) = restart_broker_mid_run(&tb.url, false);
+        assert_eq!(code, 3, "rep {rep} transient: {out}{err}");
+        assert!(err.contains("use --durable"), "rep {rep}: clear error: {err}");
+        assert!(out.trim().is_empty(), "no lists printed for a lost run: {out}");
+        assert!(took < Duration::from_secs(60), "rep {rep}: {took:?}");
+        eprintln!("transient restart rep {rep}: failed clearly");
+    }
+}
+
+/// Entries a list lacks because their writers were evicted before their last round.
+fn doc_evicted_entries(out: &str) -> usize {
+    let doc: serde_json::Value = serde_json::from_str(out).unwrap_or_default();
+    let grants = doc["grants"].as_array().cloned().unwrap_or_default();
+    let committed = grants.iter().filter(|g| g["status"] == "committed").count();
+    5 * 12 - committed
+}
