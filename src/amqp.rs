@@ -118,7 +118,9 @@ pub enum BrokerError {
     },
     #[error("the broker closed the {what} mid-run")]
     Lost { what: String },
-    #[error("queue {queue} is gone after reconnecting (the broker restarted?): the run's messages are lost; use --durable to survive broker restarts")]
+    #[error(
+        "queue {queue} is gone after reconnecting (the broker restarted?): the run's messages are lost; use --durable to survive broker restarts"
+    )]
     RunLost { queue: String },
 }
 
@@ -359,10 +361,11 @@ async fn publish(
         .await
         .ctx(|| format!("waiting for the confirm of {}", msg.body.kind()))?;
     match confirm {
-        Confirmation::Nack(_) => Err(BrokerError::Lost {
-            what: format!("publish of {} (the broker nacked it)", msg.body.kind()),
+        Confirmation::Ack(_) => Ok(()),
+        // A nack, or no confirm at all (the channel went away): publish again later.
+        other => Err(BrokerError::Lost {
+            what: format!("publish of {} (confirm: {other:?})", msg.body.kind()),
         }),
-        _ => Ok(()),
     }
 }
 
@@ -445,9 +448,19 @@ async fn open_link(broker: &Broker, role: &Role, reconnect: bool) -> Result<Link
         // Our queues must have survived the outage, or messages of the run are gone: a
         // non-durable run cannot catch up after a broker restart, and says so.
         for q in role.queues() {
-            let probe = conn.create_channel().await.ctx(|| "opening a channel".into())?;
-            let passive = QueueDeclareOptions { passive: true, ..Default::default() };
-            if probe.queue_declare(q.as_str().into(), passive, FieldTable::default()).await.is_err() {
+            let probe = conn
+                .create_channel()
+                .await
+                .ctx(|| "opening a channel".into())?;
+            let passive = QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            if probe
+                .queue_declare(q.as_str().into(), passive, FieldTable::default())
+                .await
+                .is_err()
+            {
                 let _ = conn.close(200, "run lost".into()).await;
                 return Err(BrokerError::RunLost { queue: q });
             }
@@ -458,19 +471,30 @@ async fn open_link(broker: &Broker, role: &Role, reconnect: bool) -> Result<Link
     let mut deliveries = futures::stream::SelectAll::new();
     for q in role.queues() {
         let consumer = ch
-            .basic_consume(q.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+            .basic_consume(
+                q.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
             .await
             .ctx(|| format!("consuming {q}"))?;
         deliveries.push(consumer);
     }
-    Ok(Link { conn, ch, deliveries })
+    Ok(Link {
+        conn,
+        ch,
+        deliveries,
+    })
 }
 
 /// Whether an error is the connection going away (worth reconnecting) rather than the
 /// broker refusing something (a bug or a misconfiguration: reconnecting would not help).
 fn is_transient(e: &BrokerError) -> bool {
     match e {
-        BrokerError::Lost { .. } | BrokerError::Unreachable { .. } | BrokerError::ConnectTimeout { .. } => true,
+        BrokerError::Lost { .. }
+        | BrokerError::Unreachable { .. }
+        | BrokerError::ConnectTimeout { .. } => true,
         BrokerError::Amqp { source, .. } => match source.kind() {
             lapin::ErrorKind::ProtocolError(amqp) => {
                 // Connection-level closes (CONNECTION_FORCED by rabbitmqctl or a restart).
@@ -554,8 +578,21 @@ async fn drive<M: StateMachine>(
             Err(e) if is_transient(&e) && !*shutdown.borrow() => {
                 tracing::warn!(who = %role.conn_name, error = %e, "connection lost; reconnecting");
                 let _ = link.conn.close(200, "reconnecting".into()).await;
-                match reconnect(broker, &role, &mut m, t0, &mut shutdown, &mut reconnects).await {
-                    Ok(l) => link = l,
+                match reconnect(
+                    broker,
+                    &role,
+                    &mut m,
+                    &mut outbox,
+                    t0,
+                    &mut shutdown,
+                    &mut reconnects,
+                )
+                .await
+                {
+                    Ok(l) => {
+                        tracing::debug!(who = %role.conn_name, pending = outbox.len(), "re-publishing unconfirmed messages");
+                        link = l
+                    }
                     Err(e) => break Err(e),
                 }
             }
@@ -564,7 +601,9 @@ async fn drive<M: StateMachine>(
     };
     let outcome = match outcome {
         Ok(Some(f)) => Ok(f),
-        Ok(None) => Err(BrokerError::Lost { what: "run (no outcome)".into() }),
+        Ok(None) => Err(BrokerError::Lost {
+            what: "run (no outcome)".into(),
+        }),
         Err(e) => Err(e),
     };
     let what = cleanup(&outcome);
@@ -581,6 +620,7 @@ async fn reconnect<M: StateMachine>(
     broker: &Broker,
     role: &Role,
     m: &mut M,
+    outbox: &mut std::collections::VecDeque<(Route, Message)>,
     t0: Instant,
     shutdown: &mut Shutdown,
     reconnects: &mut u32,
@@ -602,10 +642,23 @@ async fn reconnect<M: StateMachine>(
             Err(e) if !is_transient(&e) => return Err(e),
             Err(e) => {
                 tracing::debug!(error = %e, "reconnect attempt failed");
-                // Time still passes for the machine: a run deadline can end the wait.
+                // Time still passes for the machine (a paced grant, a lease, the run's
+                // deadline): what it publishes meanwhile waits in the outbox.
                 m.handle_timeout(now_ms(t0));
-                if let Some(crate::Output::Finished(_)) = peek_finished(m) {
-                    return Err(BrokerError::Lost { what: format!("connection of {} (gave up at the run's deadline)", role.conn_name) });
+                let mut gave_up = false;
+                while let Some(out) = m.poll_output() {
+                    match out {
+                        crate::Output::Publish { route, msg } => outbox.push_back((route, msg)),
+                        crate::Output::Finished(_) => gave_up = true,
+                    }
+                }
+                if gave_up {
+                    return Err(BrokerError::Lost {
+                        what: format!(
+                            "connection of {} (gave up at the run's deadline)",
+                            role.conn_name
+                        ),
+                    });
                 }
                 if *shutdown.borrow() {
                     return Err(e);
@@ -620,22 +673,11 @@ async fn reconnect<M: StateMachine>(
     }
 }
 
-/// Drains outputs produced while disconnected, returning the finish if there was one.
-/// Publishes are dropped: there is no connection, and a finished machine's last messages
-/// (an abort) cannot reach anyone anyway.
-fn peek_finished<M: StateMachine>(m: &mut M) -> Option<crate::Output<M::Finished>> {
-    let mut fin = None;
-    while let Some(o) = m.poll_output() {
-        if matches!(o, crate::Output::Finished(_)) {
-            fin = Some(o);
-        }
-    }
-    fin
-}
-
 async fn settle(d: &lapin::message::Delivery, accepted: bool) -> Result<(), BrokerError> {
     if accepted {
-        d.ack(BasicAckOptions::default()).await.ctx(|| "acknowledging a delivery".into())?;
+        d.ack(BasicAckOptions::default())
+            .await
+            .ctx(|| "acknowledging a delivery".into())?;
     } else {
         d.reject(BasicRejectOptions { requeue: false })
             .await
@@ -648,7 +690,10 @@ async fn settle(d: &lapin::message::Delivery, accepted: bool) -> Result<(), Brok
 pub async fn cleanup_fresh(broker: &Broker, names: &Names, what: &Cleanup) {
     let attempt = async {
         let conn = connect(&broker.url, "sync-run cleanup", broker.connect_timeout).await?;
-        let ch = conn.create_channel().await.ctx(|| "opening a channel".into())?;
+        let ch = conn
+            .create_channel()
+            .await
+            .ctx(|| "opening a channel".into())?;
         delete_run(&ch, names, what).await?;
         let _ = conn.close(200, "cleanup done".into()).await;
         Ok::<(), BrokerError>(())
@@ -676,11 +721,21 @@ pub async fn run_master(
         worker: None,
     };
     let m = Master::new(cfg, rng, now_ms(t0));
-    let cleanup = |r: &Result<Box<RunRecord>, BrokerError>| Cleanup::Run(r.as_ref().map(|r| r.members.clone()).unwrap_or_default());
-    drive(broker, role, m, t0, shutdown, |m: &Master| {
-        let (done, total) = m.progress();
-        on_progress(done, total)
-    }, cleanup)
+    let cleanup = |r: &Result<Box<RunRecord>, BrokerError>| {
+        Cleanup::Run(r.as_ref().map(|r| r.members.clone()).unwrap_or_default())
+    };
+    drive(
+        broker,
+        role,
+        m,
+        t0,
+        shutdown,
+        |m: &Master| {
+            let (done, total) = m.progress();
+            on_progress(done, total)
+        },
+        cleanup,
+    )
     .await
     .map(|r| *r)
 }
@@ -700,5 +755,14 @@ pub async fn run_worker(
         worker: Some(id),
     };
     let w = Worker::new(cfg, rng, now_ms(t0));
-    drive(broker, role, w, t0, shutdown, |_| {}, move |_| Cleanup::Worker(id)).await
+    drive(
+        broker,
+        role,
+        w,
+        t0,
+        shutdown,
+        |_| {},
+        move |_| Cleanup::Worker(id),
+    )
+    .await
 }

@@ -40,7 +40,10 @@ pub enum Route {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output<F> {
     /// Publish this message (with a publisher confirm) before acknowledging its cause.
-    Publish { route: Route, msg: protocol::Message },
+    Publish {
+        route: Route,
+        msg: protocol::Message,
+    },
     /// This participant is done; nothing more will be published. `F` says how it ended.
     Finished(F),
 }

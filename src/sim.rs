@@ -81,7 +81,11 @@ impl SimConfig {
             max_stall_ms: rng.random_range(0..=300),
             max_step_ms: rng.random_range(0..=30),
             junk: rng.random_bool(0.3),
-            pace_ms: if rng.random_bool(0.2) { rng.random_range(0..=50) } else { 0 },
+            pace_ms: if rng.random_bool(0.2) {
+                rng.random_range(0..=50)
+            } else {
+                0
+            },
         }
     }
 }
@@ -263,9 +267,7 @@ impl Sim {
     fn drain_worker(&mut self, id: WorkerId) {
         while let Some(o) = self.workers.get_mut(&id).and_then(|w| w.poll_output()) {
             match o {
-                crate::Output::Publish { route, msg } => {
-                    self.route(id as Pid, route, msg.encode())
-                }
+                crate::Output::Publish { route, msg } => self.route(id as Pid, route, msg.encode()),
                 crate::Output::Finished(outcome) => {
                     self.outcomes.insert(id, outcome);
                     // The adapter deletes a finished worker's queue.

@@ -268,6 +268,7 @@ impl Worker {
                 return Ok(());
             };
             let value = self.rng.random_range(rules.min..=rules.max);
+            tracing::debug!(worker, seq, value, "granted; appending");
             self.written.insert(seq, value);
             self.publish(Route::Fanout, Body::Append { seq, worker, value });
         }
