@@ -11,10 +11,9 @@ mod common;
 
 use common::{TestBroker, broker, leftovers};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const REPEATS: usize = 3;
 
 fn unique(prefix: &str) -> String {
@@ -115,7 +114,7 @@ fn local(tb: &TestBroker) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_connections_reconnect_and_catch_up() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = SERIAL.lock().await;
     let tb = broker().await;
     if !local(&tb) {
         return;
@@ -167,7 +166,7 @@ async fn lost_connections_reconnect_and_catch_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_worker_is_evicted_and_survivors_agree() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = SERIAL.lock().await;
     let tb = broker().await;
     if !local(&tb) {
         return;
@@ -284,7 +283,7 @@ fn restart_broker_mid_run(url: &str, durable: bool) -> (i32, String, String, Dur
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restart_with_durable_completes_and_without_fails_clearly() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = SERIAL.lock().await;
     let tb = broker().await;
     if !local(&tb) {
         return;
