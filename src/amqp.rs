@@ -122,6 +122,10 @@ pub enum BrokerError {
         "queue {queue} is gone after reconnecting (the broker restarted?): the run's messages are lost; use --durable to survive broker restarts"
     )]
     RunLost { queue: String },
+    #[error(
+        "another master holds run {run}'s leadership lock (start this one with --standby to take over when it is gone)"
+    )]
+    NotLeader { run: String },
 }
 
 trait Context<T> {
@@ -467,6 +471,12 @@ async fn open_link(broker: &Broker, role: &Role, reconnect: bool) -> Result<Link
             let _ = probe.close(200, "probe done".into()).await;
         }
     }
+    if role.worker.is_none() && !try_lock(&conn, &role.names).await? {
+        let _ = conn.close(200, "not the leader".into()).await;
+        return Err(BrokerError::NotLeader {
+            run: role.names.run().to_owned(),
+        });
+    }
     role.declare(&ch, broker.durable).await?;
     let mut deliveries = futures::stream::SelectAll::new();
     for q in role.queues() {
@@ -488,6 +498,38 @@ async fn open_link(broker: &Broker, role: &Role, reconnect: bool) -> Result<Link
     })
 }
 
+/// Tries to take the run's leadership lock: an exclusive, auto-delete queue that lives
+/// exactly as long as the connection holding it. `Ok(false)`: another connection holds it.
+async fn try_lock(conn: &Connection, names: &Names) -> Result<bool, BrokerError> {
+    // A refused declare closes its channel, so the attempt gets a channel of its own.
+    let ch = conn
+        .create_channel()
+        .await
+        .ctx(|| "opening a channel".into())?;
+    let opts = QueueDeclareOptions {
+        exclusive: true,
+        auto_delete: true,
+        ..Default::default()
+    };
+    match ch
+        .queue_declare(
+            names.leader_queue().as_str().into(),
+            opts,
+            FieldTable::default(),
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if e.to_string().contains("RESOURCE_LOCKED") || e.to_string().contains("405") => {
+            Ok(false)
+        }
+        Err(e) => Err(BrokerError::Amqp {
+            context: "taking the leadership lock".into(),
+            source: e,
+        }),
+    }
+}
+
 /// Whether an error is the connection going away (worth reconnecting) rather than the
 /// broker refusing something (a bug or a misconfiguration: reconnecting would not help).
 fn is_transient(e: &BrokerError) -> bool {
@@ -503,7 +545,9 @@ fn is_transient(e: &BrokerError) -> bool {
             lapin::ErrorKind::ParsingError(_) | lapin::ErrorKind::SerialisationError(_) => false,
             _ => true,
         },
-        BrokerError::Auth { .. } | BrokerError::RunLost { .. } => false,
+        BrokerError::Auth { .. } | BrokerError::RunLost { .. } | BrokerError::NotLeader { .. } => {
+            false
+        }
     }
 }
 
@@ -523,8 +567,12 @@ async fn drive<M: StateMachine>(
     mut shutdown: Shutdown,
     mut on_progress: impl FnMut(&M),
     cleanup: impl Fn(&Result<M::Finished, BrokerError>) -> Cleanup,
+    link: Option<Link>,
 ) -> Result<M::Finished, BrokerError> {
-    let mut link = open_link(broker, &role, false).await?;
+    let mut link = match link {
+        Some(l) => l,
+        None => open_link(broker, &role, false).await?,
+    };
     // Published but not yet confirmed, in order.
     let mut outbox: std::collections::VecDeque<(Route, Message)> = Default::default();
     let mut finished: Option<M::Finished> = None;
@@ -735,6 +783,7 @@ pub async fn run_master(
             on_progress(done, total)
         },
         cleanup,
+        None,
     )
     .await
     .map(|r| *r)
@@ -763,6 +812,153 @@ pub async fn run_worker(
         shutdown,
         |_| {},
         move |_| Cleanup::Worker(id),
+        None,
     )
     .await
+}
+
+/// Runs a standby master (`sync-run master --standby`): it follows the run through a queue
+/// of its own, tries the leadership lock every 250 ms, and when the active master's
+/// connection is gone (the lock with it) catches up on everything queued for it, takes over
+/// with a new epoch and drives the run to its end like [`run_master`].
+///
+/// If the run ends while it is still following, it returns the record it rebuilt.
+pub async fn run_standby(
+    broker: &Broker,
+    cfg: MasterConfig,
+    rng: Box<dyn RngCore + Send>,
+    t0: Instant,
+    mut shutdown: Shutdown,
+) -> Result<RunRecord, BrokerError> {
+    let names = Names::new(&cfg.run_id);
+    let shadow = names.standby_queue(cfg.instance);
+    let conn_name = format!("sync-run standby {}", cfg.run_id);
+    let conn = connect(&broker.url, &conn_name, broker.connect_timeout).await?;
+    let ch = open_channel(&conn, broker.prefetch).await?;
+    declare_shared(&ch, &names, broker.durable).await?;
+    ch.queue_declare(
+        shadow.as_str().into(),
+        queue_opts(broker.durable),
+        queue_args(),
+    )
+    .await
+    .ctx(|| format!("declaring queue {shadow}"))?;
+    for (exchange, key) in [(names.fanout(), ""), (names.direct(), RESULTS_KEY)] {
+        ch.queue_bind(
+            shadow.as_str().into(),
+            exchange.as_str().into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .ctx(|| format!("binding {shadow}"))?;
+    }
+    let tag = "standby";
+    let mut follow = ch
+        .basic_consume(
+            shadow.as_str().into(),
+            tag.into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .ctx(|| format!("consuming {shadow}"))?;
+    let mut m = Master::standby(cfg, rng, now_ms(t0));
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tracing::info!(run = names.run(), "standby: following the active master");
+    let mut leader = false;
+    while !leader {
+        tokio::select! {
+            d = follow.next() => {
+                let d = match d {
+                    Some(Ok(d)) => d,
+                    Some(Err(e)) => return Err(BrokerError::Amqp { context: "following the run".into(), source: e }),
+                    None => return Err(BrokerError::Lost { what: "standby's consumer".into() }),
+                };
+                let verdict = m.handle(now_ms(t0), &d.data);
+                settle(&d, verdict.is_ok()).await?;
+            }
+            _ = tick.tick() => {
+                m.handle_timeout(now_ms(t0));
+                if !m.is_done() {
+                    leader = try_lock(&conn, &names).await?;
+                }
+            }
+            _ = stopped(&mut shutdown) => m.interrupt(now_ms(t0), "interrupted (Ctrl-C)".into()),
+        }
+        if m.is_done() {
+            break;
+        }
+    }
+    if leader {
+        // Everything the old master published is already in our queue: apply all of it
+        // before acting, so the state we continue from is complete.
+        loop {
+            let passive = QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            let queued = ch
+                .queue_declare(shadow.as_str().into(), passive, FieldTable::default())
+                .await
+                .ctx(|| format!("inspecting {shadow}"))?
+                .message_count();
+            match tokio::time::timeout(Duration::from_millis(200), follow.next()).await {
+                Ok(Some(Ok(d))) => {
+                    let verdict = m.handle(now_ms(t0), &d.data);
+                    settle(&d, verdict.is_ok()).await?;
+                }
+                _ if queued == 0 => break,
+                _ => {}
+            }
+        }
+        m.take_over(now_ms(t0));
+    }
+    let _ = ch.basic_cancel(tag.into(), Default::default()).await;
+    let _ = ch
+        .queue_delete(shadow.as_str().into(), QueueDeleteOptions::default())
+        .await;
+    if !leader || m.is_done() {
+        let mut record = None;
+        while let Some(out) = m.poll_output() {
+            if let crate::Output::Finished(r) = out {
+                record = Some(*r);
+            }
+        }
+        let _ = conn.close(200, "standby done".into()).await;
+        return record.ok_or(BrokerError::Lost {
+            what: "run (no outcome)".into(),
+        });
+    }
+    let role = Role {
+        conn_name,
+        names,
+        worker: None,
+    };
+    role.declare(&ch, broker.durable).await?;
+    let mut deliveries = futures::stream::SelectAll::new();
+    for q in role.queues() {
+        deliveries.push(
+            ch.basic_consume(
+                q.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .ctx(|| format!("consuming {q}"))?,
+        );
+    }
+    let link = Link {
+        conn,
+        ch,
+        deliveries,
+    };
+    let cleanup = |r: &Result<Box<RunRecord>, BrokerError>| {
+        Cleanup::Run(r.as_ref().map(|r| r.members.clone()).unwrap_or_default())
+    };
+    drive(broker, role, m, t0, shutdown, |_| {}, cleanup, Some(link))
+        .await
+        .map(|r| *r)
 }

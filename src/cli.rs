@@ -97,6 +97,9 @@ pub struct MasterArgs {
     /// Number of workers to wait for (1 to 2000).
     #[arg(long, short = 'n', value_parser = parse_slaves)]
     pub slaves: usize,
+    /// Follow the active master of the run and take over if its connection is gone.
+    #[arg(long)]
+    pub standby: bool,
     #[command(flatten)]
     pub run: RunArgs,
 }

@@ -127,16 +127,13 @@ async fn main_async(cli: Cli) -> i32 {
             }
             let t0 = Instant::now();
             let cfg = run::master_config(&opts);
-            match amqp::run_master(
-                &broker,
-                cfg,
-                run::master_rng(opts.seed),
-                t0,
-                shutdown,
-                |_, _| {},
-            )
-            .await
-            {
+            let rng = run::master_rng(opts.seed);
+            let result = if m.standby {
+                amqp::run_standby(&broker, cfg, rng, t0, shutdown).await
+            } else {
+                amqp::run_master(&broker, cfg, rng, t0, shutdown, |_, _| {}).await
+            };
+            match result {
                 Ok(record) => {
                     let code = print_record(g, &record, t0.elapsed());
                     if was_interrupted() {

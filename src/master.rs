@@ -159,6 +159,15 @@ pub struct Master {
     started_at: Option<Millis>,
     ended_at: Option<Millis>,
     out: VecDeque<Output>,
+    /// A standby follows the active master's messages and publishes nothing until
+    /// [`Master::take_over`].
+    following: bool,
+    /// Leadership generation: 0 for the first master, +1 per takeover.
+    epoch: u32,
+    /// The active master this standby follows, and masters it replaced (their stale
+    /// messages, still queued, are ignored rather than counted as rejections).
+    followed: Option<u64>,
+    retired: Vec<u64>,
 }
 
 impl Master {
@@ -178,7 +187,133 @@ impl Master {
             started_at: None,
             ended_at: None,
             out: VecDeque::new(),
+            following: false,
+            epoch: 0,
+            followed: None,
+            retired: Vec::new(),
         }
+    }
+
+    /// A standby: it rebuilds the run's state from the messages of the active master and
+    /// the workers (its queue is bound to the fanout and to the results key) and publishes
+    /// nothing until it holds the leadership lock and [`Master::take_over`] is called.
+    pub fn standby(cfg: MasterConfig, rng: Box<dyn RngCore + Send>, now: Millis) -> Self {
+        let mut m = Master::new(cfg, rng, now);
+        m.following = true;
+        m
+    }
+
+    pub fn is_following(&self) -> bool {
+        self.following
+    }
+
+    /// The active master is gone and this standby holds the lock: announce a new epoch and
+    /// continue from the state it followed. An outstanding grant keeps its seq and gets a
+    /// fresh lease (the granted worker may well append); nothing is granted twice.
+    pub fn take_over(&mut self, now: Millis) {
+        if !self.following {
+            return;
+        }
+        self.following = false;
+        self.retired.extend(self.followed.take());
+        self.epoch += 1;
+        tracing::warn!(
+            epoch = self.epoch,
+            grants = self.grants.len(),
+            "taking over as master"
+        );
+        match self.phase {
+            Phase::Joining { .. } => {
+                self.phase = Phase::Joining {
+                    until: now.saturating_add(self.cfg.join_timeout_ms),
+                };
+            }
+            Phase::Granting => {
+                self.publish_start();
+                match self.grants.last() {
+                    Some(g) if g.outcome == GrantOutcome::Pending => {
+                        self.lease_until = Some(now.saturating_add(self.cfg.lease_ms));
+                    }
+                    _ => self.grant_next(now),
+                }
+            }
+            Phase::Collecting { .. } => {
+                self.publish_start();
+                self.end(now);
+            }
+            Phase::Done => {}
+        }
+    }
+
+    /// Follow-mode bookkeeping for a message of the active master.
+    fn observe(&mut self, now: Millis, instance: u64, body: Body) -> Result<(), Rejection> {
+        match body {
+            Body::Start { workers, epoch, .. } => {
+                self.followed = Some(instance);
+                self.epoch = self.epoch.max(epoch);
+                if matches!(self.phase, Phase::Joining { .. }) {
+                    self.members = workers
+                        .into_iter()
+                        .map(|w| (w, Member::default()))
+                        .collect();
+                    self.phase = Phase::Granting;
+                    self.started_at = Some(now);
+                }
+            }
+            Body::Grant { seq, worker, .. } if seq == self.grants.len() as Seq + 1 => {
+                while self.round < self.cfg.rounds
+                    && !self
+                        .members
+                        .values()
+                        .any(|m| !m.evicted && m.writes < self.round)
+                {
+                    self.round += 1;
+                }
+                self.grants.push(GrantRecord {
+                    seq,
+                    worker,
+                    round: self.round,
+                    granted_at_ms: now,
+                    outcome: GrantOutcome::Pending,
+                });
+            }
+            Body::Grant { .. } => {} // a duplicate
+            Body::Evict { seq, worker, .. } => {
+                if let Some(g) = seq
+                    .checked_sub(1)
+                    .and_then(|i| self.grants.get_mut(i as usize))
+                    && g.outcome == GrantOutcome::Pending
+                {
+                    g.outcome = GrantOutcome::Evicted { at_ms: now };
+                }
+                if let Some(m) = self.members.get_mut(&worker) {
+                    m.evicted = true;
+                }
+            }
+            Body::End { .. } => {
+                if !matches!(self.phase, Phase::Collecting { .. }) {
+                    self.ended_at = Some(now);
+                    self.phase = Phase::Collecting {
+                        until: now.saturating_add(self.cfg.result_timeout_ms),
+                    };
+                }
+            }
+            Body::Abort { reason } => {
+                self.finish(
+                    now,
+                    RunOutcome::Aborted {
+                        reason: format!("the active master aborted: {reason}"),
+                    },
+                );
+            }
+            other => {
+                return Err(refused(format!(
+                    "a master does not send {} messages",
+                    other.kind()
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn me(&self) -> Sender {
@@ -213,6 +348,13 @@ impl Master {
 
     /// When [`Master::handle_timeout`] must be called next, if ever.
     pub fn next_timeout(&self) -> Option<Millis> {
+        if self.following {
+            let collecting = match self.phase {
+                Phase::Collecting { until } => Some(until),
+                _ => None,
+            };
+            return [collecting, self.cfg.deadline].into_iter().flatten().min();
+        }
         let phase = match self.phase {
             Phase::Joining { until } | Phase::Collecting { until } => Some(until),
             Phase::Granting => self.lease_until.or(self.next_grant_at),
@@ -224,6 +366,22 @@ impl Master {
     /// Acts on every deadline that has passed at `now`.
     pub fn handle_timeout(&mut self, now: Millis) {
         if self.is_done() {
+            return;
+        }
+        if self.following {
+            // Leases and joins are the active master's business; a standby only stops at
+            // the run's deadline or when the results it saw are all it will see.
+            let collected = matches!(self.phase, Phase::Collecting { until } if now >= until);
+            if self.cfg.deadline.is_some_and(|d| now >= d) || collected {
+                let outcome = if collected {
+                    RunOutcome::Completed
+                } else {
+                    RunOutcome::Aborted {
+                        reason: "the run's deadline passed while in standby".into(),
+                    }
+                };
+                self.finish(now, outcome);
+            }
             return;
         }
         if self.cfg.deadline.is_some_and(|d| now >= d) {
@@ -313,6 +471,10 @@ impl Master {
     fn on_message(&mut self, now: Millis, msg: Message) -> Result<(), Rejection> {
         let from = match msg.from {
             Sender::Master { instance } if instance == self.cfg.instance => return Ok(()), // our own echo
+            Sender::Master { instance } if self.following => {
+                return self.observe(now, instance, msg.body);
+            }
+            Sender::Master { instance } if self.retired.contains(&instance) => return Ok(()),
             Sender::Master { instance } => {
                 return Err(refused(format!(
                     "{} from another master (instance {instance})",
@@ -343,6 +505,9 @@ impl Master {
     }
 
     fn on_join(&mut self, now: Millis, worker: WorkerId) -> Result<(), Rejection> {
+        if self.following {
+            return Ok(());
+        }
         match self.phase {
             Phase::Joining { .. } => {
                 if self.members.contains_key(&worker) {
@@ -406,7 +571,9 @@ impl Master {
                 if let Some(m) = self.members.get_mut(&worker) {
                     m.writes += 1;
                 }
-                if self.cfg.pace_ms > 0 {
+                if self.following {
+                    // The active master grants the next turn.
+                } else if self.cfg.pace_ms > 0 {
                     self.next_grant_at = Some(now.saturating_add(self.cfg.pace_ms));
                 } else {
                     self.grant_next(now);
@@ -455,6 +622,7 @@ impl Master {
 
     fn publish_start(&mut self) {
         let body = Body::Start {
+            epoch: self.epoch,
             workers: self.members.keys().copied().collect(),
             rounds: self.cfg.rounds,
             min: self.cfg.min,
@@ -578,6 +746,9 @@ impl Master {
     }
 
     fn publish(&mut self, route: Route, body: Body) {
+        if self.following {
+            return;
+        }
         let msg = Message::new(&self.cfg.run_id, self.me(), body);
         self.out.push_back(Output::Publish { route, msg });
     }
@@ -822,6 +993,79 @@ mod tests {
             .unwrap();
         m.handle_timeout(1_000);
         assert_eq!(last_grant(&drain(&mut m)), Some((1, 1)));
+    }
+
+    #[test]
+    fn a_standby_follows_then_takes_over_without_granting_twice() {
+        let mut active = master(3);
+        let mut scfg = cfg(3);
+        scfg.instance = 2;
+        let mut standby = Master::standby(scfg, Box::new(StdRng::seed_from_u64(4)), 0);
+        let mut feed = |outs: Vec<Output>, standby: &mut Master| {
+            for o in outs {
+                if let Output::Publish { msg, .. } = o {
+                    standby.handle(0, &msg.encode()).unwrap();
+                }
+            }
+        };
+        for w in [1, 2, 3] {
+            active
+                .handle(0, &from_worker(w, Body::Join { worker: w }))
+                .unwrap();
+        }
+        let outs = drain(&mut active);
+        let (seq, w) = last_grant(&outs).unwrap();
+        feed(outs, &mut standby);
+        let append = from_worker(
+            w,
+            Body::Append {
+                seq,
+                worker: w,
+                value: 9,
+            },
+        );
+        active.handle(1, &append).unwrap();
+        standby.handle(1, &append).unwrap();
+        let outs = drain(&mut active);
+        let (seq2, w2) = last_grant(&outs).unwrap();
+        feed(outs, &mut standby);
+        assert!(
+            drain(&mut standby).is_empty(),
+            "a standby publishes nothing"
+        );
+        // The active master dies with grant 2 outstanding.
+        standby.take_over(5);
+        let outs = drain(&mut standby);
+        assert!(matches!(
+            &outs[0],
+            Output::Publish {
+                msg: Message {
+                    body: Body::Start { epoch: 1, .. },
+                    ..
+                },
+                ..
+            }
+        ));
+        assert_eq!(last_grant(&outs), None, "grant 2 is not re-issued");
+        standby
+            .handle(
+                6,
+                &from_worker(
+                    w2,
+                    Body::Append {
+                        seq: seq2,
+                        worker: w2,
+                        value: 8,
+                    },
+                ),
+            )
+            .unwrap();
+        let (seq3, w3) = last_grant(&drain(&mut standby)).unwrap();
+        assert_eq!(seq3, 3);
+        assert!(
+            w3 != w && w3 != w2,
+            "the third grant goes to the worker that has not written"
+        );
     }
 
     #[test]

@@ -62,7 +62,10 @@ pub enum Body {
     /// Worker → master (direct exchange, key `master`). Re-sent until `start` arrives.
     Join { worker: WorkerId },
     /// Master → all (fanout). The members of the run and the rules every worker applies.
+    /// `epoch` is 0 for the first master and grows with each standby that takes over;
+    /// workers follow the master of the highest epoch.
     Start {
+        epoch: u32,
         workers: Vec<WorkerId>,
         rounds: u32,
         min: i64,
@@ -243,6 +246,14 @@ impl Names {
     /// Where workers report their final lists.
     pub fn results_queue(&self) -> String {
         format!("sync-run.{}.results", self.run)
+    }
+    /// The leadership lock: an exclusive queue held by the active master's connection.
+    pub fn leader_queue(&self) -> String {
+        format!("sync-run.{}.leader", self.run)
+    }
+    /// A standby master's inbox: bound to the fanout and to the results key.
+    pub fn standby_queue(&self, instance: u64) -> String {
+        format!("sync-run.{}.standby.{instance:016x}", self.run)
     }
     /// A worker's inbox, bound to the fanout.
     pub fn worker_queue(&self, id: WorkerId) -> String {

@@ -52,6 +52,7 @@ pub type Output = crate::Output<WorkerOutcome>;
 #[derive(Debug, Clone, Copy)]
 struct Rules {
     master: u64,
+    epoch: u32,
     min: i64,
     max: i64,
 }
@@ -166,6 +167,23 @@ impl Worker {
             ))),
             (Sender::Master { instance }, body) => {
                 if let Some(rules) = self.rules {
+                    if let Body::Start { epoch, .. } = body
+                        && epoch > rules.epoch
+                    {
+                        // A standby took over: follow the master of the newer epoch.
+                        tracing::info!(
+                            worker = self.cfg.id,
+                            epoch,
+                            instance,
+                            "following a new master"
+                        );
+                        self.rules = Some(Rules {
+                            master: instance,
+                            epoch,
+                            ..rules
+                        });
+                        return Ok(());
+                    }
                     if rules.master != instance {
                         return Err(refused(format!(
                             "{} from master instance {instance}, but this run's master is {}",
@@ -184,7 +202,11 @@ impl Worker {
     fn on_master(&mut self, instance: u64, body: Body) -> Result<(), Rejection> {
         match body {
             Body::Start {
-                workers, min, max, ..
+                workers,
+                min,
+                max,
+                epoch,
+                ..
             } => {
                 if self.rules.is_some() {
                     return Ok(()); // repeated for a latecomer
@@ -198,6 +220,7 @@ impl Worker {
                 }
                 self.rules = Some(Rules {
                     master: instance,
+                    epoch,
                     min,
                     max,
                 });
@@ -427,6 +450,7 @@ mod tests {
     }
     fn start(workers: Vec<WorkerId>) -> Vec<u8> {
         m(Body::Start {
+            epoch: 0,
             workers,
             rounds: 1,
             min: 1,
@@ -754,6 +778,73 @@ mod tests {
             "out of range"
         );
         assert_eq!(x.rejected(), 5);
+    }
+
+    #[test]
+    fn follows_a_standby_of_a_higher_epoch_and_ignores_the_old_master() {
+        let mut x = worker(1);
+        x.handle(0, &start(vec![1, 2])).unwrap();
+        x.handle(
+            0,
+            &m(Body::Grant {
+                seq: 1,
+                worker: 2,
+                lease_ms: 9,
+            }),
+        )
+        .unwrap();
+        let new = Sender::Master { instance: 2 };
+        let takeover = Message::new(
+            "t",
+            new,
+            Body::Start {
+                epoch: 1,
+                workers: vec![1, 2],
+                rounds: 1,
+                min: 1,
+                max: 100,
+            },
+        )
+        .encode();
+        x.handle(0, &takeover).unwrap();
+        assert!(
+            x.handle(
+                0,
+                &m(Body::Grant {
+                    seq: 2,
+                    worker: 1,
+                    lease_ms: 9
+                })
+            )
+            .is_err(),
+            "old master fenced"
+        );
+        let grant = Message::new(
+            "t",
+            new,
+            Body::Grant {
+                seq: 2,
+                worker: 1,
+                lease_ms: 9,
+            },
+        )
+        .encode();
+        x.handle(0, &grant).unwrap();
+        drain(&mut x);
+        // A stale start of an older epoch does not switch back.
+        let stale = Message::new(
+            "t",
+            Sender::Master { instance: 3 },
+            Body::Start {
+                epoch: 0,
+                workers: vec![1, 2],
+                rounds: 1,
+                min: 1,
+                max: 100,
+            },
+        )
+        .encode();
+        assert!(x.handle(0, &stale).is_err());
     }
 
     #[test]

@@ -322,3 +322,117 @@ async fn broker_restart_with_durable_completes_and_without_fails_clearly() {
         eprintln!("transient restart rep {rep}: failed clearly");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standby_master_takes_over_when_the_active_master_is_killed() {
+    let _serial = SERIAL.lock().await;
+    let tb = broker().await;
+    if !local(&tb) {
+        return;
+    }
+    for rep in 0..REPEATS {
+        let run = unique("standby");
+        let n = 10u32;
+        let common = [
+            "--slaves",
+            "10",
+            "--rounds",
+            "3",
+            "--pace",
+            "60ms",
+            "--run-id",
+            &run,
+            "--json",
+            "--timeout",
+            "120s",
+        ];
+        let active = spawn(&tb.url, &[&["master"][..], &common[..]].concat());
+        wait_for_connections(&format!("master {run}"), 1, Duration::from_secs(20));
+        let standby = spawn(
+            &tb.url,
+            &[&["master", "--standby"][..], &common[..]].concat(),
+        );
+        let workers: Vec<Child> = (1..=n)
+            .map(|k| {
+                spawn(
+                    &tb.url,
+                    &["worker", "--run-id", &run, "--id", &k.to_string()],
+                )
+            })
+            .collect();
+        wait_for_connections(&run, n as usize + 2, Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(800));
+        assert!(
+            Command::new("kill")
+                .args(["-9", &active.id().to_string()])
+                .status()
+                .expect("kill")
+                .success()
+        );
+        let (code, out, err) = finish(standby);
+        assert_eq!(code, 0, "rep {rep}: {out}{err}");
+        assert!(
+            err.contains("taking over as master"),
+            "rep {rep}: the standby took over mid-run: {err}"
+        );
+        let doc = verified(&out, n as usize * 3);
+        let seqs: Vec<u64> = doc["grants"]
+            .as_array()
+            .expect("grants")
+            .iter()
+            .filter_map(|g| g["seq"].as_u64())
+            .collect();
+        assert_eq!(
+            seqs,
+            (1..=30).collect::<Vec<u64>>(),
+            "rep {rep}: no grant issued twice, none skipped"
+        );
+        for w in workers {
+            let (code, out, _) = finish(w);
+            assert_eq!(code, 0, "worker: {out}");
+        }
+        let _ = finish(active);
+        assert!(leftovers(&tb, &run, n).await.is_empty());
+        eprintln!("standby rep {rep}: took over, verified");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_active_master_is_refused() {
+    let _serial = SERIAL.lock().await;
+    let tb = broker().await;
+    let run = unique("two-masters");
+    let first = spawn(
+        &tb.url,
+        &[
+            "master",
+            "--slaves",
+            "2",
+            "--run-id",
+            &run,
+            "--timeout",
+            "20s",
+        ],
+    );
+    wait_for_connections_or_sleep(&tb, &format!("master {run}"));
+    let out = common::sync_run(&tb.url, &["master", "--slaves", "2", "--run-id", &run]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("leadership lock") && err.contains("--standby"),
+        "{err}"
+    );
+    let _ = Command::new("kill")
+        .args(["-INT", &first.id().to_string()])
+        .status();
+    assert_eq!(finish(first).0, 130);
+    assert!(leftovers(&tb, &run, 2).await.is_empty());
+}
+
+fn wait_for_connections_or_sleep(tb: &TestBroker, needle: &str) {
+    if tb.local_ctl {
+        wait_for_connections(needle, 1, Duration::from_secs(20));
+    } else {
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
