@@ -561,13 +561,12 @@ fn is_transient(e: &BrokerError) -> bool {
 /// redelivered: both are duplicates the state machines recognise by sequence number.
 async fn drive<M: StateMachine>(
     broker: &Broker,
-    role: Role,
+    (role, link): (Role, Option<Link>),
     mut m: M,
     t0: Instant,
     mut shutdown: Shutdown,
     mut on_progress: impl FnMut(&M),
     cleanup: impl Fn(&Result<M::Finished, BrokerError>) -> Cleanup,
-    link: Option<Link>,
 ) -> Result<M::Finished, BrokerError> {
     let mut link = match link {
         Some(l) => l,
@@ -774,7 +773,7 @@ pub async fn run_master(
     };
     drive(
         broker,
-        role,
+        (role, None),
         m,
         t0,
         shutdown,
@@ -783,7 +782,6 @@ pub async fn run_master(
             on_progress(done, total)
         },
         cleanup,
-        None,
     )
     .await
     .map(|r| *r)
@@ -806,13 +804,12 @@ pub async fn run_worker(
     let w = Worker::new(cfg, rng, now_ms(t0));
     drive(
         broker,
-        role,
+        (role, None),
         w,
         t0,
         shutdown,
         |_| {},
         move |_| Cleanup::Worker(id),
-        None,
     )
     .await
 }

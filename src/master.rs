@@ -1001,7 +1001,7 @@ mod tests {
         let mut scfg = cfg(3);
         scfg.instance = 2;
         let mut standby = Master::standby(scfg, Box::new(StdRng::seed_from_u64(4)), 0);
-        let mut feed = |outs: Vec<Output>, standby: &mut Master| {
+        let feed = |outs: Vec<Output>, standby: &mut Master| {
             for o in outs {
                 if let Output::Publish { msg, .. } = o {
                     standby.handle(0, &msg.encode()).unwrap();
