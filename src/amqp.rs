@@ -955,7 +955,7 @@ pub async fn run_standby(
     let cleanup = |r: &Result<Box<RunRecord>, BrokerError>| {
         Cleanup::Run(r.as_ref().map(|r| r.members.clone()).unwrap_or_default())
     };
-    drive(broker, role, m, t0, shutdown, |_| {}, cleanup, Some(link))
+    drive(broker, (role, Some(link)), m, t0, shutdown, |_| {}, cleanup)
         .await
         .map(|r| *r)
 }
