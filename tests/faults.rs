@@ -436,3 +436,81 @@ fn wait_for_connections_or_sleep(tb: &TestBroker, needle: &str) {
         std::thread::sleep(Duration::from_secs(2));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_messages_mid_run_are_rejected_counted_and_the_run_verifies() {
+    use lapin::BasicProperties;
+    use lapin::options::BasicPublishOptions;
+    let _serial = SERIAL.lock().await;
+    let tb = broker().await;
+    let run = unique("bad");
+    let n = 3usize;
+    let child = spawn(
+        &tb.url,
+        &[
+            "--slaves",
+            "3",
+            "--rounds",
+            "10",
+            "--pace",
+            "100ms",
+            "--run-id",
+            &run,
+            "--json",
+            "--timeout",
+            "60s",
+        ],
+    );
+    wait_for_connections_or_sleep(&tb, &format!("master {run}"));
+    std::thread::sleep(Duration::from_millis(800)); // started, seq 1 committed
+    let w = |id: u32| format!(r#"{{"role":"worker","id":{id},"instance":1}}"#);
+    let junk: Vec<(&str, Vec<u8>)> = vec![
+        ("malformed", b"{\"v\":1,".to_vec()),
+        ("version", br#"{"v":2,"type":"grant"}"#.to_vec()),
+        ("wrong_run", format!(r#"{{"v":1,"run":"elsewhere","from":{},"type":"append","seq":1,"worker":1,"value":5}}"#, w(1)).into_bytes()),
+        ("forged grant", format!(r#"{{"v":1,"run":"{run}","from":{{"role":"master","instance":12345}},"type":"grant","seq":2,"worker":1,"lease_ms":5}}"#).into_bytes()),
+        ("out of range", format!(r#"{{"v":1,"run":"{run}","from":{},"type":"append","seq":1,"worker":1,"value":100000}}"#, w(1)).into_bytes()),
+        ("not granted", format!(r#"{{"v":1,"run":"{run}","from":{},"type":"append","seq":1,"worker":2,"value":5}}"#, w(2)).into_bytes()),
+        ("too large", vec![b' '; sync_run::protocol::MAX_BODY_BYTES + 1]),
+    ];
+    let conn = sync_run::amqp::connect(&tb.broker().url, "junk", Duration::from_secs(5))
+        .await
+        .expect("connect");
+    let ch = conn.create_channel().await.expect("channel");
+    let fanout = sync_run::protocol::Names::new(&run).fanout();
+    for (what, body) in &junk {
+        ch.basic_publish(
+            fanout.as_str().into(),
+            "".into(),
+            BasicPublishOptions::default(),
+            body,
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("publish {what}: {e}"));
+    }
+    let _ = conn.close(200, "bye".into()).await;
+    let (code, out, err) = finish(child);
+    assert_eq!(code, 0, "{out}{err}");
+    let doc = verified(&out, n * 10);
+    // The master's queue is bound to the fanout too: it saw all of them.
+    let by_master: u64 = doc["rejected_by_master"]
+        .as_object()
+        .expect("counts")
+        .values()
+        .filter_map(|v| v.as_u64())
+        .sum();
+    assert_eq!(
+        by_master,
+        junk.len() as u64,
+        "{}",
+        doc["rejected_by_master"]
+    );
+    assert_eq!(
+        doc["rejected_by_workers"],
+        (junk.len() * n) as u64,
+        "each worker rejected each"
+    );
+    assert!(err.contains("rejected a message"), "logged");
+    assert!(leftovers(&tb, &run, n as u32).await.is_empty());
+}
