@@ -338,6 +338,31 @@ mod tests {
         );
     }
 
+    /// Every message example in docs/PROTOCOL.md decodes, and re-encodes to the same JSON:
+    /// the document cannot drift from the code.
+    #[test]
+    fn protocol_document_examples_are_valid_messages() {
+        let doc = include_str!("../docs/PROTOCOL.md");
+        let examples: Vec<&str> = doc
+            .split("```json\n")
+            .skip(1)
+            .filter_map(|block| block.split("\n```").next())
+            .collect();
+        assert!(examples.len() >= 8, "every message type has an example");
+        let mut kinds = std::collections::BTreeSet::new();
+        for ex in examples {
+            let msg = Message::decode(ex.as_bytes(), "demo")
+                .unwrap_or_else(|e| panic!("example does not decode: {e}\n{ex}"));
+            assert_eq!(
+                String::from_utf8(msg.encode()).unwrap(),
+                ex,
+                "canonical form"
+            );
+            kinds.insert(msg.body.kind());
+        }
+        assert_eq!(kinds.len(), 8, "{kinds:?}");
+    }
+
     #[test]
     fn run_ids_are_checked() {
         assert!(validate_run_id("run-42_a").is_ok());

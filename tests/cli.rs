@@ -392,3 +392,72 @@ async fn the_leak_check_sees_what_is_left() {
         .expect("delete");
     assert!(leftovers(&tb, &run, 1).await.is_empty());
 }
+
+/// docs/PROTOCOL.md promises enough to write a worker in another language: this one is
+/// Python with pika, written from the document, running beside Rust workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_worker_written_from_the_protocol_document_takes_part() {
+    let has_pika = Command::new("python3")
+        .args(["-c", "import pika"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_pika {
+        // .ci/run installs pika; elsewhere say why nothing ran.
+        eprintln!("python3 with pika not available: interop test not run");
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must provide python3 + pika"
+        );
+        return;
+    }
+    let tb = broker().await;
+    let run = unique("py");
+    let master = spawn(
+        &tb.url,
+        &[
+            "master",
+            "--slaves",
+            "3",
+            "--run-id",
+            &run,
+            "--json",
+            "--timeout",
+            "60s",
+        ],
+    );
+    let rust: Vec<_> = (1..=2)
+        .map(|k| {
+            spawn(
+                &tb.url,
+                &["worker", "--run-id", &run, "--id", &k.to_string()],
+            )
+        })
+        .collect();
+    let py = Command::new("python3")
+        .args([
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/worker.py"),
+            &tb.url,
+            &run,
+            "3",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn python worker");
+    let (code, out, err) = finish(master);
+    assert_eq!(code, 0, "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let expected: Vec<String> = doc["lists"]["3"]
+        .as_array()
+        .expect("python worker's list")
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    let (pc, pout, perr) = finish(py);
+    assert_eq!(pc, 0, "{pout}{perr}");
+    assert_eq!(pout.trim(), format!("worker 3: {}", expected.join(" ")));
+    for w in rust {
+        assert_eq!(finish(w).0, 0);
+    }
+    assert!(leftovers(&tb, &run, 3).await.is_empty());
+}

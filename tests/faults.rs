@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-const REPEATS: usize = 3;
+const REPEATS: usize = 5;
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", sync_run::run::random_run_id())
