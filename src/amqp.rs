@@ -10,7 +10,7 @@ use crate::master::{Master, MasterConfig, RunRecord};
 use crate::protocol::{MASTER_KEY, Message, Names, RESULTS_KEY, WorkerId};
 use crate::worker::{Worker, WorkerConfig, WorkerOutcome};
 use crate::{Millis, Route, StateMachine};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
@@ -21,6 +21,7 @@ use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
 };
 use rand::RngCore;
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -65,6 +66,12 @@ impl BrokerUrl {
 
     pub fn redacted(&self) -> &str {
         &self.redacted
+    }
+
+    /// The URL as given, password included: for handing to a child process's
+    /// environment, never for printing.
+    pub fn as_str(&self) -> &str {
+        &self.raw
     }
 }
 
@@ -118,6 +125,8 @@ pub enum BrokerError {
     },
     #[error("the broker closed the {what} mid-run")]
     Lost { what: String },
+    #[error("the broker did not answer while {what} within {secs} s (connection presumed dead)")]
+    Stalled { what: String, secs: u64 },
     #[error(
         "queue {queue} is gone after reconnecting (the broker restarted?): the run's messages are lost; use --durable to survive broker restarts"
     )]
@@ -148,7 +157,23 @@ pub async fn connect(
     timeout: Duration,
 ) -> Result<Connection, BrokerError> {
     let props = ConnectionProperties::default().with_connection_name(name.to_string().into());
-    match tokio::time::timeout(timeout, Connection::connect(&url.raw, props)).await {
+    // Validated by `BrokerUrl::parse` already.
+    let mut uri: lapin::uri::AMQPUri =
+        url.raw
+            .parse()
+            .map_err(|reason: String| BrokerError::Unreachable {
+                url: url.redacted.clone(),
+                reason,
+            })?;
+    let connecting = async {
+        // lapin keeps 2 × 32 frames of buffer per connection: at RabbitMQ's default
+        // frame_max of 128 KiB that is 8 MiB per worker. Protocol messages are a few
+        // hundred bytes (larger ones are split into frames), so ask for small frames
+        // unless the URL says otherwise.
+        uri.query.frame_max.get_or_insert(FRAME_MAX);
+        Connection::connect_uri(uri, props).await
+    };
+    match tokio::time::timeout(timeout, connecting).await {
         Err(_) => Err(BrokerError::ConnectTimeout {
             url: url.redacted.clone(),
             timeout_ms: timeout.as_millis(),
@@ -196,6 +221,12 @@ pub struct TopologyOptions {
 /// A queue left behind by a crashed participant deletes itself after this long unused.
 /// Explicit deletes do the normal cleanup; this is the safety net for kill -9.
 pub const QUEUE_EXPIRES_MS: i64 = 120_000;
+
+/// The frame size sync-run asks for (bytes) unless the URL sets `frame_max`.
+pub const FRAME_MAX: u32 = 8192;
+
+/// Deliveries handled before their effects are published and they are acknowledged.
+const MAX_BATCH: usize = 64;
 
 fn queue_args() -> FieldTable {
     let mut t = FieldTable::default();
@@ -334,14 +365,14 @@ async fn open_channel(conn: &Connection, prefetch: u16) -> Result<Channel, Broke
     Ok(ch)
 }
 
-/// Publishes one message and waits for the broker's confirm.
-async fn publish(
+/// Sends one message; the returned future resolves to the broker's confirm.
+async fn send(
     ch: &Channel,
     names: &Names,
     route: Route,
     msg: &Message,
     persistent: bool,
-) -> Result<(), BrokerError> {
+) -> Result<lapin::PublisherConfirm, BrokerError> {
     let (exchange, key) = match route {
         Route::Fanout => (names.fanout(), ""),
         Route::Master => (names.direct(), MASTER_KEY),
@@ -352,25 +383,52 @@ async fn publish(
         .with_app_id(ShortString::from("sync-run"))
         .with_type(ShortString::from(msg.body.kind()))
         .with_delivery_mode(if persistent { 2 } else { 1 });
-    let confirm = ch
-        .basic_publish(
-            exchange.as_str().into(),
-            key.into(),
-            BasicPublishOptions::default(),
-            &msg.encode(),
-            props,
-        )
-        .await
-        .ctx(|| format!("publishing {} to {exchange}", msg.body.kind()))?
-        .await
-        .ctx(|| format!("waiting for the confirm of {}", msg.body.kind()))?;
-    match confirm {
-        Confirmation::Ack(_) => Ok(()),
-        // A nack, or no confirm at all (the channel went away): publish again later.
-        other => Err(BrokerError::Lost {
-            what: format!("publish of {} (confirm: {other:?})", msg.body.kind()),
-        }),
+    ch.basic_publish(
+        exchange.as_str().into(),
+        key.into(),
+        BasicPublishOptions::default(),
+        &msg.encode(),
+        props,
+    )
+    .await
+    .ctx(|| format!("publishing {} to {exchange}", msg.body.kind()))
+}
+
+/// Publishes everything in `outbox`, pipelined (all sent, then all confirms awaited), and
+/// removes each message once the broker has confirmed it. On error the unconfirmed rest
+/// stays in the outbox, to be published again after a reconnect.
+async fn publish_all(
+    ch: &Channel,
+    names: &Names,
+    outbox: &mut VecDeque<(Route, Message)>,
+    persistent: bool,
+    stats: &Stats,
+) -> Result<(), BrokerError> {
+    let mut confirms = Vec::with_capacity(outbox.len());
+    for (route, msg) in outbox.iter() {
+        confirms.push(send(ch, names, *route, msg, persistent).await?);
     }
+    for confirm in confirms {
+        let kind = outbox.front().map_or("message", |(_, m)| m.body.kind());
+        match confirm
+            .await
+            .ctx(|| format!("waiting for the confirm of {kind}"))?
+        {
+            Confirmation::Ack(_) => {
+                outbox.pop_front();
+                stats
+                    .published
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            // A nack, or no confirm at all (the channel went away): publish again later.
+            other => {
+                return Err(BrokerError::Lost {
+                    what: format!("publish of {kind} (confirm: {other:?})"),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A signal that asks a driver to stop (Ctrl-C). `true` means stop.
@@ -410,6 +468,18 @@ pub struct Broker {
     pub prefetch: u16,
     /// Durable exchanges and queues, persistent messages: the run survives a broker restart.
     pub durable: bool,
+    /// Counters shared by every participant driven with this `Broker` (for `--json` and
+    /// the benchmark).
+    pub stats: std::sync::Arc<Stats>,
+}
+
+/// What the drivers of one process did.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Deliveries consumed, by every participant.
+    pub deliveries: std::sync::atomic::AtomicU64,
+    /// Messages published (and confirmed).
+    pub published: std::sync::atomic::AtomicU64,
 }
 
 /// What one participant consumes and declares; the rest of the driver is the same for
@@ -445,7 +515,49 @@ struct Link {
     deliveries: futures::stream::SelectAll<lapin::Consumer>,
 }
 
+/// Closes a connection without waiting long for the broker's close-ok: a connection whose
+/// socket died may never get one, and a run must not hang on a goodbye.
+async fn close_quietly(conn: &Connection, why: &str) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), conn.close(200, why.into())).await;
+}
+
+/// Bounds a broker operation that has no timeout of its own. A broker that accepts a
+/// connection but stalls (booting, overloaded, a half-dead socket) turns into a transient
+/// error, which the driver answers by reconnecting: never an endless wait.
+async fn bounded<T>(
+    limit: Duration,
+    what: &str,
+    op: impl Future<Output = Result<T, BrokerError>>,
+) -> Result<T, BrokerError> {
+    match tokio::time::timeout(limit, op).await {
+        Ok(r) => r,
+        Err(_) => Err(BrokerError::Stalled {
+            what: what.to_owned(),
+            secs: limit.as_secs(),
+        }),
+    }
+}
+
+/// How long one step with the broker (a link's setup, a batch's confirms, a cleanup) may
+/// take before the connection is presumed dead.
+fn op_limit(broker: &Broker) -> Duration {
+    (broker.connect_timeout * 2).max(Duration::from_secs(10))
+}
+
 async fn open_link(broker: &Broker, role: &Role, reconnect: bool) -> Result<Link, BrokerError> {
+    bounded(
+        op_limit(broker) + broker.connect_timeout,
+        &format!("setting up the connection of {}", role.conn_name),
+        open_link_unbounded(broker, role, reconnect),
+    )
+    .await
+}
+
+async fn open_link_unbounded(
+    broker: &Broker,
+    role: &Role,
+    reconnect: bool,
+) -> Result<Link, BrokerError> {
     let conn = connect(&broker.url, &role.conn_name, broker.connect_timeout).await?;
     let ch = open_channel(&conn, broker.prefetch).await?;
     if reconnect && !broker.durable {
@@ -465,14 +577,18 @@ async fn open_link(broker: &Broker, role: &Role, reconnect: bool) -> Result<Link
                 .await
                 .is_err()
             {
-                let _ = conn.close(200, "run lost".into()).await;
+                close_quietly(&conn, "run lost").await;
                 return Err(BrokerError::RunLost { queue: q });
             }
-            let _ = probe.close(200, "probe done".into()).await;
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                probe.close(200, "probe done".into()),
+            )
+            .await;
         }
     }
     if role.worker.is_none() && !try_lock(&conn, &role.names).await? {
-        let _ = conn.close(200, "not the leader".into()).await;
+        close_quietly(&conn, "not the leader").await;
         return Err(BrokerError::NotLeader {
             run: role.names.run().to_owned(),
         });
@@ -535,6 +651,7 @@ async fn try_lock(conn: &Connection, names: &Names) -> Result<bool, BrokerError>
 fn is_transient(e: &BrokerError) -> bool {
     match e {
         BrokerError::Lost { .. }
+        | BrokerError::Stalled { .. }
         | BrokerError::Unreachable { .. }
         | BrokerError::ConnectTimeout { .. } => true,
         BrokerError::Amqp { source, .. } => match source.kind() {
@@ -573,7 +690,7 @@ async fn drive<M: StateMachine>(
         None => open_link(broker, &role, false).await?,
     };
     // Published but not yet confirmed, in order.
-    let mut outbox: std::collections::VecDeque<(Route, Message)> = Default::default();
+    let mut outbox: VecDeque<(Route, Message)> = Default::default();
     let mut finished: Option<M::Finished> = None;
     let mut reconnects = 0u32;
     let outcome = loop {
@@ -585,33 +702,47 @@ async fn drive<M: StateMachine>(
                         crate::Output::Finished(f) => finished = Some(f),
                     }
                 }
-                while let Some((route, msg)) = outbox.front() {
-                    publish(&link.ch, &role.names, *route, msg, broker.durable).await?;
-                    outbox.pop_front();
-                }
+                bounded(op_limit(broker), "publishing", publish_all(&link.ch, &role.names, &mut outbox, broker.durable, &broker.stats)).await?;
                 if finished.is_some() {
                     return Ok(());
                 }
                 tokio::select! {
                     d = link.deliveries.next() => {
-                        let d = match d {
-                            Some(Ok(d)) => d,
-                            Some(Err(e)) => return Err(BrokerError::Amqp { context: "consuming".into(), source: e }),
-                            None => return Err(BrokerError::Lost { what: format!("consumer of {}", role.conn_name) }),
-                        };
-                        let verdict = m.handle(now_ms(t0), &d.data);
-                        while let Some(out) = m.poll_output() {
-                            match out {
-                                crate::Output::Publish { route, msg } => outbox.push_back((route, msg)),
-                                crate::Output::Finished(f) => finished = Some(f),
+                        // This delivery and every one already here, up to a batch: their
+                        // effects are published together and confirmed together.
+                        let mut batch = Vec::with_capacity(16);
+                        let mut next = d;
+                        loop {
+                            match next {
+                                Some(Ok(d)) => batch.push(d),
+                                Some(Err(e)) => return Err(BrokerError::Amqp { context: "consuming".into(), source: e }),
+                                None => return Err(BrokerError::Lost { what: format!("consumer of {}", role.conn_name) }),
+                            }
+                            if batch.len() >= MAX_BATCH {
+                                break;
+                            }
+                            match link.deliveries.next().now_or_never() {
+                                Some(n) => next = n,
+                                None => break,
                             }
                         }
-                        // Effects first, then the acknowledgement of their cause.
-                        while let Some((route, msg)) = outbox.front() {
-                            publish(&link.ch, &role.names, *route, msg, broker.durable).await?;
-                            outbox.pop_front();
+                        let now = now_ms(t0);
+                        let mut accepted = Vec::with_capacity(batch.len());
+                        for d in &batch {
+                            accepted.push(m.handle(now, &d.data).is_ok());
+                            while let Some(out) = m.poll_output() {
+                                match out {
+                                    crate::Output::Publish { route, msg } => outbox.push_back((route, msg)),
+                                    crate::Output::Finished(f) => finished = Some(f),
+                                }
+                            }
                         }
-                        settle(&d, verdict.is_ok()).await?;
+                        // Effects first, then the acknowledgement of their causes.
+                        bounded(op_limit(broker), "publishing and acknowledging", async {
+                            publish_all(&link.ch, &role.names, &mut outbox, broker.durable, &broker.stats).await?;
+                            settle(&batch, &accepted, role.worker.is_some()).await
+                        }).await?;
+                        broker.stats.deliveries.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
                         on_progress(&m);
                     }
                     _ = sleep_until_ms(t0, m.next_timeout()) => m.handle_timeout(now_ms(t0)),
@@ -624,7 +755,7 @@ async fn drive<M: StateMachine>(
             Ok(()) => break Ok(finished.take()),
             Err(e) if is_transient(&e) && !*shutdown.borrow() => {
                 tracing::warn!(who = %role.conn_name, error = %e, "connection lost; reconnecting");
-                let _ = link.conn.close(200, "reconnecting".into()).await;
+                close_quietly(&link.conn, "reconnecting").await;
                 match reconnect(
                     broker,
                     &role,
@@ -654,10 +785,17 @@ async fn drive<M: StateMachine>(
         Err(e) => Err(e),
     };
     let what = cleanup(&outcome);
-    if delete_run(&link.ch, &role.names, &what).await.is_err() {
+    if bounded(
+        op_limit(broker),
+        "deleting the run",
+        delete_run(&link.ch, &role.names, &what),
+    )
+    .await
+    .is_err()
+    {
         cleanup_fresh(broker, &role.names, &what).await;
     }
-    let _ = link.conn.close(200, "done".into()).await;
+    close_quietly(&link.conn, "done").await;
     outcome
 }
 
@@ -667,7 +805,7 @@ async fn reconnect<M: StateMachine>(
     broker: &Broker,
     role: &Role,
     m: &mut M,
-    outbox: &mut std::collections::VecDeque<(Route, Message)>,
+    outbox: &mut VecDeque<(Route, Message)>,
     t0: Instant,
     shutdown: &mut Shutdown,
     reconnects: &mut u32,
@@ -720,15 +858,33 @@ async fn reconnect<M: StateMachine>(
     }
 }
 
-async fn settle(d: &lapin::message::Delivery, accepted: bool) -> Result<(), BrokerError> {
-    if accepted {
-        d.ack(BasicAckOptions::default())
-            .await
-            .ctx(|| "acknowledging a delivery".into())?;
-    } else {
+/// Acknowledges the accepted deliveries of a batch and rejects the others (dead-lettered
+/// nowhere: they are counted and logged by the state machine). With one consumer on the
+/// channel the deliveries arrive in tag order and every earlier one is settled, so one
+/// `multiple` ack covers the batch; with two (the master's) each is acked on its own.
+async fn settle(
+    batch: &[lapin::message::Delivery],
+    accepted: &[bool],
+    single_consumer: bool,
+) -> Result<(), BrokerError> {
+    for (d, _) in batch.iter().zip(accepted).filter(|(_, ok)| !**ok) {
         d.reject(BasicRejectOptions { requeue: false })
             .await
             .ctx(|| "rejecting a delivery".into())?;
+    }
+    let mut ok = batch.iter().zip(accepted).filter(|(_, ok)| **ok);
+    if single_consumer {
+        if let Some((last, _)) = ok.next_back() {
+            last.ack(BasicAckOptions { multiple: true })
+                .await
+                .ctx(|| "acknowledging deliveries".into())?;
+        }
+    } else {
+        for (d, _) in ok {
+            d.ack(BasicAckOptions::default())
+                .await
+                .ctx(|| "acknowledging a delivery".into())?;
+        }
     }
     Ok(())
 }
@@ -742,10 +898,16 @@ pub async fn cleanup_fresh(broker: &Broker, names: &Names, what: &Cleanup) {
             .await
             .ctx(|| "opening a channel".into())?;
         delete_run(&ch, names, what).await?;
-        let _ = conn.close(200, "cleanup done".into()).await;
+        close_quietly(&conn, "cleanup done").await;
         Ok::<(), BrokerError>(())
     };
-    if let Err(e) = attempt.await {
+    if let Err(e) = bounded(
+        op_limit(broker) + broker.connect_timeout,
+        "cleaning up",
+        attempt,
+    )
+    .await
+    {
         tracing::error!(error = %e, run = names.run(), "could not delete the run's queues; they expire on their own after {} s unused", QUEUE_EXPIRES_MS / 1000);
     }
 }
@@ -874,7 +1036,7 @@ pub async fn run_standby(
                     None => return Err(BrokerError::Lost { what: "standby's consumer".into() }),
                 };
                 let verdict = m.handle(now_ms(t0), &d.data);
-                settle(&d, verdict.is_ok()).await?;
+                settle(std::slice::from_ref(&d), &[verdict.is_ok()], true).await?;
             }
             _ = tick.tick() => {
                 m.handle_timeout(now_ms(t0));
@@ -904,7 +1066,7 @@ pub async fn run_standby(
             match tokio::time::timeout(Duration::from_millis(200), follow.next()).await {
                 Ok(Some(Ok(d))) => {
                     let verdict = m.handle(now_ms(t0), &d.data);
-                    settle(&d, verdict.is_ok()).await?;
+                    settle(std::slice::from_ref(&d), &[verdict.is_ok()], true).await?;
                 }
                 _ if queued == 0 => break,
                 _ => {}
@@ -923,7 +1085,7 @@ pub async fn run_standby(
                 record = Some(*r);
             }
         }
-        let _ = conn.close(200, "standby done".into()).await;
+        close_quietly(&conn, "standby done").await;
         return record.ok_or(BrokerError::Lost {
             what: "run (no outcome)".into(),
         });

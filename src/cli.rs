@@ -58,6 +58,34 @@ pub enum Command {
     Master(MasterArgs),
     /// Run only one worker of the run named by --run-id.
     Worker(WorkerArgs),
+    /// Measure: full runs for several N against the broker's round trip, its raw fanout
+    /// rate and the original protocol; prints a table, optionally JSON and an SVG plot.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Worker counts to run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "10,100,1000", value_parser = parse_slaves)]
+    pub sizes: Vec<usize>,
+    /// --window values to run each N with, comma-separated (1 = turn by turn).
+    #[arg(long, value_delimiter = ',', default_value = "1,16", value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub windows: Vec<u32>,
+    /// The original protocol (Python + pika) to run side by side; skipped if absent.
+    #[arg(long, default_value = "../shared/bench/seed_protocol.py")]
+    pub seed_script: std::path::PathBuf,
+    /// Run the original protocol only up to this N (it starts one Python process per worker).
+    #[arg(long, default_value_t = 100)]
+    pub seed_max: usize,
+    /// Broker round-trip samples.
+    #[arg(long, default_value_t = 1000)]
+    pub rtt_samples: usize,
+    /// Write an SVG plot of wall time against N here.
+    #[arg(long)]
+    pub plot: Option<std::path::PathBuf>,
+    /// Each run's time limit.
+    #[arg(long, default_value = "600s", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -136,6 +164,10 @@ pub struct RunArgs {
     /// Pause between turns (e.g. 200ms), to watch a run in the management UI.
     #[arg(long, default_value = "0s", value_parser = parse_pace)]
     pub pace: Duration,
+    /// Grants outstanding at once: 1 is strictly turn by turn; more pipelines the turns
+    /// (safe: entries are placed by sequence number; the grant order is the same).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub window: u32,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@
 //! * [`cli`] and [`report`] — options, validation, and what the user sees.
 
 pub mod amqp;
+pub mod bench;
 pub mod cli;
 pub mod master;
 pub mod protocol;

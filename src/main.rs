@@ -47,6 +47,7 @@ fn run_options(slaves: usize, a: &RunArgs) -> RunOptions {
         grant_timeout: a.grant_timeout,
         join_timeout: a.join_timeout,
         pace: a.pace,
+        window: a.window as usize,
     }
 }
 
@@ -72,10 +73,15 @@ fn broker_failure(e: &BrokerError) -> i32 {
     exit::BROKER
 }
 
-fn print_record(g: &GlobalArgs, record: &sync_run::master::RunRecord, wall: Duration) -> i32 {
+fn print_record(
+    g: &GlobalArgs,
+    broker: &Broker,
+    record: &sync_run::master::RunRecord,
+    wall: Duration,
+) -> i32 {
     let verdict = verify::verify(record);
     let out = if g.json {
-        report::json(record, &verdict, wall)
+        report::json(record, &verdict, wall, report::Resources::of(&broker.stats))
     } else if g.quiet {
         report::verdict_line(record, &verdict, wall)
     } else {
@@ -94,6 +100,7 @@ async fn main_async(cli: Cli) -> i32 {
         connect_timeout: g.connect_timeout,
         prefetch: 256,
         durable: g.durable,
+        stats: Default::default(),
     };
     let (shutdown, interrupted) = ctrl_c();
     let was_interrupted = || interrupted.load(std::sync::atomic::Ordering::SeqCst);
@@ -107,7 +114,7 @@ async fn main_async(cli: Cli) -> i32 {
             let opts = run_options(slaves, &cli.all.run);
             match run::run_all(&broker, &opts, shutdown, |_, _| {}).await {
                 Ok(res) => {
-                    let code = print_record(g, &res.record, res.wall);
+                    let code = print_record(g, &broker, &res.record, res.wall);
                     if was_interrupted() {
                         exit::INTERRUPTED
                     } else {
@@ -135,7 +142,7 @@ async fn main_async(cli: Cli) -> i32 {
             };
             match result {
                 Ok(record) => {
-                    let code = print_record(g, &record, t0.elapsed());
+                    let code = print_record(g, &broker, &record, t0.elapsed());
                     if was_interrupted() {
                         exit::INTERRUPTED
                     } else {
@@ -145,6 +152,7 @@ async fn main_async(cli: Cli) -> i32 {
                 Err(e) => broker_failure(&e),
             }
         }
+        Some(Command::Bench(b)) => bench(g, &broker, b).await,
         Some(Command::Worker(w)) => {
             let id =
                 w.id.unwrap_or_else(|| 1 + rand::random::<u32>() % 1_000_000);
@@ -155,6 +163,61 @@ async fn main_async(cli: Cli) -> i32 {
                 Err(e) => broker_failure(&e),
             }
         }
+    }
+}
+
+async fn bench(g: &GlobalArgs, broker: &Broker, b: &sync_run::cli::BenchArgs) -> i32 {
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("sync-run bench: cannot find its own executable: {e}");
+            return exit::FAILED;
+        }
+    };
+    let cfg = sync_run::bench::BenchConfig {
+        url: broker.url.clone(),
+        connect_timeout: g.connect_timeout,
+        sizes: b.sizes.clone(),
+        windows: b.windows.iter().map(|w| *w as usize).collect(),
+        exe,
+        seed_script: b.seed_script.exists().then(|| b.seed_script.clone()),
+        seed_max: b.seed_max,
+        rtt_samples: b.rtt_samples.max(1),
+        plot: b.plot.clone(),
+        timeout: b.timeout,
+    };
+    let report = match sync_run::bench::run(&cfg).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sync-run bench: {e:#}");
+            return if e.downcast_ref::<BrokerError>().is_some() {
+                exit::BROKER
+            } else {
+                exit::FAILED
+            };
+        }
+    };
+    if g.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        print!("{}", sync_run::bench::render(&report));
+    }
+    if let Some(path) = &cfg.plot {
+        match sync_run::bench::plot(&report, path) {
+            Ok(()) => eprintln!("bench: plot written to {}", path.display()),
+            Err(e) => {
+                eprintln!("sync-run bench: {e:#}");
+                return exit::FAILED;
+            }
+        }
+    }
+    if report.runs.iter().all(|r| r.verified) {
+        exit::VERIFIED
+    } else {
+        exit::FAILED
     }
 }
 

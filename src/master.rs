@@ -43,6 +43,12 @@ pub struct MasterConfig {
     /// Pause between a commit and the next grant (`--pace`): slows a run down to watch it
     /// (or to hit it with faults). Zero in normal runs.
     pub pace_ms: Millis,
+    /// How many grants may be outstanding at once (`--window`). One is the classic
+    /// turn-by-turn protocol; more pipelines turns: grant k+1 goes out before append k has
+    /// come back. Safe because every entry is placed by its sequence number, and the grant
+    /// order (the master's random picks) does not depend on the window. With `pace_ms`
+    /// the window is one.
+    pub window: usize,
 }
 
 /// What the master wants done; it finishes with the run's record.
@@ -140,6 +146,8 @@ enum Phase {
 #[derive(Debug, Default, Clone)]
 struct Member {
     writes: u32,
+    /// Grants to this worker not yet appended (at most one per round).
+    pending: u32,
     evicted: bool,
 }
 
@@ -150,8 +158,8 @@ pub struct Master {
     members: BTreeMap<WorkerId, Member>,
     round: u32,
     grants: Vec<GrantRecord>,
-    /// Lease deadline of the outstanding grant (always the last one in `grants`).
-    lease_until: Option<Millis>,
+    /// Outstanding grants and their lease deadlines (at most `window` of them).
+    leases: BTreeMap<Seq, Millis>,
     /// With `pace_ms`, when the next grant goes out.
     next_grant_at: Option<Millis>,
     results: BTreeMap<WorkerId, WorkerReport>,
@@ -180,7 +188,7 @@ impl Master {
             members: BTreeMap::new(),
             round: 1,
             grants: Vec::new(),
-            lease_until: None,
+            leases: BTreeMap::new(),
             next_grant_at: None,
             results: BTreeMap::new(),
             rejected: BTreeMap::new(),
@@ -208,8 +216,8 @@ impl Master {
     }
 
     /// The active master is gone and this standby holds the lock: announce a new epoch and
-    /// continue from the state it followed. An outstanding grant keeps its seq and gets a
-    /// fresh lease (the granted worker may well append); nothing is granted twice.
+    /// continue from the state it followed. Outstanding grants keep their seq and get a
+    /// fresh lease (the granted workers may well append); nothing is granted twice.
     pub fn take_over(&mut self, now: Millis) {
         if !self.following {
             return;
@@ -230,12 +238,14 @@ impl Master {
             }
             Phase::Granting => {
                 self.publish_start();
-                match self.grants.last() {
-                    Some(g) if g.outcome == GrantOutcome::Pending => {
-                        self.lease_until = Some(now.saturating_add(self.cfg.lease_ms));
-                    }
-                    _ => self.grant_next(now),
-                }
+                let lease = now.saturating_add(self.cfg.lease_ms);
+                self.leases = self
+                    .grants
+                    .iter()
+                    .filter(|g| g.outcome == GrantOutcome::Pending)
+                    .map(|g| (g.seq, lease))
+                    .collect();
+                self.fill_window(now);
             }
             Phase::Collecting { .. } => {
                 self.publish_start();
@@ -265,9 +275,12 @@ impl Master {
                     && !self
                         .members
                         .values()
-                        .any(|m| !m.evicted && m.writes < self.round)
+                        .any(|m| !m.evicted && m.writes + m.pending < self.round)
                 {
                     self.round += 1;
+                }
+                if let Some(m) = self.members.get_mut(&worker) {
+                    m.pending += 1;
                 }
                 self.grants.push(GrantRecord {
                     seq,
@@ -288,6 +301,7 @@ impl Master {
                 }
                 if let Some(m) = self.members.get_mut(&worker) {
                     m.evicted = true;
+                    m.pending = 0;
                 }
             }
             Body::End { .. } => {
@@ -357,7 +371,14 @@ impl Master {
         }
         let phase = match self.phase {
             Phase::Joining { until } | Phase::Collecting { until } => Some(until),
-            Phase::Granting => self.lease_until.or(self.next_grant_at),
+            Phase::Granting => self
+                .leases
+                .values()
+                .min()
+                .copied()
+                .into_iter()
+                .chain(self.next_grant_at)
+                .min(),
             Phase::Done => return None,
         };
         [phase, self.cfg.deadline].into_iter().flatten().min()
@@ -417,12 +438,12 @@ impl Master {
                     self.abort(now, reason);
                 }
             }
-            Phase::Granting if self.lease_until.is_some_and(|l| now >= l) => {
-                self.evict_current(now);
+            Phase::Granting if self.leases.values().any(|&l| now >= l) => {
+                self.evict_expired(now);
             }
             Phase::Granting if self.next_grant_at.is_some_and(|t| now >= t) => {
                 self.next_grant_at = None;
-                self.grant_next(now);
+                self.fill_window(now);
             }
             Phase::Collecting { until } if now >= until => {
                 self.finish(now, RunOutcome::Completed);
@@ -567,16 +588,17 @@ impl Master {
             ))),
             GrantOutcome::Pending => {
                 grant.outcome = GrantOutcome::Committed { value, at_ms: now };
-                self.lease_until = None;
+                self.leases.remove(&seq);
                 if let Some(m) = self.members.get_mut(&worker) {
                     m.writes += 1;
+                    m.pending = m.pending.saturating_sub(1);
                 }
                 if self.following {
                     // The active master grants the next turn.
                 } else if self.cfg.pace_ms > 0 {
                     self.next_grant_at = Some(now.saturating_add(self.cfg.pace_ms));
                 } else {
-                    self.grant_next(now);
+                    self.fill_window(now);
                 }
                 Ok(())
             }
@@ -617,7 +639,7 @@ impl Master {
         self.started_at = Some(now);
         tracing::info!(workers = self.members.len(), "all workers joined; starting");
         self.publish_start();
-        self.grant_next(now);
+        self.fill_window(now);
     }
 
     fn publish_start(&mut self) {
@@ -631,17 +653,27 @@ impl Master {
         self.publish(Route::Fanout, body);
     }
 
-    /// Grants the next turn, or ends the run when every live worker has written `rounds` times.
-    fn grant_next(&mut self, now: Millis) {
-        loop {
+    /// Grants turns until `window` are outstanding; ends the run when every live worker
+    /// has written `rounds` times. A round is finished (its outstanding grants settled)
+    /// before the next one starts, so "each worker once per round" holds at any window.
+    fn fill_window(&mut self, now: Millis) {
+        let window = if self.cfg.pace_ms > 0 {
+            1
+        } else {
+            self.cfg.window.max(1)
+        };
+        while self.leases.len() < window {
             let round = self.round;
             let eligible: Vec<WorkerId> = self
                 .members
                 .iter()
-                .filter(|(_, m)| !m.evicted && m.writes < round)
+                .filter(|(_, m)| !m.evicted && m.writes + m.pending < round)
                 .map(|(id, _)| *id)
                 .collect();
             if eligible.is_empty() {
+                if !self.leases.is_empty() {
+                    return; // the round's last grants are still out
+                }
                 if self.round < self.cfg.rounds && self.members.values().any(|m| !m.evicted) {
                     self.round += 1;
                     continue;
@@ -658,7 +690,11 @@ impl Master {
                 granted_at_ms: now,
                 outcome: GrantOutcome::Pending,
             });
-            self.lease_until = Some(now.saturating_add(self.cfg.lease_ms));
+            if let Some(m) = self.members.get_mut(&worker) {
+                m.pending += 1;
+            }
+            self.leases
+                .insert(seq, now.saturating_add(self.cfg.lease_ms));
             self.publish(
                 Route::Fanout,
                 Body::Grant {
@@ -667,34 +703,47 @@ impl Master {
                     lease_ms: self.cfg.lease_ms,
                 },
             );
-            return;
         }
     }
 
-    fn evict_current(&mut self, now: Millis) {
-        self.lease_until = None;
-        let Some(grant) = self.grants.last_mut() else {
-            return;
-        };
-        if grant.outcome != GrantOutcome::Pending {
-            return;
+    /// Voids every grant whose lease has run out and evicts its worker; the turns go to
+    /// others.
+    fn evict_expired(&mut self, now: Millis) {
+        let expired: Vec<Seq> = self
+            .leases
+            .iter()
+            .filter(|(_, l)| now >= **l)
+            .map(|(s, _)| *s)
+            .collect();
+        for seq in expired {
+            self.leases.remove(&seq);
+            let Some(grant) = seq
+                .checked_sub(1)
+                .and_then(|i| self.grants.get_mut(i as usize))
+            else {
+                continue;
+            };
+            if grant.outcome != GrantOutcome::Pending {
+                continue;
+            }
+            grant.outcome = GrantOutcome::Evicted { at_ms: now };
+            let worker = grant.worker;
+            if let Some(m) = self.members.get_mut(&worker) {
+                m.evicted = true;
+                m.pending = 0;
+            }
+            let reason = format!("no append within the {} ms lease", self.cfg.lease_ms);
+            tracing::warn!(seq, worker, %reason, "evicting worker");
+            self.publish(
+                Route::Fanout,
+                Body::Evict {
+                    seq,
+                    worker,
+                    reason,
+                },
+            );
         }
-        grant.outcome = GrantOutcome::Evicted { at_ms: now };
-        let (seq, worker) = (grant.seq, grant.worker);
-        if let Some(m) = self.members.get_mut(&worker) {
-            m.evicted = true;
-        }
-        let reason = format!("no append within the {} ms lease", self.cfg.lease_ms);
-        tracing::warn!(seq, worker, %reason, "evicting worker");
-        self.publish(
-            Route::Fanout,
-            Body::Evict {
-                seq,
-                worker,
-                reason,
-            },
-        );
-        self.grant_next(now);
+        self.fill_window(now);
     }
 
     fn end(&mut self, now: Millis) {
@@ -720,7 +769,7 @@ impl Master {
 
     fn finish(&mut self, now: Millis, outcome: RunOutcome) {
         self.phase = Phase::Done;
-        self.lease_until = None;
+        self.leases.clear();
         let record = RunRecord {
             run_id: self.cfg.run_id.clone(),
             expected_workers: self.cfg.workers,
@@ -797,6 +846,7 @@ mod tests {
             result_timeout_ms: 1_000,
             deadline: Some(60_000),
             pace_ms: 0,
+            window: 1,
         }
     }
 
@@ -861,6 +911,103 @@ mod tests {
         workers.sort();
         assert_eq!(workers, vec![1, 2, 3]);
         assert!(outs.iter().any(|o| matches!(o, Output::Publish { msg: Message { body: Body::End { commits }, .. }, .. } if commits.len() == 3)));
+    }
+
+    fn grants(outs: &[Output]) -> Vec<(Seq, WorkerId)> {
+        outs.iter()
+            .filter_map(|o| match o {
+                Output::Publish {
+                    msg:
+                        Message {
+                            body: Body::Grant { seq, worker, .. },
+                            ..
+                        },
+                    ..
+                } => Some((*seq, *worker)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Runs a master with `window` to the end, committing appends in reverse order of
+    /// their grants, and returns the grant order.
+    fn pipelined_order(n: usize, window: usize) -> Vec<(Seq, WorkerId)> {
+        let mut c = cfg(n);
+        c.window = window;
+        let mut m = Master::new(c, Box::new(StdRng::seed_from_u64(3)), 0);
+        let mut order = vec![];
+        for w in 1..=n as WorkerId {
+            m.handle(0, &from_worker(w, Body::Join { worker: w }))
+                .unwrap();
+        }
+        let mut outs = drain(&mut m);
+        loop {
+            let batch = grants(&outs);
+            if batch.is_empty() {
+                break;
+            }
+            assert!(batch.len() <= window, "{batch:?} exceeds window {window}");
+            order.extend(batch.iter().copied());
+            outs.clear();
+            for &(seq, worker) in batch.iter().rev() {
+                let append = Body::Append {
+                    seq,
+                    worker,
+                    value: 7,
+                };
+                m.handle(1, &from_worker(worker, append)).unwrap();
+                outs.extend(drain(&mut m));
+            }
+        }
+        assert!(outs.iter().any(|o| matches!(o, Output::Publish { msg: Message { body: Body::End { commits }, .. }, .. } if commits.len() == n)));
+        order
+    }
+
+    #[test]
+    fn a_window_pipelines_grants_without_changing_their_order() {
+        let one = pipelined_order(7, 1);
+        for window in [2, 3, 7, 50] {
+            assert_eq!(pipelined_order(7, window), one, "window {window}");
+        }
+        let mut c = cfg(5);
+        c.window = 3;
+        let mut m = Master::new(c, Box::new(StdRng::seed_from_u64(3)), 0);
+        for w in 1..=5 {
+            m.handle(0, &from_worker(w, Body::Join { worker: w }))
+                .unwrap();
+        }
+        let first = grants(&drain(&mut m));
+        assert_eq!(first.iter().map(|g| g.0).collect::<Vec<_>>(), vec![1, 2, 3]);
+        // Seq 2 commits; seq 1 and 3 run out of lease: both evicted, two new grants.
+        let (s2, w2) = first[1];
+        let append = Body::Append {
+            seq: s2,
+            worker: w2,
+            value: 9,
+        };
+        m.handle(100, &from_worker(w2, append)).unwrap();
+        let refill = grants(&drain(&mut m));
+        assert_eq!(refill.iter().map(|g| g.0).collect::<Vec<_>>(), vec![4]);
+        assert_eq!(m.next_timeout(), Some(500));
+        m.handle_timeout(500);
+        let outs = drain(&mut m);
+        let evicted: Vec<_> = outs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Publish {
+                    msg:
+                        Message {
+                            body: Body::Evict { seq, .. },
+                            ..
+                        },
+                    ..
+                } => Some(*seq),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(evicted, vec![1, 3]);
+        // Of five workers two are evicted and two have written or hold seq 4: one grant.
+        assert_eq!(grants(&outs).len(), 1);
     }
 
     #[test]

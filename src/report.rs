@@ -71,9 +71,41 @@ pub struct JsonReport<'a> {
     pub verdict: &'a Verdict,
     pub exit_code: i32,
     pub timings: Timings,
+    pub resources: Resources,
 }
 
-pub fn json(r: &RunRecord, v: &Verdict, wall: Duration) -> String {
+/// What the run cost this process (the benchmark reads these).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Resources {
+    /// Deliveries consumed by the participants in this process.
+    pub deliveries: u64,
+    /// Messages they published, each confirmed by the broker.
+    pub published: u64,
+    /// The process's peak resident memory (Linux `VmHWM`), if known.
+    pub peak_rss_kib: Option<u64>,
+}
+
+impl Resources {
+    pub fn of(stats: &crate::amqp::Stats) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        Resources {
+            deliveries: stats.deliveries.load(Relaxed),
+            published: stats.published.load(Relaxed),
+            peak_rss_kib: peak_rss_kib(),
+        }
+    }
+}
+
+/// Peak resident set size of this process, from `/proc/self/status` (Linux only).
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+pub fn json(r: &RunRecord, v: &Verdict, wall: Duration, resources: Resources) -> String {
     let doc = JsonReport {
         schema: REPORT_SCHEMA,
         run_id: &r.run_id,
@@ -95,6 +127,7 @@ pub fn json(r: &RunRecord, v: &Verdict, wall: Duration) -> String {
         verdict: v,
         exit_code: v.exit_code(r),
         timings: timings(r, wall),
+        resources,
     };
     serde_json::to_string_pretty(&doc).unwrap_or_default()
 }

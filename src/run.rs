@@ -26,6 +26,8 @@ pub struct RunOptions {
     pub grant_timeout: Duration,
     pub join_timeout: Duration,
     pub pace: Duration,
+    /// Grants outstanding at once (`--window`).
+    pub window: usize,
 }
 
 /// A fresh random run id, e.g. `r-5f1c09ab`.
@@ -72,6 +74,7 @@ pub fn master_config(o: &RunOptions) -> MasterConfig {
         result_timeout_ms: ms(o.grant_timeout.max(Duration::from_secs(2))),
         deadline: Some(ms(o.timeout)),
         pace_ms: ms(o.pace),
+        window: o.window,
     }
 }
 

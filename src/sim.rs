@@ -43,6 +43,8 @@ pub struct SimConfig {
     pub junk: bool,
     /// The master's pause between a commit and the next grant.
     pub pace_ms: Millis,
+    /// Grants the master may have outstanding at once.
+    pub window: usize,
 }
 
 impl SimConfig {
@@ -60,6 +62,7 @@ impl SimConfig {
             max_step_ms: 1,
             junk: false,
             pace_ms: 0,
+            window: 1,
         }
     }
 
@@ -85,6 +88,11 @@ impl SimConfig {
                 rng.random_range(0..=50)
             } else {
                 0
+            },
+            window: if rng.random_bool(0.5) {
+                1
+            } else {
+                rng.random_range(2..=workers.max(2))
             },
         }
     }
@@ -145,6 +153,7 @@ pub fn run(seed: u64, cfg: SimConfig) -> SimResult {
         result_timeout_ms: 10_000,
         deadline: Some(deadline),
         pace_ms: cfg.pace_ms,
+        window: cfg.window,
     };
     let master = Master::new(mcfg, Box::new(StdRng::seed_from_u64(rng.random())), 0);
     let mut queues = BTreeMap::new();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{broker, leftovers, sync_run};
+use common::{broker, finish, leftovers, sync_run};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,15 +20,6 @@ fn spawn(url: &str, args: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn sync-run")
-}
-
-fn finish(child: Child) -> (i32, String, String) {
-    let out = child.wait_with_output().expect("wait");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// Master and workers as separate processes; `workers_first` picks who starts first.

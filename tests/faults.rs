@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{TestBroker, broker, leftovers};
+use common::{TestBroker, broker, finish, leftovers};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -29,15 +29,6 @@ fn spawn(url: &str, args: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn sync-run")
-}
-
-fn finish(child: Child) -> (i32, String, String) {
-    let out = child.wait_with_output().expect("wait");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn ctl(args: &[&str]) -> String {

@@ -23,6 +23,7 @@ fn opts(run_id: &str, n: usize) -> RunOptions {
         grant_timeout: Duration::from_secs(10),
         join_timeout: Duration::from_secs(60),
         pace: Duration::ZERO,
+        window: 16,
     }
 }
 
@@ -124,9 +125,12 @@ async fn two_runs_at_once_do_not_interfere_and_leave_nothing() {
 async fn same_seed_same_grant_order_and_list() {
     let tb = broker().await;
     let mut results = vec![];
-    for _ in 0..2 {
+    // Turn by turn, and pipelined with two windows: the grant order and the values are the
+    // master's and the workers' seeded draws, whatever the window.
+    for window in [1, 16, 3] {
         let mut o = opts(&unique("seed"), 7);
         o.seed = Some(42);
+        o.window = window;
         let (_tx, rx) = watch::channel(false);
         let r = run_all(&tb.broker(), &o, rx, |_, _| {}).await.expect("run");
         let c = r.record.committed();
@@ -136,6 +140,7 @@ async fn same_seed_same_grant_order_and_list() {
         ));
     }
     assert_eq!(results[0], results[1]);
+    assert_eq!(results[0], results[2]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,6 +34,7 @@ impl TestBroker {
             connect_timeout: Duration::from_secs(10),
             prefetch: 256,
             durable: false,
+            stats: Default::default(),
         }
     }
 }
@@ -140,7 +141,10 @@ pub fn sync_run(url: &str, args: &[&str]) -> Output {
         .args(args)
         .env("AMQP_URL", url)
         .env_remove("RUST_LOG")
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map(finish_output)
         .expect("spawn sync-run")
 }
 
@@ -224,4 +228,76 @@ pub async fn leftovers(tb: &TestBroker, run_id: &str, workers: u32) -> Vec<Strin
     left.sort();
     left.dedup();
     left
+}
+
+/// The longest any test waits for a sync-run process. Every run in the suite has a
+/// `--timeout` of at most 60 s; a process still alive past this limit hangs, which is a
+/// defect: it is killed and the test fails saying so, instead of the suite hanging.
+pub const HANG_LIMIT: Duration = Duration::from_secs(150);
+
+/// Waits for `child` (stdout and stderr piped) at most [`HANG_LIMIT`]; returns its exit
+/// code, stdout and stderr.
+pub fn finish(child: std::process::Child) -> (i32, String, String) {
+    let out = finish_output(child);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// [`finish`], as an [`Output`].
+pub fn finish_output(mut child: std::process::Child) -> Output {
+    use std::io::Read;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut v);
+            }
+            v
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let limit = std::time::Instant::now() + HANG_LIMIT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if std::time::Instant::now() < limit => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let (stdout, stderr) = (
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    );
+    match status {
+        Some(status) => Output {
+            status,
+            stdout,
+            stderr,
+        },
+        None => panic!(
+            "sync-run was still running after {HANG_LIMIT:?} and was killed: it must stop by its --timeout.\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        ),
+    }
 }
