@@ -26,6 +26,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 /// A broker URL, validated, with a printable form that never shows the password.
 #[derive(Clone)]
@@ -933,6 +934,7 @@ pub async fn run_master(
     let cleanup = |r: &Result<Box<RunRecord>, BrokerError>| {
         Cleanup::Run(r.as_ref().map(|r| r.members.clone()).unwrap_or_default())
     };
+    let span = tracing::info_span!("run", run = %role.names.run(), role = "master");
     drive(
         broker,
         (role, None),
@@ -945,6 +947,7 @@ pub async fn run_master(
         },
         cleanup,
     )
+    .instrument(span)
     .await
     .map(|r| *r)
 }
@@ -963,6 +966,7 @@ pub async fn run_worker(
         names: Names::new(&cfg.run_id),
         worker: Some(id),
     };
+    let span = tracing::info_span!("worker", run = %role.names.run(), id);
     let w = Worker::new(cfg, rng, now_ms(t0));
     drive(
         broker,
@@ -973,6 +977,7 @@ pub async fn run_worker(
         |_| {},
         move |_| Cleanup::Worker(id),
     )
+    .instrument(span)
     .await
 }
 

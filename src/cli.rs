@@ -18,6 +18,10 @@ Examples:
   sync-run --slaves 50 --seed 7 --json      reproducible run, one JSON document on stdout
   sync-run master --slaves 3 --run-id demo  the master alone (start workers anywhere)
   sync-run worker --run-id demo --id 1      one worker (repeat with --id 2, 3)
+  sync-run --slaves 20 --report run.svg     and a timeline picture of the run
+  sync-run --slaves 100 --window 1          strictly turn by turn (no pipelining)
+  sync-run bench --sizes 10,100             measure against the broker and the original
+  sync-run completions bash                 shell completions
 
 Exit codes:
   0    verified: all lists identical and every check passed
@@ -61,6 +65,11 @@ pub enum Command {
     /// Measure: full runs for several N against the broker's round trip, its raw fanout
     /// rate and the original protocol; prints a table, optionally JSON and an SVG plot.
     Bench(BenchArgs),
+    /// Print a shell completion script, e.g. `sync-run completions bash > /etc/bash_completion.d/sync-run`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -168,6 +177,9 @@ pub struct RunArgs {
     /// (safe: entries are placed by sequence number; the grant order is the same).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub window: u32,
+    /// Write a timeline of the run (joins, grants, appends, evictions) to this SVG file.
+    #[arg(long, value_parser = parse_svg_path)]
+    pub report: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +208,15 @@ fn parse_slaves(s: &str) -> Result<usize, String> {
         ));
     }
     Ok(n as usize)
+}
+
+fn parse_svg_path(s: &str) -> Result<std::path::PathBuf, String> {
+    if !s.to_ascii_lowercase().ends_with(".svg") {
+        return Err(format!(
+            "{s:?}: the report is an SVG picture; give a file name ending in .svg"
+        ));
+    }
+    Ok(std::path::PathBuf::from(s))
 }
 
 fn parse_run_id(s: &str) -> Result<String, String> {

@@ -15,10 +15,12 @@ pub mod amqp;
 pub mod bench;
 pub mod cli;
 pub mod master;
+pub mod progress;
 pub mod protocol;
 pub mod report;
 pub mod run;
 pub mod sim;
+pub mod timeline;
 pub mod verify;
 pub mod worker;
 

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 use sync_run::amqp::{self, Broker, BrokerError};
 use sync_run::cli::{Cli, Command, GlobalArgs, RunArgs};
+use sync_run::progress::Progress;
 use sync_run::run::{self, RunOptions};
 use sync_run::worker::WorkerOutcome;
 use sync_run::{exit, report, verify};
@@ -68,6 +69,17 @@ fn ctrl_c() -> (
     (rx, hit)
 }
 
+/// `--report FILE.svg`: the run's timeline. A failure to write it is reported, and does not
+/// change the verdict.
+fn write_report(a: &RunArgs, record: &sync_run::master::RunRecord) {
+    if let Some(path) = &a.report {
+        match sync_run::timeline::write_svg(record, path) {
+            Ok(()) => eprintln!("timeline written to {}", path.display()),
+            Err(e) => eprintln!("sync-run: could not write {}: {e:#}", path.display()),
+        }
+    }
+}
+
 fn broker_failure(e: &BrokerError) -> i32 {
     eprintln!("sync-run: {e}");
     exit::BROKER
@@ -112,8 +124,12 @@ async fn main_async(cli: Cli) -> i32 {
                 );
             };
             let opts = run_options(slaves, &cli.all.run);
-            match run::run_all(&broker, &opts, shutdown, |_, _| {}).await {
+            let mut progress = Progress::new(g.quiet || g.json);
+            let result = run::run_all(&broker, &opts, shutdown, |d, t| progress.update(d, t)).await;
+            progress.finish();
+            match result {
                 Ok(res) => {
+                    write_report(&cli.all.run, &res.record);
                     let code = print_record(g, &broker, &res.record, res.wall);
                     if was_interrupted() {
                         exit::INTERRUPTED
@@ -138,10 +154,17 @@ async fn main_async(cli: Cli) -> i32 {
             let result = if m.standby {
                 amqp::run_standby(&broker, cfg, rng, t0, shutdown).await
             } else {
-                amqp::run_master(&broker, cfg, rng, t0, shutdown, |_, _| {}).await
+                let mut progress = Progress::new(g.quiet || g.json);
+                let r = amqp::run_master(&broker, cfg, rng, t0, shutdown, |d, t| {
+                    progress.update(d, t)
+                })
+                .await;
+                progress.finish();
+                r
             };
             match result {
                 Ok(record) => {
+                    write_report(&m.run, &record);
                     let code = print_record(g, &broker, &record, t0.elapsed());
                     if was_interrupted() {
                         exit::INTERRUPTED
@@ -153,6 +176,7 @@ async fn main_async(cli: Cli) -> i32 {
             }
         }
         Some(Command::Bench(b)) => bench(g, &broker, b).await,
+        Some(Command::Completions { .. }) => exit::VERIFIED, // handled before connecting
         Some(Command::Worker(w)) => {
             let id =
                 w.id.unwrap_or_else(|| 1 + rand::random::<u32>() % 1_000_000);
@@ -263,6 +287,15 @@ fn worker_exit(g: &GlobalArgs, run_id: &str, id: u32, o: &WorkerOutcome, interru
 
 fn main() {
     let cli = Cli::parse();
+    if let Some(Command::Completions { shell }) = &cli.command {
+        clap_complete::generate(
+            *shell,
+            &mut Cli::command(),
+            "sync-run",
+            &mut std::io::stdout(),
+        );
+        return;
+    }
     init_logging(&cli.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

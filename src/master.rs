@@ -108,6 +108,9 @@ pub struct RunRecord {
     pub started_at_ms: Option<Millis>,
     pub ended_at_ms: Option<Millis>,
     pub finished_at_ms: Millis,
+    /// When each member's first join arrived (a standby that took over knows only the
+    /// members, not their join times).
+    pub joined_at_ms: BTreeMap<WorkerId, Millis>,
 }
 
 impl RunRecord {
@@ -145,6 +148,7 @@ enum Phase {
 
 #[derive(Debug, Default, Clone)]
 struct Member {
+    joined_at_ms: Option<Millis>,
     writes: u32,
     /// Grants to this worker not yet appended (at most one per round).
     pending: u32,
@@ -534,7 +538,13 @@ impl Master {
                 if self.members.contains_key(&worker) {
                     return Ok(()); // joins are re-sent until `start`: idempotent
                 }
-                self.members.insert(worker, Member::default());
+                self.members.insert(
+                    worker,
+                    Member {
+                        joined_at_ms: Some(now),
+                        ..Member::default()
+                    },
+                );
                 tracing::debug!(worker, joined = self.members.len(), "worker joined");
                 if self.members.len() >= self.cfg.workers {
                     self.start(now);
@@ -790,6 +800,11 @@ impl Master {
             started_at_ms: self.started_at,
             ended_at_ms: self.ended_at,
             finished_at_ms: now,
+            joined_at_ms: self
+                .members
+                .iter()
+                .filter_map(|(id, m)| m.joined_at_ms.map(|t| (*id, t)))
+                .collect(),
         };
         self.out.push_back(Output::Finished(Box::new(record)));
     }

@@ -120,12 +120,54 @@ async fn default_command_prints_lists_and_verdict() {
     assert!(stdout.contains("grant order"), "{stdout}");
 }
 
+/// `--report run.svg` draws every grant of the run the JSON report lists, one lane per
+/// worker; the progress bar stays off when stderr is not a terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_svg_shows_every_grant_and_no_bar_when_piped() {
+    let tb = broker().await;
+    let dir = std::env::temp_dir().join(format!("sync-run-report-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let svg_path = dir.join("run.svg");
+    let svg_arg = svg_path.to_string_lossy().into_owned();
+    let out = sync_run(
+        &tb.url,
+        &[
+            "--slaves", "6", "--window", "3", "--json", "--report", &svg_arg,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("turns "),
+        "no progress bar when piped: {stderr}"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let svg = std::fs::read_to_string(&svg_path).expect("report written");
+    let tree = roxmltree::Document::parse(&svg).expect("well-formed SVG");
+    let texts: Vec<String> = tree
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text().map(|t| t.trim().to_owned()))
+        .collect();
+    let grants = doc["grants"].as_array().expect("grants");
+    assert_eq!(grants.len(), 6);
+    for g in grants {
+        let want = format!("#{} = {}", g["seq"], g["value"]);
+        assert!(texts.contains(&want), "{want} in the picture: {texts:?}");
+    }
+    for w in doc["members"].as_array().expect("members") {
+        assert!(texts.contains(&format!("w{w}")), "lane of worker {w}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn usage_errors_exit_2_with_a_message() {
     let cases: &[(&[&str], &str)] = &[
         (&["--slaves", "0"], "out of range"),
         (&["--slaves", "-1"], ""),
         (&["--slaves", "ten"], "not a number"),
+        (&["--slaves", "3", "--report", "run.txt"], "ending in .svg"),
         (&["--slaves", "2001"], "out of range"),
         (
             &["--slaves", "3", "--min", "5", "--max", "1"],
