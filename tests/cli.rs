@@ -3,24 +3,9 @@
 
 mod common;
 
-use common::{broker, finish, leftovers, sync_run};
-use std::process::{Child, Command, Stdio};
+use common::{broker, finish, leftovers, spawn, sync_run, unique};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", sync_run::run::random_run_id())
-}
-
-fn spawn(url: &str, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sync-run"))
-        .args(args)
-        .env("AMQP_URL", url)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sync-run")
-}
 
 /// Master and workers as separate processes; `workers_first` picks who starts first.
 async fn separate_processes(workers_first: bool) {

@@ -9,27 +9,12 @@
 
 mod common;
 
-use common::{TestBroker, broker, finish, leftovers};
-use std::process::{Child, Command, Stdio};
+use common::{TestBroker, broker, finish, leftovers, spawn, unique};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const REPEATS: usize = 5;
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", sync_run::run::random_run_id())
-}
-
-fn spawn(url: &str, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sync-run"))
-        .args(args)
-        .env("AMQP_URL", url)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sync-run")
-}
 
 fn ctl(args: &[&str]) -> String {
     let out = Command::new("rabbitmqctl")

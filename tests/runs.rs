@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{broker, leftovers};
+use common::{broker, leftovers, unique};
 use std::time::Duration;
 use sync_run::run::{RunOptions, run_all};
 use sync_run::verify::verify;
@@ -25,10 +25,6 @@ fn opts(run_id: &str, n: usize) -> RunOptions {
         pace: Duration::ZERO,
         window: 16,
     }
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", sync_run::run::random_run_id())
 }
 
 /// Runs N workers and checks the lists here, independently of the verifier: every worker's

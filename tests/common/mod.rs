@@ -135,6 +135,24 @@ async fn container() -> TestBroker {
     }
 }
 
+/// A run id no other test uses: `prefix-r-xxxxxxxx`.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", sync_run::run::random_run_id())
+}
+
+/// Starts the built `sync-run` binary with `args` against `url`, stdout and stderr piped
+/// (wait for it with [`finish`]).
+pub fn spawn(url: &str, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_sync-run"))
+        .args(args)
+        .env("AMQP_URL", url)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn sync-run")
+}
+
 /// Runs the built `sync-run` binary with `args` against `url`.
 pub fn sync_run(url: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sync-run"))
