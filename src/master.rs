@@ -874,17 +874,7 @@ mod tests {
     }
 
     fn last_grant(outs: &[Output]) -> Option<(Seq, WorkerId)> {
-        outs.iter().rev().find_map(|o| match o {
-            Output::Publish {
-                msg:
-                    Message {
-                        body: Body::Grant { seq, worker, .. },
-                        ..
-                    },
-                ..
-            } => Some((*seq, *worker)),
-            _ => None,
-        })
+        grants(outs).last().copied()
     }
 
     fn master(n: usize) -> Master {

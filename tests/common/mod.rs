@@ -155,15 +155,7 @@ pub fn spawn(url: &str, args: &[&str]) -> std::process::Child {
 
 /// Runs the built `sync-run` binary with `args` against `url`.
 pub fn sync_run(url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sync-run"))
-        .args(args)
-        .env("AMQP_URL", url)
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map(finish_output)
-        .expect("spawn sync-run")
+    finish_output(spawn(url, args))
 }
 
 /// Names of queues and exchanges on the broker that contain `needle`, via rabbitmqctl
