@@ -7,7 +7,9 @@
 //! wall-clock time into the milliseconds the core works with.
 
 use crate::master::{Master, MasterConfig, RunRecord};
-use crate::protocol::{MASTER_KEY, Message, Names, RESULTS_KEY, WorkerId};
+use crate::protocol::{
+    MASTER_KEY, MAX_BATCH_MESSAGES, Message, Names, RESULTS_KEY, WorkerId, coalesce,
+};
 use crate::worker::{Worker, WorkerConfig, WorkerOutcome};
 use crate::{Millis, Route, StateMachine};
 use futures::{FutureExt, StreamExt};
@@ -213,6 +215,30 @@ pub async fn connect(
     }
 }
 
+/// How a run's broadcasts (everything published on the fanout exchange) reach the workers.
+/// Every participant of a run must use the same one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Topology {
+    /// One classic queue per worker, bound to the fanout: the broker stores and delivers a
+    /// copy per worker, and deletes it once acknowledged.
+    #[default]
+    Queues,
+    /// One stream (`sync-run.R.log`) bound to the fanout: stored once, read by every worker
+    /// from its first message. Reading does not consume, so a reconnecting worker simply
+    /// reads it again from the start.
+    Stream,
+}
+
+impl std::fmt::Display for Topology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Topology::Queues => "queues",
+            Topology::Stream => "stream",
+        })
+    }
+}
+
 /// How a run's queues are declared.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TopologyOptions {
@@ -240,6 +266,35 @@ fn queue_opts(durable: bool) -> QueueDeclareOptions {
         durable,
         ..Default::default()
     }
+}
+
+/// The stream's arguments. Streams are always durable and take no `x-expires`: the master
+/// deletes the stream when the run ends (see docs/PROTOCOL.md on leftovers).
+fn stream_args() -> FieldTable {
+    let mut t = FieldTable::default();
+    t.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("stream".into()),
+    );
+    t
+}
+
+/// Declares the run's stream (topology `stream`) and binds it to the fanout.
+async fn declare_stream(ch: &Channel, names: &Names) -> Result<(), BrokerError> {
+    let q = names.log();
+    ch.queue_declare(q.as_str().into(), queue_opts(true), stream_args())
+        .await
+        .ctx(|| format!("declaring stream {q}"))?;
+    ch.queue_bind(
+        q.as_str().into(),
+        names.fanout().into(),
+        "".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .ctx(|| format!("binding {q}"))?;
+    Ok(())
 }
 
 /// Declares what both roles need: both exchanges, the master's queue and the results
@@ -337,7 +392,7 @@ pub async fn delete_run(ch: &Channel, names: &Names, what: &Cleanup) -> Result<(
         }
         Cleanup::Run(workers) => workers,
     };
-    let mut queues = vec![names.master_queue(), names.results_queue()];
+    let mut queues = vec![names.master_queue(), names.results_queue(), names.log()];
     queues.extend(workers.iter().map(|w| names.worker_queue(*w)));
     for q in queues {
         ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
@@ -469,6 +524,8 @@ pub struct Broker {
     pub prefetch: u16,
     /// Durable exchanges and queues, persistent messages: the run survives a broker restart.
     pub durable: bool,
+    /// Per-worker queues or one stream.
+    pub topology: Topology,
     /// Counters shared by every participant driven with this `Broker` (for `--json` and
     /// the benchmark).
     pub stats: std::sync::Arc<Stats>,
@@ -490,22 +547,47 @@ struct Role {
     names: Names,
     /// The worker's own queue, if this is a worker.
     worker: Option<WorkerId>,
+    topology: Topology,
 }
 
 impl Role {
-    fn queues(&self) -> Vec<String> {
-        match self.worker {
-            Some(id) => vec![self.names.worker_queue(id)],
-            None => vec![self.names.master_queue(), self.names.results_queue()],
+    /// What this participant consumes, with the consumer arguments for each.
+    fn queues(&self) -> Vec<(String, FieldTable)> {
+        match (self.worker, self.topology) {
+            (Some(id), Topology::Queues) => {
+                vec![(self.names.worker_queue(id), FieldTable::default())]
+            }
+            (Some(_), Topology::Stream) => {
+                let mut from_start = FieldTable::default();
+                from_start.insert(
+                    "x-stream-offset".into(),
+                    AMQPValue::LongString("first".into()),
+                );
+                vec![(self.names.log(), from_start)]
+            }
+            (None, _) => vec![
+                (self.names.master_queue(), FieldTable::default()),
+                (self.names.results_queue(), FieldTable::default()),
+            ],
         }
     }
 
     async fn declare(&self, ch: &Channel, durable: bool) -> Result<(), BrokerError> {
         declare_shared(ch, &self.names, durable).await?;
-        if let Some(id) = self.worker {
-            declare_worker_queue(ch, &self.names, id, durable).await?;
+        match (self.worker, self.topology) {
+            (Some(id), Topology::Queues) => {
+                declare_worker_queue(ch, &self.names, id, durable).await?
+            }
+            (_, Topology::Stream) => declare_stream(ch, &self.names).await?,
+            (None, Topology::Queues) => {}
         }
         Ok(())
+    }
+
+    /// Whether rejected deliveries are acknowledged instead: a stream cannot drop one
+    /// message (reading never removes anything), so it is counted, logged and passed over.
+    fn reads_a_stream(&self) -> bool {
+        self.worker.is_some() && self.topology == Topology::Stream
     }
 }
 
@@ -564,7 +646,7 @@ async fn open_link_unbounded(
     if reconnect && !broker.durable {
         // Our queues must have survived the outage, or messages of the run are gone: a
         // non-durable run cannot catch up after a broker restart, and says so.
-        for q in role.queues() {
+        for (q, _) in role.queues() {
             let probe = conn
                 .create_channel()
                 .await
@@ -596,13 +678,13 @@ async fn open_link_unbounded(
     }
     role.declare(&ch, broker.durable).await?;
     let mut deliveries = futures::stream::SelectAll::new();
-    for q in role.queues() {
+    for (q, args) in role.queues() {
         let consumer = ch
             .basic_consume(
                 q.as_str().into(),
                 "".into(),
                 BasicConsumeOptions::default(),
-                FieldTable::default(),
+                args,
             )
             .await
             .ctx(|| format!("consuming {q}"))?;
@@ -613,6 +695,43 @@ async fn open_link_unbounded(
         ch,
         deliveries,
     })
+}
+
+/// Opens a participant's first connection. A broker that cannot be reached is reported at
+/// once (within the connect timeout); a connection the broker drops while it is being set up
+/// is tried again a few times. That happens with `--topology stream`: when many
+/// participants declare the same new stream at once, RabbitMQ may answer a consumer on it
+/// with `stream_not_found` (its replica is still starting) and close that connection.
+async fn first_link(broker: &Broker, role: &Role) -> Result<Link, BrokerError> {
+    let mut attempt = 0u64;
+    loop {
+        match open_link(broker, role, false).await {
+            Ok(l) => return Ok(l),
+            Err(e)
+                if attempt < 10
+                    && (stream_not_ready(&e)
+                        || is_transient(&e)
+                            && !matches!(
+                                e,
+                                BrokerError::Unreachable { .. }
+                                    | BrokerError::ConnectTimeout { .. }
+                            )) =>
+            {
+                attempt += 1;
+                tracing::debug!(who = %role.conn_name, error = %e, attempt, "setting up the connection failed; trying again");
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// RabbitMQ's answers to a consumer of a stream whose replica is still starting: the
+/// channel error `PRECONDITION_FAILED - ... does not have a replica on the local node`, or
+/// `stream_not_found` (which closes the connection with `INTERNAL_ERROR`).
+fn stream_not_ready(e: &BrokerError) -> bool {
+    let text = e.to_string();
+    text.contains("does not have a replica") || text.contains("stream_not_found")
 }
 
 /// Tries to take the run's leadership lock: an exclusive, auto-delete queue that lives
@@ -669,6 +788,14 @@ fn is_transient(e: &BrokerError) -> bool {
     }
 }
 
+/// What one step of a machine published, packed into batches if the machine allows it.
+fn pack<M: StateMachine>(m: &M, step: Vec<(Route, Message)>) -> Vec<(Route, Message)> {
+    match m.batches_as() {
+        Some(me) => coalesce(step, me, MAX_BATCH_MESSAGES),
+        None => step,
+    }
+}
+
 /// Drives one state machine against the broker until it finishes, reconnecting with
 /// exponential backoff when the connection drops (until the machine's own deadline), then
 /// deletes what `cleanup` names.
@@ -688,7 +815,7 @@ async fn drive<M: StateMachine>(
 ) -> Result<M::Finished, BrokerError> {
     let mut link = match link {
         Some(l) => l,
-        None => open_link(broker, &role, false).await?,
+        None => first_link(broker, &role).await?,
     };
     // Published but not yet confirmed, in order.
     let mut outbox: VecDeque<(Route, Message)> = Default::default();
@@ -697,12 +824,14 @@ async fn drive<M: StateMachine>(
     let outcome = loop {
         let step: Result<(), BrokerError> = async {
             loop {
+                let mut step = Vec::new();
                 while let Some(out) = m.poll_output() {
                     match out {
-                        crate::Output::Publish { route, msg } => outbox.push_back((route, msg)),
+                        crate::Output::Publish { route, msg } => step.push((route, msg)),
                         crate::Output::Finished(f) => finished = Some(f),
                     }
                 }
+                outbox.extend(pack(&m, step));
                 bounded(op_limit(broker), "publishing", publish_all(&link.ch, &role.names, &mut outbox, broker.durable, &broker.stats)).await?;
                 if finished.is_some() {
                     return Ok(());
@@ -729,18 +858,25 @@ async fn drive<M: StateMachine>(
                         }
                         let now = now_ms(t0);
                         let mut accepted = Vec::with_capacity(batch.len());
+                        let mut step = Vec::new();
                         for d in &batch {
                             accepted.push(m.handle(now, &d.data).is_ok());
                             while let Some(out) = m.poll_output() {
                                 match out {
-                                    crate::Output::Publish { route, msg } => outbox.push_back((route, msg)),
+                                    crate::Output::Publish { route, msg } => step.push((route, msg)),
                                     crate::Output::Finished(f) => finished = Some(f),
                                 }
                             }
                         }
+                        // Everything this batch caused, packed: N workers get one delivery
+                        // for the lot instead of one per message.
+                        outbox.extend(pack(&m, step));
                         // Effects first, then the acknowledgement of their causes.
                         bounded(op_limit(broker), "publishing and acknowledging", async {
                             publish_all(&link.ch, &role.names, &mut outbox, broker.durable, &broker.stats).await?;
+                            if role.reads_a_stream() {
+                                accepted.iter_mut().for_each(|a| *a = true);
+                            }
                             settle(&batch, &accepted, role.worker.is_some()).await
                         }).await?;
                         broker.stats.deliveries.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -929,6 +1065,7 @@ pub async fn run_master(
         conn_name: format!("sync-run master {}", cfg.run_id),
         names: Names::new(&cfg.run_id),
         worker: None,
+        topology: broker.topology,
     };
     let m = Master::new(cfg, rng, now_ms(t0));
     let cleanup = |r: &Result<Box<RunRecord>, BrokerError>| {
@@ -965,6 +1102,7 @@ pub async fn run_worker(
         conn_name: format!("sync-run worker {} {}", cfg.run_id, id),
         names: Names::new(&cfg.run_id),
         worker: Some(id),
+        topology: broker.topology,
     };
     let span = tracing::info_span!("worker", run = %role.names.run(), id);
     let w = Worker::new(cfg, rng, now_ms(t0));
@@ -1099,16 +1237,17 @@ pub async fn run_standby(
         conn_name,
         names,
         worker: None,
+        topology: broker.topology,
     };
     role.declare(&ch, broker.durable).await?;
     let mut deliveries = futures::stream::SelectAll::new();
-    for q in role.queues() {
+    for (q, args) in role.queues() {
         deliveries.push(
             ch.basic_consume(
                 q.as_str().into(),
                 "".into(),
                 BasicConsumeOptions::default(),
-                FieldTable::default(),
+                args,
             )
             .await
             .ctx(|| format!("consuming {q}"))?,

@@ -2,6 +2,7 @@
 //! message that says what to do instead.
 
 use crate::amqp::BrokerUrl;
+pub use crate::amqp::Topology;
 use crate::protocol::{WorkerId, validate_run_id};
 use clap::{Args, Parser, Subcommand};
 use std::time::Duration;
@@ -109,6 +110,12 @@ pub struct GlobalArgs {
     /// restart. Every participant of a run must agree on it.
     #[arg(long, global = true)]
     pub durable: bool,
+    /// How the run's broadcasts reach the workers: `queues`, one queue per worker bound
+    /// to the fanout exchange; or `stream`, one RabbitMQ stream bound to it that every
+    /// worker reads (one stored copy; a reconnecting worker replays it from the start).
+    /// Every participant of a run must agree on it.
+    #[arg(long, global = true, value_enum, default_value_t = Topology::Queues)]
+    pub topology: Topology,
     /// Print one JSON document on stdout instead of the table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -177,6 +184,11 @@ pub struct RunArgs {
     /// (safe: entries are placed by sequence number; the grant order is the same).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub window: u32,
+    /// Workers broadcast their own appends on the fanout, as the original protocol did,
+    /// instead of sending them to the master, which relays them batched with its grants.
+    /// Costs about N times more deliveries; kept to measure the difference.
+    #[arg(long)]
+    pub no_relay: bool,
     /// Write a timeline of the run (joins, grants, appends, evictions) to this SVG file.
     #[arg(long, value_parser = parse_svg_path)]
     pub report: Option<std::path::PathBuf>,

@@ -65,6 +65,12 @@ pub trait StateMachine {
     fn poll_output(&mut self) -> Option<Output<Self::Finished>>;
     /// Stop now (Ctrl-C), ending with whatever the role does when interrupted.
     fn interrupt(&mut self, now: Millis, reason: String);
+    /// The sender under which the driver may pack this machine's messages into one
+    /// `batch` ([`protocol::coalesce`]); `None`: publish each on its own. Only the master
+    /// batches: workers accept batches from the master alone.
+    fn batches_as(&self) -> Option<protocol::Sender> {
+        None
+    }
 }
 
 /// Process exit codes, documented in the README and `--help`.

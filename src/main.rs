@@ -49,6 +49,7 @@ fn run_options(slaves: usize, a: &RunArgs) -> RunOptions {
         join_timeout: a.join_timeout,
         pace: a.pace,
         window: a.window as usize,
+        relay: !a.no_relay,
     }
 }
 
@@ -112,6 +113,7 @@ async fn main_async(cli: Cli) -> i32 {
         connect_timeout: g.connect_timeout,
         prefetch: 256,
         durable: g.durable,
+        topology: g.topology,
         stats: Default::default(),
     };
     let (shutdown, interrupted) = ctrl_c();

@@ -49,6 +49,10 @@ pub struct MasterConfig {
     /// order (the master's random picks) does not depend on the window. With `pace_ms`
     /// the window is one.
     pub window: usize,
+    /// Workers send appends to the master, which re-broadcasts each committed one batched
+    /// with what it publishes anyway (`--no-relay` turns it off: workers broadcast their
+    /// own appends, as the original protocol did). Announced in `start`.
+    pub relay: bool,
 }
 
 /// What the master wants done; it finishes with the run's record.
@@ -262,8 +266,15 @@ impl Master {
     /// Follow-mode bookkeeping for a message of the active master.
     fn observe(&mut self, now: Millis, instance: u64, body: Body) -> Result<(), Rejection> {
         match body {
-            Body::Start { workers, epoch, .. } => {
+            Body::Start {
+                workers,
+                epoch,
+                relay,
+                ..
+            } => {
                 self.followed = Some(instance);
+                // Carry on the way the run was started, whatever this standby was told.
+                self.cfg.relay = relay;
                 self.epoch = self.epoch.max(epoch);
                 if matches!(self.phase, Phase::Joining { .. }) {
                     self.members = workers
@@ -323,6 +334,17 @@ impl Master {
                         reason: format!("the active master aborted: {reason}"),
                     },
                 );
+            }
+            Body::Batch { messages } => {
+                for inner in messages {
+                    if matches!(inner.body, Body::Batch { .. }) {
+                        return Err(refused("a batch inside a batch".into()));
+                    }
+                    // Each part counts on its own; one bad part does not void the rest.
+                    if let Err(r) = self.on_message(now, inner) {
+                        self.count_rejection(&r);
+                    }
+                }
             }
             other => {
                 return Err(refused(format!(
@@ -487,13 +509,18 @@ impl Master {
     pub fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
         let result = Message::decode(bytes, &self.cfg.run_id).and_then(|m| self.on_message(now, m));
         if let Err(r) = &result {
-            *self.rejected.entry(r.label()).or_default() += 1;
-            tracing::warn!(rejection = %r, "master rejected a message");
+            self.count_rejection(r);
         }
         result
     }
 
+    fn count_rejection(&mut self, r: &Rejection) {
+        *self.rejected.entry(r.label()).or_default() += 1;
+        tracing::warn!(rejection = %r, "master rejected a message");
+    }
+
     fn on_message(&mut self, now: Millis, msg: Message) -> Result<(), Rejection> {
+        let sender = msg.from;
         let from = match msg.from {
             Sender::Master { instance } if instance == self.cfg.instance => return Ok(()), // our own echo
             Sender::Master { instance } if self.following => {
@@ -511,7 +538,7 @@ impl Master {
         match msg.body {
             Body::Join { worker } if worker == from => self.on_join(now, worker),
             Body::Append { seq, worker, value } if worker == from => {
-                self.on_append(now, seq, worker, value)
+                self.on_append(now, seq, worker, value, sender)
             }
             Body::Result {
                 worker,
@@ -569,6 +596,7 @@ impl Master {
         seq: Seq,
         worker: WorkerId,
         value: i64,
+        sender: Sender,
     ) -> Result<(), Rejection> {
         let Some(idx) = seq.checked_sub(1).map(|i| i as usize) else {
             return Err(refused("append for seq 0".into()));
@@ -602,6 +630,19 @@ impl Master {
                 if let Some(m) = self.members.get_mut(&worker) {
                     m.writes += 1;
                     m.pending = m.pending.saturating_sub(1);
+                }
+                if self.cfg.relay && !self.following {
+                    // Every worker learns the value from the master, in the same batch as
+                    // the grants this commit frees up.
+                    let msg = Message::new(
+                        &self.cfg.run_id,
+                        sender,
+                        Body::Append { seq, worker, value },
+                    );
+                    self.out.push_back(Output::Publish {
+                        route: Route::Fanout,
+                        msg,
+                    });
                 }
                 if self.following {
                     // The active master grants the next turn.
@@ -659,6 +700,7 @@ impl Master {
             rounds: self.cfg.rounds,
             min: self.cfg.min,
             max: self.cfg.max,
+            relay: self.cfg.relay,
         };
         self.publish(Route::Fanout, body);
     }
@@ -839,6 +881,9 @@ impl StateMachine for Master {
     fn interrupt(&mut self, now: Millis, reason: String) {
         self.abort(now, reason)
     }
+    fn batches_as(&self) -> Option<Sender> {
+        Some(self.me())
+    }
 }
 
 #[cfg(test)]
@@ -862,6 +907,7 @@ mod tests {
             deadline: Some(60_000),
             pace_ms: 0,
             window: 1,
+            relay: false,
         }
     }
 

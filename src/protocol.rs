@@ -63,13 +63,16 @@ pub enum Body {
     Join { worker: WorkerId },
     /// Master → all (fanout). The members of the run and the rules every worker applies.
     /// `epoch` is 0 for the first master and grows with each standby that takes over;
-    /// workers follow the master of the highest epoch.
+    /// workers follow the master of the highest epoch. `relay`: granted workers send their
+    /// appends to the master alone, which re-broadcasts each committed append (batched with
+    /// its grants); otherwise they broadcast appends on the fanout themselves.
     Start {
         epoch: u32,
         workers: Vec<WorkerId>,
         rounds: u32,
         min: i64,
         max: i64,
+        relay: bool,
     },
     /// Master → all (fanout). Turn `seq` belongs to `worker` for `lease_ms` milliseconds.
     Grant {
@@ -77,7 +80,8 @@ pub enum Body {
         worker: WorkerId,
         lease_ms: u64,
     },
-    /// Granted worker → all (fanout, the master's queue is bound too).
+    /// Granted worker → master (relay) or all (fanout, the master's queue is bound too);
+    /// relayed by the master inside a [`Body::Batch`] with the worker's own `from`.
     Append {
         seq: Seq,
         worker: WorkerId,
@@ -100,6 +104,12 @@ pub enum Body {
         entries: Vec<Entry>,
         rejected: u64,
     },
+    /// Master → all (fanout). Several messages in one delivery, to be handled in order as
+    /// if each had arrived on its own. This is what keeps a run of N workers from costing
+    /// N deliveries per message: everything the master publishes in one step (grants,
+    /// relayed appends, an evict, the end) reaches each worker as one delivery.
+    /// Batches do not nest.
+    Batch { messages: Vec<Message> },
 }
 
 impl Body {
@@ -114,6 +124,7 @@ impl Body {
             Body::End { .. } => "end",
             Body::Abort { .. } => "abort",
             Body::Result { .. } => "result",
+            Body::Batch { .. } => "batch",
         }
     }
 }
@@ -168,6 +179,46 @@ impl Message {
         }
         Ok(msg)
     }
+}
+
+/// Most messages one [`Body::Batch`] carries: bounded so a batch stays a few tens of
+/// kilobytes (about 130 bytes a message) however far a run has pipelined.
+pub const MAX_BATCH_MESSAGES: usize = 256;
+
+/// Packs consecutive messages with the same route into [`Body::Batch`] messages from
+/// `publisher`, at most `max` parts each (a run of one stays as it is). Order is kept, so
+/// every receiver still sees one publisher's messages in the order they were made. The
+/// parts keep their own senders (a relayed append stays the worker's).
+pub fn coalesce(
+    msgs: Vec<(crate::Route, Message)>,
+    publisher: Sender,
+    max: usize,
+) -> Vec<(crate::Route, Message)> {
+    let mut out: Vec<(crate::Route, Vec<Message>)> = Vec::new();
+    for (route, msg) in msgs {
+        match out.last_mut() {
+            Some((r, group))
+                if *r == route
+                    && group.len() < max.max(1)
+                    && !matches!(msg.body, Body::Batch { .. }) =>
+            {
+                group.push(msg)
+            }
+            _ => out.push((route, vec![msg])),
+        }
+    }
+    out.into_iter()
+        .filter_map(|(route, mut group)| {
+            if group.len() == 1 {
+                return group.pop().map(|m| (route, m));
+            }
+            let run = group[0].run.clone();
+            Some((
+                route,
+                Message::new(&run, publisher, Body::Batch { messages: group }),
+            ))
+        })
+        .collect()
 }
 
 /// Why a participant refused a message. Every rejection is counted and logged; none stops
@@ -254,6 +305,10 @@ impl Names {
     /// A standby master's inbox: bound to the fanout and to the results key.
     pub fn standby_queue(&self, instance: u64) -> String {
         format!("sync-run.{}.standby.{instance:016x}", self.run)
+    }
+    /// The run's broadcast log with topology `stream`: a stream bound to the fanout.
+    pub fn log(&self) -> String {
+        format!("sync-run.{}.log", self.run)
     }
     /// A worker's inbox, bound to the fanout.
     pub fn worker_queue(&self, id: WorkerId) -> String {
@@ -360,7 +415,74 @@ mod tests {
             );
             kinds.insert(msg.body.kind());
         }
-        assert_eq!(kinds.len(), 8, "{kinds:?}");
+        assert_eq!(kinds.len(), 9, "{kinds:?}");
+    }
+
+    #[test]
+    fn coalesce_packs_runs_of_one_route_and_sender_in_order() {
+        use crate::Route;
+        let w = Sender::Worker { id: 2, instance: 9 };
+        let grant = |seq| {
+            Message::new(
+                "r",
+                M,
+                Body::Grant {
+                    seq,
+                    worker: 1,
+                    lease_ms: 5,
+                },
+            )
+        };
+        let append = Message::new(
+            "r",
+            w,
+            Body::Append {
+                seq: 1,
+                worker: 2,
+                value: 3,
+            },
+        );
+        let msgs = vec![
+            (Route::Fanout, grant(1)),
+            (Route::Fanout, grant(2)),
+            (Route::Fanout, grant(3)),
+            (Route::Master, grant(4)),
+            (Route::Fanout, append.clone()),
+            (Route::Fanout, grant(5)),
+        ];
+        let out = coalesce(msgs, M, 2);
+        let shape: Vec<(Route, &str, usize)> = out
+            .iter()
+            .map(|(r, m)| match &m.body {
+                Body::Batch { messages } => (*r, "batch", messages.len()),
+                b => (*r, b.kind(), 1),
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (Route::Fanout, "batch", 2),
+                (Route::Fanout, "grant", 1),
+                (Route::Master, "grant", 1),
+                (Route::Fanout, "batch", 2),
+            ]
+        );
+        // The batch decodes back to its parts, in order, with their own senders.
+        let bytes = out[0].1.encode();
+        let Body::Batch { messages } = Message::decode(&bytes, "r").unwrap().body else {
+            panic!("not a batch")
+        };
+        assert_eq!(messages, vec![grant(1), grant(2)]);
+        assert_eq!(out[0].1.from, M);
+        // A relayed append keeps its writer as sender inside the master's batch.
+        let Body::Batch { messages } = &out[3].1.body else {
+            panic!("not a batch")
+        };
+        assert_eq!(messages[0].from, w);
+        assert_eq!(
+            coalesce(vec![(Route::Fanout, append.clone())], M, 64),
+            vec![(Route::Fanout, append)]
+        );
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct RunOptions {
     pub pace: Duration,
     /// Grants outstanding at once (`--window`).
     pub window: usize,
+    /// The master relays appends (see [`MasterConfig::relay`]).
+    pub relay: bool,
 }
 
 /// A fresh random run id, e.g. `r-5f1c09ab`.
@@ -75,6 +77,7 @@ pub fn master_config(o: &RunOptions) -> MasterConfig {
         deadline: Some(ms(o.timeout)),
         pace_ms: ms(o.pace),
         window: o.window,
+        relay: o.relay,
     }
 }
 

@@ -45,6 +45,10 @@ pub struct SimConfig {
     pub pace_ms: Millis,
     /// Grants the master may have outstanding at once.
     pub window: usize,
+    /// The master relays appends (workers send them to it alone).
+    pub relay: bool,
+    /// Most messages the master packs into one batch per step (1: no batches).
+    pub batch: usize,
 }
 
 impl SimConfig {
@@ -63,6 +67,8 @@ impl SimConfig {
             junk: false,
             pace_ms: 0,
             window: 1,
+            relay: true,
+            batch: 16,
         }
     }
 
@@ -94,6 +100,8 @@ impl SimConfig {
             } else {
                 rng.random_range(2..=workers.max(2))
             },
+            relay: rng.random_bool(0.5),
+            batch: rng.random_range(1..=8),
         }
     }
 }
@@ -154,6 +162,7 @@ pub fn run(seed: u64, cfg: SimConfig) -> SimResult {
         deadline: Some(deadline),
         pace_ms: cfg.pace_ms,
         window: cfg.window,
+        relay: cfg.relay,
     };
     let master = Master::new(mcfg, Box::new(StdRng::seed_from_u64(rng.random())), 0);
     let mut queues = BTreeMap::new();
@@ -286,12 +295,22 @@ impl Sim {
         }
     }
 
+    /// Everything the master published in one step, packed into batches as the adapter does.
     fn drain_master(&mut self) {
+        let mut step = Vec::new();
         while let Some(o) = self.master.poll_output() {
             match o {
-                crate::Output::Publish { route, msg } => self.route(0, route, msg.encode()),
+                crate::Output::Publish { route, msg } => step.push((route, msg)),
                 crate::Output::Finished(r) => self.record = Some(*r),
             }
+        }
+        let me = crate::StateMachine::batches_as(&self.master);
+        let packed = match me {
+            Some(me) => crate::protocol::coalesce(step, me, self.cfg.batch),
+            None => step,
+        };
+        for (route, msg) in packed {
+            self.route(0, route, msg.encode());
         }
     }
 

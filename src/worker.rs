@@ -55,6 +55,8 @@ struct Rules {
     epoch: u32,
     min: i64,
     max: i64,
+    /// Where this worker's appends go: the master (which relays them) or the fanout.
+    relay: bool,
 }
 
 pub struct Worker {
@@ -139,11 +141,11 @@ impl Worker {
     }
 
     /// One delivery from this worker's queue. `Err`: reject the delivery (counted).
-    pub fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
+    pub fn handle(&mut self, _now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
         if self.done {
             return Ok(());
         }
-        let result = Message::decode(bytes, &self.cfg.run_id).and_then(|m| self.on_message(now, m));
+        let result = Message::decode(bytes, &self.cfg.run_id).and_then(|m| self.on_message(m));
         if let Err(r) = &result {
             self.rejected += 1;
             tracing::warn!(worker = self.cfg.id, rejection = %r, "worker rejected a message");
@@ -151,8 +153,25 @@ impl Worker {
         result
     }
 
-    fn on_message(&mut self, _now: Millis, msg: Message) -> Result<(), Rejection> {
+    fn on_message(&mut self, msg: Message) -> Result<(), Rejection> {
         match (msg.from, msg.body) {
+            (Sender::Master { .. }, Body::Batch { messages }) => {
+                // The parts are checked one by one, exactly as if each had come alone
+                // (including the sender checks: a batch may open with `start`).
+                for inner in messages {
+                    if matches!(inner.body, Body::Batch { .. }) {
+                        return Err(refused("a batch inside a batch".into()));
+                    }
+                    if let Err(r) = self.on_message(inner) {
+                        self.rejected += 1;
+                        tracing::warn!(worker = self.cfg.id, rejection = %r, "worker rejected part of a batch");
+                    }
+                    if self.done {
+                        break;
+                    }
+                }
+                Ok(())
+            }
             (Sender::Worker { id, .. }, Body::Append { seq, worker, value }) => {
                 if id != worker {
                     return Err(refused(format!(
@@ -206,6 +225,7 @@ impl Worker {
                 min,
                 max,
                 epoch,
+                relay,
                 ..
             } => {
                 if self.rules.is_some() {
@@ -223,6 +243,7 @@ impl Worker {
                     epoch,
                     min,
                     max,
+                    relay,
                 });
                 self.next_join = None;
                 // Appends held before `start` can be checked for range now.
@@ -293,7 +314,12 @@ impl Worker {
             let value = self.rng.random_range(rules.min..=rules.max);
             tracing::debug!(worker, seq, value, "granted; appending");
             self.written.insert(seq, value);
-            self.publish(Route::Fanout, Body::Append { seq, worker, value });
+            let route = if rules.relay {
+                Route::Master
+            } else {
+                Route::Fanout
+            };
+            self.publish(route, Body::Append { seq, worker, value });
         }
         Ok(())
     }
@@ -455,6 +481,7 @@ mod tests {
             rounds: 1,
             min: 1,
             max: 100,
+            relay: false,
         })
     }
     fn drain(x: &mut Worker) -> Vec<Output> {
@@ -803,6 +830,7 @@ mod tests {
                 rounds: 1,
                 min: 1,
                 max: 100,
+                relay: false,
             },
         )
         .encode();
@@ -841,6 +869,7 @@ mod tests {
                 rounds: 1,
                 min: 1,
                 max: 100,
+                relay: false,
             },
         )
         .encode();

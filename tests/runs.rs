@@ -24,6 +24,7 @@ fn opts(run_id: &str, n: usize) -> RunOptions {
         join_timeout: Duration::from_secs(60),
         pace: Duration::ZERO,
         window: 16,
+        relay: true,
     }
 }
 

@@ -34,6 +34,7 @@ impl TestBroker {
             connect_timeout: Duration::from_secs(10),
             prefetch: 256,
             durable: false,
+            topology: Default::default(),
             stats: Default::default(),
         }
     }

@@ -39,7 +39,7 @@ ch.queue_bind(myq, fanout, "")
 send(direct, "master", {"type": "join", "worker": me})
 last_join = time.monotonic()
 
-rules = None            # (master instance, epoch, min, max)
+rules = None            # (master instance, epoch, min, max, relay)
 grants, voided, evicted = {}, set(), {}
 appends, written, end = {}, {}, None
 rejected, outcome = 0, None
@@ -58,10 +58,20 @@ def finish_if_ready():
     outcome = entries
 
 def handle(m):
-    global rules, end, outcome
+    global rules, end, outcome, rejected
     if m.get("v") != 1 or m.get("run") != run:
         return False
     frm, t = m["from"], m["type"]
+    if t == "batch":
+        # Parts are handled in order as if each came alone; a bad part is counted, not fatal.
+        if frm["role"] != "master":
+            return False
+        for part in m["messages"]:
+            if part.get("type") == "batch" or not handle(part):
+                rejected += 1
+            if outcome is not None:
+                break
+        return True
     if frm["role"] == "worker":
         if t != "append" or frm["id"] != m["worker"]:
             return False
@@ -84,14 +94,14 @@ def handle(m):
         if t != "start":
             return False
     elif t == "start" and m["epoch"] > rules[1]:
-        rules = (inst, m["epoch"], rules[2], rules[3]); return True
+        rules = (inst, m["epoch"], rules[2], rules[3], rules[4]); return True
     elif inst != rules[0]:
         return False
     if t == "start":
         if rules is None:
             if me not in m["workers"]:
                 outcome = "not admitted"; return True
-            rules = (inst, m["epoch"], m["min"], m["max"])
+            rules = (inst, m["epoch"], m["min"], m["max"], m["relay"])
         return True
     if t == "grant":
         seq, w = m["seq"], m["worker"]
@@ -102,7 +112,9 @@ def handle(m):
             del appends[seq]
         if w == me and seq not in written:
             written[seq] = random.randint(rules[2], rules[3])
-            send(fanout, "", {"type": "append", "seq": seq, "worker": me, "value": written[seq]})
+            # With relay the master re-broadcasts it; otherwise we broadcast it ourselves.
+            exchange, key = (direct, "master") if rules[4] else (fanout, "")
+            send(exchange, key, {"type": "append", "seq": seq, "worker": me, "value": written[seq]})
         return True
     if t == "evict":
         voided.add(m["seq"]); evicted[m["worker"]] = m["seq"]
