@@ -14,7 +14,7 @@
 //! and, when Python and pika are there, the original protocol (`seed_protocol.py`) for
 //! the same N. Nothing is installed: what is missing is reported as skipped.
 
-use crate::amqp::{BrokerError, BrokerUrl, connect};
+use crate::amqp::{BrokerError, BrokerUrl, Topology, connect};
 use anyhow::{Context, Result, bail};
 use comfy_table::{ContentArrangement, Table};
 use futures::StreamExt;
@@ -38,6 +38,10 @@ pub struct BenchConfig {
     pub sizes: Vec<usize>,
     /// `--window` values to run sync-run with (1 = turn by turn).
     pub windows: Vec<usize>,
+    /// Topologies to run sync-run with.
+    pub topologies: Vec<Topology>,
+    /// Up to this N, also a run with `--no-relay` (the original protocol's shape).
+    pub no_relay_max: usize,
     /// The `sync-run` binary to run (normally this one).
     pub exe: PathBuf,
     /// The original protocol's script; `None` skips it.
@@ -55,7 +59,10 @@ pub struct BenchConfig {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunFigures {
     pub n: usize,
+    pub topology: Topology,
     pub window: usize,
+    /// Appends relayed by the master (the default) or broadcast by the workers.
+    pub relay: bool,
     pub verified: bool,
     pub exit_code: i32,
     pub wall_s: f64,
@@ -117,9 +124,19 @@ pub async fn run(cfg: &BenchConfig) -> Result<BenchReport> {
             messages,
             deliveries_per_s: rate,
         });
-        for &w in &cfg.windows {
-            eprintln!("bench: sync-run --slaves {n} --window {w}");
-            let r = sync_run_once(cfg, n, w).await?;
+        let mut variants: Vec<Variant> = cfg
+            .topologies
+            .iter()
+            .flat_map(|&t| cfg.windows.iter().map(move |&w| (t, w, true)))
+            .collect();
+        if n <= cfg.no_relay_max
+            && let Some(&w) = cfg.windows.first()
+        {
+            variants.push((Topology::Queues, w, false));
+        }
+        for v in variants {
+            eprintln!("bench: sync-run --slaves {n} {}", flags(v));
+            let r = sync_run_once(cfg, n, v).await?;
             eprintln!(
                 "bench:   {:.3} s, verified: {}, {:.0} deliveries/s",
                 r.wall_s, r.verified, r.deliveries_per_s
@@ -363,8 +380,21 @@ async fn fanout_rate(
     Ok(delivered as f64 / last.duration_since(t0).as_secs_f64().max(1e-9))
 }
 
+/// How a run is made: topology, window, relay.
+type Variant = (Topology, usize, bool);
+
+/// The command-line flags of a variant (also its label).
+fn flags((topology, window, relay): Variant) -> String {
+    let mut s = format!("--topology {topology} --window {window}");
+    if !relay {
+        s += " --no-relay";
+    }
+    s
+}
+
 /// One `sync-run --slaves N --json` process; its JSON report gives the figures.
-async fn sync_run_once(cfg: &BenchConfig, n: usize, window: usize) -> Result<RunFigures> {
+async fn sync_run_once(cfg: &BenchConfig, n: usize, v: Variant) -> Result<RunFigures> {
+    let (topology, window, relay) = v;
     // The URL goes through the environment, not argv, where `ps` would show its password.
     let out = tokio::process::Command::new(&cfg.exe)
         .env("AMQP_URL", cfg.url.as_str())
@@ -372,8 +402,7 @@ async fn sync_run_once(cfg: &BenchConfig, n: usize, window: usize) -> Result<Run
         .arg(format!("{}ms", cfg.connect_timeout.as_millis()))
         .args(["--json", "--seed", "1", "--slaves"])
         .arg(n.to_string())
-        .arg("--window")
-        .arg(window.to_string())
+        .args(flags(v).split(' '))
         .arg("--timeout")
         .arg(format!("{}s", cfg.timeout.as_secs().max(1)))
         .stdin(Stdio::null())
@@ -401,7 +430,9 @@ async fn sync_run_once(cfg: &BenchConfig, n: usize, window: usize) -> Result<Run
     let turns = doc["grant_order"].as_array().map_or(0, |a| a.len());
     Ok(RunFigures {
         n,
+        topology,
         window,
+        relay,
         verified: doc["verdict"]["verified"].as_bool().unwrap_or(false),
         exit_code: out.status.code().unwrap_or(-1),
         wall_s,
@@ -479,7 +510,9 @@ pub fn render(r: &BenchReport) -> String {
     t.set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(vec![
             "N",
+            "topology",
             "window",
+            "relay",
             "verified",
             "wall s",
             "per turn ms",
@@ -496,7 +529,9 @@ pub fn render(r: &BenchReport) -> String {
         let seed = r.original.iter().find(|o| o.n == run.n);
         t.add_row(vec![
             run.n.to_string(),
+            run.topology.to_string(),
             run.window.to_string(),
+            if run.relay { "yes" } else { "no" }.into(),
             if run.verified { "yes" } else { "NO" }.into(),
             format!("{:.3}", run.wall_s),
             format!("{:.2}", run.per_turn_ms),
@@ -530,17 +565,27 @@ pub fn render(r: &BenchReport) -> String {
 pub fn plot(r: &BenchReport, path: &Path) -> Result<()> {
     use plotters::prelude::*;
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-    let mut windows: Vec<usize> = r.runs.iter().map(|x| x.window).collect();
-    windows.sort_unstable();
-    windows.dedup();
-    for w in windows {
+    let mut variants: Vec<Variant> = r
+        .runs
+        .iter()
+        .map(|x| (x.topology, x.window, x.relay))
+        .collect();
+    variants.sort_by_key(|&(t, w, relay)| (!relay, t as u8, w));
+    variants.dedup();
+    for v in variants {
         let pts = r
             .runs
             .iter()
-            .filter(|x| x.window == w && x.verified)
+            .filter(|x| (x.topology, x.window, x.relay) == v && x.verified)
             .map(|x| (x.n as f64, x.wall_s))
             .collect();
-        series.push((format!("sync-run, window {w}"), pts));
+        let (t, w, relay) = v;
+        let label = if relay {
+            format!("sync-run, {t}, window {w}")
+        } else {
+            format!("sync-run, {t}, window {w}, no relay")
+        };
+        series.push((label, pts));
     }
     series.push((
         "original (Python + pika)".into(),

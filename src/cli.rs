@@ -79,8 +79,20 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "10,100,1000", value_parser = parse_slaves)]
     pub sizes: Vec<usize>,
     /// --window values to run each N with, comma-separated (1 = turn by turn).
-    #[arg(long, value_delimiter = ',', default_value = "1,16", value_parser = clap::value_parser!(u32).range(1..=10000))]
+    #[arg(long, value_delimiter = ',', default_value = "16", value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub windows: Vec<u32>,
+    /// Topologies to run each N with, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_enum,
+        default_value = "queues,stream"
+    )]
+    pub topologies: Vec<Topology>,
+    /// Also run with --no-relay (workers broadcast their own appends, the original
+    /// protocol's shape; per-worker queues, the first window) up to this N.
+    #[arg(long, default_value_t = 300)]
+    pub no_relay_max: usize,
     /// The original protocol (Python + pika) to run side by side; skipped if absent.
     #[arg(long, default_value = "../shared/bench/seed_protocol.py")]
     pub seed_script: std::path::PathBuf,

@@ -205,6 +205,8 @@ async fn bench(g: &GlobalArgs, broker: &Broker, b: &sync_run::cli::BenchArgs) ->
         connect_timeout: g.connect_timeout,
         sizes: b.sizes.clone(),
         windows: b.windows.iter().map(|w| *w as usize).collect(),
+        topologies: b.topologies.clone(),
+        no_relay_max: b.no_relay_max,
         exe,
         seed_script: b.seed_script.exists().then(|| b.seed_script.clone()),
         seed_max: b.seed_max,

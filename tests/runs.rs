@@ -5,6 +5,7 @@ mod common;
 
 use common::{broker, leftovers, unique};
 use std::time::Duration;
+use sync_run::amqp::Topology;
 use sync_run::run::{RunOptions, run_all};
 use sync_run::verify::verify;
 use sync_run::worker::WorkerOutcome;
@@ -31,10 +32,19 @@ fn opts(run_id: &str, n: usize) -> RunOptions {
 /// Runs N workers and checks the lists here, independently of the verifier: every worker's
 /// own outcome list is compared with every other's and with the master's grant log.
 async fn full_run(n: usize) {
+    full_run_with(n, Topology::Queues, true).await;
+}
+
+/// [`full_run`] with a topology and relay setting; returns the deliveries the run took.
+async fn full_run_with(n: usize, topology: Topology, relay: bool) -> u64 {
     let tb = broker().await;
     let id = unique(&format!("n{n}"));
     let (_tx, rx) = watch::channel(false);
-    let res = run_all(&tb.broker(), &opts(&id, n), rx, |_, _| {})
+    let mut o = opts(&id, n);
+    o.relay = relay;
+    let mut broker = tb.broker();
+    broker.topology = topology;
+    let res = run_all(&broker, &o, rx, |_, _| {})
         .await
         .expect("run succeeds");
     let lists: Vec<Vec<i64>> = res
@@ -66,6 +76,29 @@ async fn full_run(n: usize) {
         leftovers(&tb, &id, n as u32).await,
         Vec::<String>::new(),
         "nothing left on the broker"
+    );
+    broker
+        .stats
+        .deliveries
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_as_the_broadcast_log_agrees_and_is_deleted() {
+    full_run_with(17, Topology::Stream, true).await;
+    full_run_with(3, Topology::Stream, false).await;
+}
+
+/// Relaying appends through the master (batched with its grants) must cost fewer
+/// deliveries than workers broadcasting their own: even with no batching at all it is
+/// one delivery per worker per turn instead of two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_appends_agree_with_fewer_deliveries_than_broadcast_ones() {
+    let direct = full_run_with(20, Topology::Queues, false).await;
+    let relayed = full_run_with(20, Topology::Queues, true).await;
+    assert!(
+        relayed < direct,
+        "relayed run took {relayed} deliveries, broadcast run {direct}"
     );
 }
 

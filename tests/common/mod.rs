@@ -196,7 +196,7 @@ pub async fn leftovers(tb: &TestBroker, run_id: &str, workers: u32) -> Vec<Strin
         .await
         .expect("connect for the leak check");
     let mut left = vec![];
-    let mut queues = vec![names.master_queue(), names.results_queue()];
+    let mut queues = vec![names.master_queue(), names.results_queue(), names.log()];
     queues.extend((1..=workers).map(|w| names.worker_queue(w)));
     for q in queues {
         // A passive declare of a missing queue closes the channel: one channel per probe.
