@@ -526,6 +526,9 @@ pub struct Broker {
     pub durable: bool,
     /// Per-worker queues or one stream.
     pub topology: Topology,
+    /// Workers driven with this `Broker` share these connections (each on a channel of
+    /// its own) instead of opening one each; `None`: one connection per participant.
+    pub pool: Option<std::sync::Arc<ConnectionPool>>,
     /// Counters shared by every participant driven with this `Broker` (for `--json` and
     /// the benchmark).
     pub stats: std::sync::Arc<Stats>,
@@ -572,16 +575,56 @@ impl Role {
         }
     }
 
-    async fn declare(&self, ch: &Channel, durable: bool) -> Result<(), BrokerError> {
-        declare_shared(ch, &self.names, durable).await?;
+    async fn declare(
+        &self,
+        conn: &Connection,
+        ch: &Channel,
+        durable: bool,
+    ) -> Result<(), BrokerError> {
+        // A worker that finds the run's shared names already declared (the master is up)
+        // skips re-declaring them: each binding re-declared is a broker-wide transaction,
+        // and a thousand workers re-declaring four each is most of a large run's start.
+        let shared_ready = self.worker.is_some() && self.shared_exists(conn).await;
+        if !shared_ready {
+            declare_shared(ch, &self.names, durable).await?;
+        }
         match (self.worker, self.topology) {
             (Some(id), Topology::Queues) => {
                 declare_worker_queue(ch, &self.names, id, durable).await?
             }
-            (_, Topology::Stream) => declare_stream(ch, &self.names).await?,
-            (None, Topology::Queues) => {}
+            (_, Topology::Stream) if !shared_ready => declare_stream(ch, &self.names).await?,
+            _ => {}
         }
         Ok(())
+    }
+
+    /// Whether the last name a master declares exists (the results queue, or the stream),
+    /// which means the others do too. A passive declare of a missing queue closes its
+    /// channel, so it gets one of its own.
+    async fn shared_exists(&self, conn: &Connection) -> bool {
+        let last = match self.topology {
+            Topology::Queues => self.names.results_queue(),
+            Topology::Stream => self.names.log(),
+        };
+        let Ok(probe) = conn.create_channel().await else {
+            return false;
+        };
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let found = probe
+            .queue_declare(last.as_str().into(), passive, FieldTable::default())
+            .await
+            .is_ok();
+        if found {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                probe.close(200, "probe done".into()),
+            )
+            .await;
+        }
+        found
     }
 
     /// Whether rejected deliveries are acknowledged instead: a stream cannot drop one
@@ -591,11 +634,106 @@ impl Role {
     }
 }
 
+/// Connections shared by the workers of one in-process run, `per_connection` workers on
+/// each. A thousand workers on a thousand connections cost a thousand sockets (beyond a
+/// stock broker's file-descriptor limit), a thousand I/O threads here and a thousand
+/// connection processes in the broker; on sixty-four they cost sixty-four, and the frames
+/// of many workers share each read and write.
+///
+/// A worker whose shared connection dies asks the pool again and gets a live one: the
+/// first to ask opens it, the others join it.
+pub struct ConnectionPool {
+    url: BrokerUrl,
+    name: String,
+    connect_timeout: Duration,
+    per_connection: usize,
+    slots: tokio::sync::Mutex<Vec<(std::sync::Arc<Connection>, usize)>>,
+}
+
+impl fmt::Debug for ConnectionPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionPool")
+            .field("name", &self.name)
+            .field("per_connection", &self.per_connection)
+            .finish()
+    }
+}
+
+impl ConnectionPool {
+    /// A pool whose connections are named `<name> #k` (visible in the management UI).
+    pub fn new(
+        url: BrokerUrl,
+        connect_timeout: Duration,
+        name: String,
+        per_connection: usize,
+    ) -> Self {
+        ConnectionPool {
+            url,
+            name,
+            connect_timeout,
+            per_connection: per_connection.max(1),
+            slots: Default::default(),
+        }
+    }
+
+    /// A live connection with room for one more worker, opened if there is none.
+    async fn get(&self) -> Result<std::sync::Arc<Connection>, BrokerError> {
+        let mut slots = self.slots.lock().await;
+        slots.retain(|(c, _)| c.status().connected());
+        if let Some((c, users)) = slots.iter_mut().find(|(_, u)| *u < self.per_connection) {
+            *users += 1;
+            return Ok(c.clone());
+        }
+        let name = format!("{} #{}", self.name, slots.len() + 1);
+        let conn = std::sync::Arc::new(connect(&self.url, &name, self.connect_timeout).await?);
+        slots.push((conn.clone(), 1));
+        Ok(conn)
+    }
+
+    /// Opens the connections `workers` workers will need, all at once, so the workers
+    /// do not open them one after the other.
+    pub async fn warm(&self, workers: usize) -> Result<(), BrokerError> {
+        let count = workers.div_ceil(self.per_connection);
+        let opened = futures::future::join_all((1..=count).map(|k| {
+            let name = format!("{} #{k}", self.name);
+            async move { connect(&self.url, &name, self.connect_timeout).await }
+        }))
+        .await;
+        let mut slots = self.slots.lock().await;
+        for conn in opened {
+            slots.push((std::sync::Arc::new(conn?), 0));
+        }
+        Ok(())
+    }
+
+    /// Closes every connection (after the run: each worker closed its own channel).
+    pub async fn close(&self) {
+        let slots = std::mem::take(&mut *self.slots.lock().await);
+        for (c, _) in slots {
+            close_quietly(&c, "run done").await;
+        }
+    }
+}
+
 /// One live connection of a participant: its channel and merged consumers.
 struct Link {
-    conn: Connection,
+    conn: std::sync::Arc<Connection>,
+    /// The connection belongs to a [`ConnectionPool`]: closing means closing the channel.
+    shared: bool,
     ch: Channel,
     deliveries: futures::stream::SelectAll<lapin::Consumer>,
+}
+
+impl Link {
+    /// Lets go of the link: its channel if the connection is shared, else the connection.
+    async fn close(&self, why: &str) {
+        if self.shared {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), self.ch.close(200, why.into())).await;
+        } else {
+            close_quietly(&self.conn, why).await;
+        }
+    }
 }
 
 /// Closes a connection without waiting long for the broker's close-ok: a connection whose
@@ -641,7 +779,15 @@ async fn open_link_unbounded(
     role: &Role,
     reconnect: bool,
 ) -> Result<Link, BrokerError> {
-    let conn = connect(&broker.url, &role.conn_name, broker.connect_timeout).await?;
+    let (conn, shared) = match (&broker.pool, role.worker) {
+        (Some(pool), Some(_)) => (pool.get().await?, true),
+        _ => (
+            std::sync::Arc::new(
+                connect(&broker.url, &role.conn_name, broker.connect_timeout).await?,
+            ),
+            false,
+        ),
+    };
     let ch = open_channel(&conn, broker.prefetch).await?;
     if reconnect && !broker.durable {
         // Our queues must have survived the outage, or messages of the run are gone: a
@@ -660,7 +806,9 @@ async fn open_link_unbounded(
                 .await
                 .is_err()
             {
-                close_quietly(&conn, "run lost").await;
+                if !shared {
+                    close_quietly(&conn, "run lost").await;
+                }
                 return Err(BrokerError::RunLost { queue: q });
             }
             let _ = tokio::time::timeout(
@@ -676,7 +824,7 @@ async fn open_link_unbounded(
             run: role.names.run().to_owned(),
         });
     }
-    role.declare(&ch, broker.durable).await?;
+    role.declare(&conn, &ch, broker.durable).await?;
     let mut deliveries = futures::stream::SelectAll::new();
     for (q, args) in role.queues() {
         let consumer = ch
@@ -692,6 +840,7 @@ async fn open_link_unbounded(
     }
     Ok(Link {
         conn,
+        shared,
         ch,
         deliveries,
     })
@@ -892,7 +1041,7 @@ async fn drive<M: StateMachine>(
             Ok(()) => break Ok(finished.take()),
             Err(e) if is_transient(&e) && !*shutdown.borrow() => {
                 tracing::warn!(who = %role.conn_name, error = %e, "connection lost; reconnecting");
-                close_quietly(&link.conn, "reconnecting").await;
+                link.close("reconnecting").await;
                 match reconnect(
                     broker,
                     &role,
@@ -932,7 +1081,7 @@ async fn drive<M: StateMachine>(
     {
         cleanup_fresh(broker, &role.names, &what).await;
     }
-    close_quietly(&link.conn, "done").await;
+    link.close("done").await;
     outcome
 }
 
@@ -1239,7 +1388,7 @@ pub async fn run_standby(
         worker: None,
         topology: broker.topology,
     };
-    role.declare(&ch, broker.durable).await?;
+    role.declare(&conn, &ch, broker.durable).await?;
     let mut deliveries = futures::stream::SelectAll::new();
     for (q, args) in role.queues() {
         deliveries.push(
@@ -1254,7 +1403,8 @@ pub async fn run_standby(
         );
     }
     let link = Link {
-        conn,
+        conn: std::sync::Arc::new(conn),
+        shared: false,
         ch,
         deliveries,
     };

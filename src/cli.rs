@@ -144,6 +144,10 @@ pub struct AllArgs {
     /// Number of workers (1 to 2000).
     #[arg(long, short = 'n', value_parser = parse_slaves)]
     pub slaves: Option<usize>,
+    /// The workers share at most this many connections to the broker (each worker has a
+    /// channel of its own); with fewer workers, each has its own connection.
+    #[arg(long, default_value_t = crate::run::DEFAULT_CONNECTIONS as u32, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub connections: u32,
     #[command(flatten)]
     pub run: RunArgs,
 }

@@ -24,7 +24,10 @@ fn init_logging(g: &GlobalArgs) {
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("sync_run={default},lapin=error"))
+        // lapin logs every channel the broker closes as an error, including the expected
+        // ones (a passive probe of a queue not there yet); sync-run reports what matters.
+        let lapin = if g.verbose >= 2 { "warn" } else { "off" };
+        tracing_subscriber::EnvFilter::new(format!("sync_run={default},lapin={lapin}"))
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -50,6 +53,7 @@ fn run_options(slaves: usize, a: &RunArgs) -> RunOptions {
         pace: a.pace,
         window: a.window as usize,
         relay: !a.no_relay,
+        connections: run::DEFAULT_CONNECTIONS,
     }
 }
 
@@ -114,6 +118,7 @@ async fn main_async(cli: Cli) -> i32 {
         prefetch: 256,
         durable: g.durable,
         topology: g.topology,
+        pool: None,
         stats: Default::default(),
     };
     let (shutdown, interrupted) = ctrl_c();
@@ -125,7 +130,8 @@ async fn main_async(cli: Cli) -> i32 {
                     "say how many workers to run, e.g. `sync-run --slaves 10` (see --help)",
                 );
             };
-            let opts = run_options(slaves, &cli.all.run);
+            let mut opts = run_options(slaves, &cli.all.run);
+            opts.connections = cli.all.connections as usize;
             let mut progress = Progress::new(g.quiet || g.json);
             let result = run::run_all(&broker, &opts, shutdown, |d, t| progress.update(d, t)).await;
             progress.finish();

@@ -30,7 +30,12 @@ pub struct RunOptions {
     pub window: usize,
     /// The master relays appends (see [`MasterConfig::relay`]).
     pub relay: bool,
+    /// The workers share at most this many connections (`--connections`).
+    pub connections: usize,
 }
+
+/// Default of `--connections`: up to 64 workers get a connection each; beyond, they share.
+pub const DEFAULT_CONNECTIONS: usize = 64;
 
 /// A fresh random run id, e.g. `r-5f1c09ab`.
 pub fn random_run_id() -> String {
@@ -109,6 +114,21 @@ pub async fn run_all(
     on_progress: impl FnMut(usize, usize),
 ) -> Result<AllResult, BrokerError> {
     let t0 = Instant::now();
+    let per_connection = opts.slaves.div_ceil(opts.connections.max(1));
+    let mut broker = broker.clone();
+    let pool = (per_connection > 1 && broker.pool.is_none()).then(|| {
+        std::sync::Arc::new(amqp::ConnectionPool::new(
+            broker.url.clone(),
+            broker.connect_timeout,
+            format!("sync-run workers {}", opts.run_id),
+            per_connection,
+        ))
+    });
+    if let Some(p) = &pool {
+        p.warm(opts.slaves).await?;
+        broker.pool = Some(p.clone());
+    }
+    let broker = &broker;
     // Workers that fail (e.g. cannot connect) stop the whole run rather than leave the
     // master waiting for its join timeout.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -166,6 +186,9 @@ pub async fn run_all(
         }
     }
     forward.abort();
+    if let Some(p) = &pool {
+        p.close().await;
+    }
     outcomes.sort_by_key(|(id, _)| *id);
     let record = match (master, first_broker_error) {
         (Err(e), _) => return Err(e),

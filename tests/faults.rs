@@ -88,6 +88,65 @@ fn local(tb: &TestBroker) -> bool {
     tb.local_ctl
 }
 
+/// Workers sharing connections (`--connections`), with per-worker queues and with the
+/// stream: a shared connection closed mid-run takes several workers down at once; they
+/// reconnect through the pool (a stream reader re-reads the log from its start) and the
+/// run verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_connections_reconnect_with_queues_and_with_the_stream() {
+    let _serial = SERIAL.lock().await;
+    let tb = broker().await;
+    if !local(&tb) {
+        return;
+    }
+    for rep in 0..REPEATS {
+        let topology = if rep % 2 == 0 { "queues" } else { "stream" };
+        let run = unique("pool");
+        let (n, rounds) = (12, 3);
+        let child = spawn(
+            &tb.url,
+            &[
+                "--slaves",
+                "12",
+                "--connections",
+                "3",
+                "--topology",
+                topology,
+                "--rounds",
+                "3",
+                "--pace",
+                "100ms",
+                "--run-id",
+                &run,
+                "--json",
+                "--timeout",
+                "120s",
+            ],
+        );
+        // Three shared connections for the workers and the master's own.
+        wait_for_connections(&format!("workers {run} #"), 3, Duration::from_secs(20));
+        wait_for_connections(&format!("master {run}"), 1, Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(500));
+        let mut closed = close_connections(&format!("workers {run} #2"));
+        std::thread::sleep(Duration::from_millis(500));
+        closed += close_connections(&format!("workers {run} #"));
+        let (code, out, err) = finish(child);
+        assert_eq!(code, 0, "rep {rep} ({topology}): {err}");
+        assert!(
+            closed >= 2,
+            "rep {rep}: the run ended before the faults ({closed} closed)"
+        );
+        assert!(
+            err.contains("connection lost; reconnecting"),
+            "rep {rep}: {err}"
+        );
+        let doc = verified(&out, n * rounds);
+        assert_eq!(doc["evicted"].as_array().map(Vec::len), Some(0));
+        assert!(leftovers(&tb, &run, n as u32).await.is_empty());
+        eprintln!("shared connections ({topology}) rep {rep}: closed {closed}, verified");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_connections_reconnect_and_catch_up() {
     let _serial = SERIAL.lock().await;

@@ -26,6 +26,7 @@ fn opts(run_id: &str, n: usize) -> RunOptions {
         pace: Duration::ZERO,
         window: 16,
         relay: true,
+        connections: sync_run::run::DEFAULT_CONNECTIONS,
     }
 }
 

@@ -35,6 +35,7 @@ impl TestBroker {
             prefetch: 256,
             durable: false,
             topology: Default::default(),
+            pool: None,
             stats: Default::default(),
         }
     }
