@@ -394,10 +394,17 @@ pub async fn delete_run(ch: &Channel, names: &Names, what: &Cleanup) -> Result<(
     };
     let mut queues = vec![names.master_queue(), names.results_queue(), names.log()];
     queues.extend(workers.iter().map(|w| names.worker_queue(*w)));
-    for q in queues {
-        ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-            .await
-            .ctx(|| format!("deleting queue {q}"))?;
+    // Pipelined: every delete is sent, then the answers are awaited (in order), instead
+    // of one round trip per queue — a thousand workers' queues in one go.
+    let deletes = queues
+        .iter()
+        .map(|q| ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()));
+    for (r, q) in futures::future::join_all(deletes)
+        .await
+        .into_iter()
+        .zip(&queues)
+    {
+        r.ctx(|| format!("deleting queue {q}"))?;
     }
     for x in [names.fanout(), names.direct()] {
         ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
@@ -824,7 +831,9 @@ async fn open_link_unbounded(
             run: role.names.run().to_owned(),
         });
     }
+    tracing::trace!(who = %role.conn_name, "channel open");
     role.declare(&conn, &ch, broker.durable).await?;
+    tracing::trace!(who = %role.conn_name, "declared");
     let mut deliveries = futures::stream::SelectAll::new();
     for (q, args) in role.queues() {
         let consumer = ch
@@ -961,11 +970,15 @@ async fn drive<M: StateMachine>(
     mut shutdown: Shutdown,
     mut on_progress: impl FnMut(&M),
     cleanup: impl Fn(&Result<M::Finished, BrokerError>) -> Cleanup,
+    ready: Option<tokio::sync::oneshot::Sender<()>>,
 ) -> Result<M::Finished, BrokerError> {
     let mut link = match link {
         Some(l) => l,
         None => first_link(broker, &role).await?,
     };
+    if let Some(ready) = ready {
+        let _ = ready.send(());
+    }
     // Published but not yet confirmed, in order.
     let mut outbox: VecDeque<(Route, Message)> = Default::default();
     let mut finished: Option<M::Finished> = None;
@@ -1006,6 +1019,7 @@ async fn drive<M: StateMachine>(
                             }
                         }
                         let now = now_ms(t0);
+                        tracing::trace!(who = %role.conn_name, deliveries = batch.len(), "batch in");
                         let mut accepted = Vec::with_capacity(batch.len());
                         let mut step = Vec::new();
                         for d in &batch {
@@ -1023,11 +1037,13 @@ async fn drive<M: StateMachine>(
                         // Effects first, then the acknowledgement of their causes.
                         bounded(op_limit(broker), "publishing and acknowledging", async {
                             publish_all(&link.ch, &role.names, &mut outbox, broker.durable, &broker.stats).await?;
+                            tracing::trace!(who = %role.conn_name, "effects confirmed");
                             if role.reads_a_stream() {
                                 accepted.iter_mut().for_each(|a| *a = true);
                             }
                             settle(&batch, &accepted, role.worker.is_some()).await
                         }).await?;
+                        tracing::trace!(who = %role.conn_name, "batch settled");
                         broker.stats.deliveries.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
                         on_progress(&m);
                     }
@@ -1147,16 +1163,20 @@ async fn reconnect<M: StateMachine>(
 /// Acknowledges the accepted deliveries of a batch and rejects the others (dead-lettered
 /// nowhere: they are counted and logged by the state machine). With one consumer on the
 /// channel the deliveries arrive in tag order and every earlier one is settled, so one
-/// `multiple` ack covers the batch; with two (the master's) each is acked on its own.
+/// `multiple` ack covers the batch; with two (the master's) each is acked on its own, all
+/// handed to lapin at once (in order: `join_all` polls them in turn) and awaited together.
 async fn settle(
     batch: &[lapin::message::Delivery],
     accepted: &[bool],
     single_consumer: bool,
 ) -> Result<(), BrokerError> {
-    for (d, _) in batch.iter().zip(accepted).filter(|(_, ok)| !**ok) {
-        d.reject(BasicRejectOptions { requeue: false })
-            .await
-            .ctx(|| "rejecting a delivery".into())?;
+    let rejects = batch
+        .iter()
+        .zip(accepted)
+        .filter(|(_, ok)| !**ok)
+        .map(|(d, _)| d.reject(BasicRejectOptions { requeue: false }));
+    for r in futures::future::join_all(rejects).await {
+        r.ctx(|| "rejecting a delivery".into())?;
     }
     let mut ok = batch.iter().zip(accepted).filter(|(_, ok)| **ok);
     if single_consumer {
@@ -1166,10 +1186,9 @@ async fn settle(
                 .ctx(|| "acknowledging deliveries".into())?;
         }
     } else {
-        for (d, _) in ok {
-            d.ack(BasicAckOptions::default())
-                .await
-                .ctx(|| "acknowledging a delivery".into())?;
+        let acks = ok.map(|(d, _)| d.ack(BasicAckOptions::default()));
+        for r in futures::future::join_all(acks).await {
+            r.ctx(|| "acknowledging a delivery".into())?;
         }
     }
     Ok(())
@@ -1208,7 +1227,21 @@ pub async fn run_master(
     rng: Box<dyn RngCore + Send>,
     t0: Instant,
     shutdown: Shutdown,
+    on_progress: impl FnMut(usize, usize),
+) -> Result<RunRecord, BrokerError> {
+    run_master_signalling(broker, cfg, rng, t0, shutdown, on_progress, None).await
+}
+
+/// [`run_master`], telling `ready` once the master holds the lock and has declared the
+/// run's names (an in-process run starts its workers then, so they need not declare them).
+pub async fn run_master_signalling(
+    broker: &Broker,
+    cfg: MasterConfig,
+    rng: Box<dyn RngCore + Send>,
+    t0: Instant,
+    shutdown: Shutdown,
     mut on_progress: impl FnMut(usize, usize),
+    ready: Option<tokio::sync::oneshot::Sender<()>>,
 ) -> Result<RunRecord, BrokerError> {
     let role = Role {
         conn_name: format!("sync-run master {}", cfg.run_id),
@@ -1232,6 +1265,7 @@ pub async fn run_master(
             on_progress(done, total)
         },
         cleanup,
+        ready,
     )
     .instrument(span)
     .await
@@ -1263,6 +1297,7 @@ pub async fn run_worker(
         shutdown,
         |_| {},
         move |_| Cleanup::Worker(id),
+        None,
     )
     .instrument(span)
     .await
@@ -1388,7 +1423,9 @@ pub async fn run_standby(
         worker: None,
         topology: broker.topology,
     };
+    tracing::trace!(who = %role.conn_name, "channel open");
     role.declare(&conn, &ch, broker.durable).await?;
+    tracing::trace!(who = %role.conn_name, "declared");
     let mut deliveries = futures::stream::SelectAll::new();
     for (q, args) in role.queues() {
         deliveries.push(
@@ -1411,7 +1448,16 @@ pub async fn run_standby(
     let cleanup = |r: &Result<Box<RunRecord>, BrokerError>| {
         Cleanup::Run(r.as_ref().map(|r| r.members.clone()).unwrap_or_default())
     };
-    drive(broker, (role, Some(link)), m, t0, shutdown, |_| {}, cleanup)
-        .await
-        .map(|r| *r)
+    drive(
+        broker,
+        (role, Some(link)),
+        m,
+        t0,
+        shutdown,
+        |_| {},
+        cleanup,
+        None,
+    )
+    .await
+    .map(|r| *r)
 }

@@ -126,6 +126,10 @@ pub async fn run_all(
     });
     if let Some(p) = &pool {
         p.warm(opts.slaves).await?;
+        tracing::debug!(
+            elapsed_ms = t0.elapsed().as_millis() as u64,
+            "worker connections open"
+        );
         broker.pool = Some(p.clone());
     }
     let broker = &broker;
@@ -144,32 +148,44 @@ pub async fn run_all(
             }
         })
     };
+    // The master first: once it holds the lock and has declared the run's names, the
+    // workers start and find them there (re-declaring costs the broker a transaction per
+    // binding and worker). A master that fails to start leaves no worker behind.
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let mut workers = tokio::task::JoinSet::new();
-    for id in 1..=opts.slaves as WorkerId {
-        let broker = broker.clone();
-        let cfg = worker_config(&opts.run_id, id, opts.timeout);
-        let rng = worker_rng(opts.seed, id);
-        let stop = stop_rx.clone();
-        let stop_tx = stop_tx.clone();
-        workers.spawn(async move {
-            let r = amqp::run_worker(&broker, cfg, rng, t0, stop).await;
-            if let Err(e) = &r {
-                tracing::error!(worker = id, error = %e, "worker failed; stopping the run");
-                let _ = stop_tx.send(true);
-            }
-            (id, r)
-        });
-    }
+    let start_workers = async {
+        if ready_rx.await.is_err() {
+            return;
+        }
+        for id in 1..=opts.slaves as WorkerId {
+            let broker = broker.clone();
+            let cfg = worker_config(&opts.run_id, id, opts.timeout);
+            let rng = worker_rng(opts.seed, id);
+            let stop = stop_rx.clone();
+            let stop_tx = stop_tx.clone();
+            workers.spawn(async move {
+                let r = amqp::run_worker(&broker, cfg, rng, t0, stop).await;
+                if let Err(e) = &r {
+                    tracing::error!(worker = id, error = %e, "worker failed; stopping the run");
+                    let _ = stop_tx.send(true);
+                }
+                (id, r)
+            });
+        }
+    };
     let cfg = master_config(opts);
-    let master = amqp::run_master(
-        broker,
-        cfg,
-        master_rng(opts.seed),
-        t0,
-        stop_rx.clone(),
-        on_progress,
-    )
-    .await;
+    let (master, ()) = tokio::join!(
+        amqp::run_master_signalling(
+            broker,
+            cfg,
+            master_rng(opts.seed),
+            t0,
+            stop_rx.clone(),
+            on_progress,
+            Some(ready_tx),
+        ),
+        start_workers
+    );
     if master.is_err() {
         let _ = stop_tx.send(true);
     }
