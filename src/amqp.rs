@@ -946,6 +946,14 @@ fn is_transient(e: &BrokerError) -> bool {
     }
 }
 
+/// How a driver starts: the participant, its link if already open (a standby taking
+/// over), and whom to tell once the link is up.
+struct Start {
+    role: Role,
+    link: Option<Link>,
+    ready: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
 /// What one step of a machine published, packed into batches if the machine allows it.
 fn pack<M: StateMachine>(m: &M, step: Vec<(Route, Message)>) -> Vec<(Route, Message)> {
     match m.batches_as() {
@@ -964,13 +972,12 @@ fn pack<M: StateMachine>(m: &M, step: Vec<(Route, Message)>) -> Vec<(Route, Mess
 /// redelivered: both are duplicates the state machines recognise by sequence number.
 async fn drive<M: StateMachine>(
     broker: &Broker,
-    (role, link): (Role, Option<Link>),
+    Start { role, link, ready }: Start,
     mut m: M,
     t0: Instant,
     mut shutdown: Shutdown,
     mut on_progress: impl FnMut(&M),
     cleanup: impl Fn(&Result<M::Finished, BrokerError>) -> Cleanup,
-    ready: Option<tokio::sync::oneshot::Sender<()>>,
 ) -> Result<M::Finished, BrokerError> {
     let mut link = match link {
         Some(l) => l,
@@ -1254,9 +1261,14 @@ pub async fn run_master_signalling(
         Cleanup::Run(r.as_ref().map(|r| r.members.clone()).unwrap_or_default())
     };
     let span = tracing::info_span!("run", run = %role.names.run(), role = "master");
+    let start = Start {
+        role,
+        link: None,
+        ready,
+    };
     drive(
         broker,
-        (role, None),
+        start,
         m,
         t0,
         shutdown,
@@ -1265,7 +1277,6 @@ pub async fn run_master_signalling(
             on_progress(done, total)
         },
         cleanup,
-        ready,
     )
     .instrument(span)
     .await
@@ -1289,15 +1300,19 @@ pub async fn run_worker(
     };
     let span = tracing::info_span!("worker", run = %role.names.run(), id);
     let w = Worker::new(cfg, rng, now_ms(t0));
+    let start = Start {
+        role,
+        link: None,
+        ready: None,
+    };
     drive(
         broker,
-        (role, None),
+        start,
         w,
         t0,
         shutdown,
         |_| {},
         move |_| Cleanup::Worker(id),
-        None,
     )
     .instrument(span)
     .await
@@ -1448,16 +1463,12 @@ pub async fn run_standby(
     let cleanup = |r: &Result<Box<RunRecord>, BrokerError>| {
         Cleanup::Run(r.as_ref().map(|r| r.members.clone()).unwrap_or_default())
     };
-    drive(
-        broker,
-        (role, Some(link)),
-        m,
-        t0,
-        shutdown,
-        |_| {},
-        cleanup,
-        None,
-    )
-    .await
-    .map(|r| *r)
+    let start = Start {
+        role,
+        link: Some(link),
+        ready: None,
+    };
+    drive(broker, start, m, t0, shutdown, |_| {}, cleanup)
+        .await
+        .map(|r| *r)
 }

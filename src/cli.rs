@@ -79,7 +79,7 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "10,100,1000", value_parser = parse_slaves)]
     pub sizes: Vec<usize>,
     /// --window values to run each N with, comma-separated (1 = turn by turn).
-    #[arg(long, value_delimiter = ',', default_value = "16", value_parser = clap::value_parser!(u32).range(1..=10000))]
+    #[arg(long, value_delimiter = ',', default_value = "64", value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub windows: Vec<u32>,
     /// Topologies to run each N with, comma-separated.
     #[arg(
@@ -198,7 +198,7 @@ pub struct RunArgs {
     pub pace: Duration,
     /// Grants outstanding at once: 1 is strictly turn by turn; more pipelines the turns
     /// (safe: entries are placed by sequence number; the grant order is the same).
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub window: u32,
     /// Workers broadcast their own appends on the fanout, as the original protocol did,
     /// instead of sending them to the master, which relays them batched with its grants.
