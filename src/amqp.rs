@@ -221,12 +221,14 @@ pub async fn connect(
 #[serde(rename_all = "snake_case")]
 pub enum Topology {
     /// One classic queue per worker, bound to the fanout: the broker stores and delivers a
-    /// copy per worker, and deletes it once acknowledged.
-    #[default]
+    /// copy per worker, and deletes it once acknowledged. Works with any RabbitMQ 3.x.
     Queues,
     /// One stream (`sync-run.R.log`) bound to the fanout: stored once, read by every worker
     /// from its first message. Reading does not consume, so a reconnecting worker simply
-    /// reads it again from the start.
+    /// reads it again from the start. The default: no queue to create per worker makes a
+    /// run start faster (N=100: 0.25–0.31 s against 0.33–0.38 s with queues; N=1000:
+    /// 6.4 s against 7.0 s). Needs RabbitMQ 3.9 or later.
+    #[default]
     Stream,
 }
 
@@ -884,12 +886,16 @@ async fn first_link(broker: &Broker, role: &Role) -> Result<Link, BrokerError> {
     }
 }
 
-/// RabbitMQ's answers to a consumer of a stream whose replica is still starting: the
-/// channel error `PRECONDITION_FAILED - ... does not have a replica on the local node`, or
-/// `stream_not_found` (which closes the connection with `INTERNAL_ERROR`).
+/// RabbitMQ's answers about a stream that is still starting — just declared by another
+/// participant, or recovering after a broker restart: the channel errors
+/// `PRECONDITION_FAILED - ... does not have a replica on the local node` and
+/// `NOT_FOUND - home node ... of durable queue ... is down or inaccessible`, or
+/// `stream_not_found` (which closes the connection with `INTERNAL_ERROR`). All pass.
 fn stream_not_ready(e: &BrokerError) -> bool {
     let text = e.to_string();
-    text.contains("does not have a replica") || text.contains("stream_not_found")
+    text.contains("does not have a replica")
+        || text.contains("stream_not_found")
+        || (text.contains("home node") && text.contains("is down or inaccessible"))
 }
 
 /// Tries to take the run's leadership lock: an exclusive, auto-delete queue that lives
@@ -927,6 +933,9 @@ async fn try_lock(conn: &Connection, names: &Names) -> Result<bool, BrokerError>
 /// Whether an error is the connection going away (worth reconnecting) rather than the
 /// broker refusing something (a bug or a misconfiguration: reconnecting would not help).
 fn is_transient(e: &BrokerError) -> bool {
+    if stream_not_ready(e) {
+        return true;
+    }
     match e {
         BrokerError::Lost { .. }
         | BrokerError::Stalled { .. }

@@ -7,8 +7,9 @@ use crate::protocol::{WorkerId, validate_run_id};
 use clap::{Args, Parser, Subcommand};
 use std::time::Duration;
 
-/// Largest `--slaves` accepted. Every worker holds its own connection and queue, and a run
-/// delivers N² messages: beyond this, a single broker spends minutes per run.
+/// Largest `--slaves` accepted. Every worker receives every entry, so a run moves and holds
+/// N² entries in all (1000 workers: seconds and about 300 MiB in one process); beyond
+/// this, one broker on a small machine spends minutes per run.
 pub const MAX_SLAVES: usize = 2000;
 
 pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -122,11 +123,11 @@ pub struct GlobalArgs {
     /// restart. Every participant of a run must agree on it.
     #[arg(long, global = true)]
     pub durable: bool,
-    /// How the run's broadcasts reach the workers: `queues`, one queue per worker bound
-    /// to the fanout exchange; or `stream`, one RabbitMQ stream bound to it that every
-    /// worker reads (one stored copy; a reconnecting worker replays it from the start).
-    /// Every participant of a run must agree on it.
-    #[arg(long, global = true, value_enum, default_value_t = Topology::Queues)]
+    /// How the run's broadcasts reach the workers: `stream`, one RabbitMQ stream bound to
+    /// the fanout exchange that every worker reads (one stored copy; a reconnecting worker
+    /// replays it from the start; RabbitMQ 3.9+); or `queues`, one queue per worker bound
+    /// to it. Every participant of a run must agree on it.
+    #[arg(long, global = true, value_enum, default_value_t = Topology::Stream)]
     pub topology: Topology,
     /// Print one JSON document on stdout instead of the table.
     #[arg(long, global = true)]

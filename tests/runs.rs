@@ -33,7 +33,7 @@ fn opts(run_id: &str, n: usize) -> RunOptions {
 /// Runs N workers and checks the lists here, independently of the verifier: every worker's
 /// own outcome list is compared with every other's and with the master's grant log.
 async fn full_run(n: usize) {
-    full_run_with(n, Topology::Queues, true).await;
+    full_run_with(n, Topology::default(), true).await;
 }
 
 /// [`full_run`] with a topology and relay setting; returns the deliveries the run took.
@@ -84,8 +84,11 @@ async fn full_run_with(n: usize, topology: Topology, relay: bool) -> u64 {
         .load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// Both topologies, with relay and without: the default (stream) runs in every other test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stream_as_the_broadcast_log_agrees_and_is_deleted() {
+async fn both_topologies_agree_with_and_without_relay_and_leave_nothing() {
+    full_run_with(17, Topology::Queues, true).await;
+    full_run_with(3, Topology::Queues, false).await;
     full_run_with(17, Topology::Stream, true).await;
     full_run_with(3, Topology::Stream, false).await;
 }
