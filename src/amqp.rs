@@ -538,6 +538,10 @@ pub struct Broker {
     /// Workers driven with this `Broker` share these connections (each on a channel of
     /// its own) instead of opening one each; `None`: one connection per participant.
     pub pool: Option<std::sync::Arc<ConnectionPool>>,
+    /// The run's shared names are known to be declared (an in-process run's master did it
+    /// before starting its workers): a worker's first connection need not check. After a
+    /// reconnect it always checks.
+    pub declared: bool,
     /// Counters shared by every participant driven with this `Broker` (for `--json` and
     /// the benchmark).
     pub stats: std::sync::Arc<Stats>,
@@ -589,11 +593,14 @@ impl Role {
         conn: &Connection,
         ch: &Channel,
         durable: bool,
+        known_declared: bool,
     ) -> Result<(), BrokerError> {
         // A worker that finds the run's shared names already declared (the master is up)
         // skips re-declaring them: each binding re-declared is a broker-wide transaction,
         // and a thousand workers re-declaring four each is most of a large run's start.
-        let shared_ready = self.worker.is_some() && self.shared_exists(conn).await;
+        // In an in-process run the master declared them before the workers started.
+        let shared_ready =
+            self.worker.is_some() && (known_declared || self.shared_exists(conn).await);
         if !shared_ready {
             declare_shared(ch, &self.names, durable).await?;
         }
@@ -718,9 +725,7 @@ impl ConnectionPool {
     /// Closes every connection (after the run: each worker closed its own channel).
     pub async fn close(&self) {
         let slots = std::mem::take(&mut *self.slots.lock().await);
-        for (c, _) in slots {
-            close_quietly(&c, "run done").await;
-        }
+        futures::future::join_all(slots.iter().map(|(c, _)| close_quietly(c, "run done"))).await;
     }
 }
 
@@ -834,7 +839,8 @@ async fn open_link_unbounded(
         });
     }
     tracing::trace!(who = %role.conn_name, "channel open");
-    role.declare(&conn, &ch, broker.durable).await?;
+    role.declare(&conn, &ch, broker.durable, broker.declared && !reconnect)
+        .await?;
     tracing::trace!(who = %role.conn_name, "declared");
     let mut deliveries = futures::stream::SelectAll::new();
     for (q, args) in role.queues() {
@@ -1448,7 +1454,7 @@ pub async fn run_standby(
         topology: broker.topology,
     };
     tracing::trace!(who = %role.conn_name, "channel open");
-    role.declare(&conn, &ch, broker.durable).await?;
+    role.declare(&conn, &ch, broker.durable, false).await?;
     tracing::trace!(who = %role.conn_name, "declared");
     let mut deliveries = futures::stream::SelectAll::new();
     for (q, args) in role.queues() {

@@ -9,7 +9,11 @@
 //! * the broker round trip: publish on one connection → delivery on another, one message
 //!   in flight (the floor of a turn, which needs two such hops: grant, then append);
 //! * the raw fanout rate: one publisher, N queues, auto-ack consumers (the ceiling of
-//!   deliveries per second: a run delivers about 2·N² messages).
+//!   deliveries per second: a run with `--no-relay` delivers about 2·N² messages; relayed
+//!   and batched, about N² / (turns per batch)).
+//!
+//! Each N runs with every topology asked for (`--topologies`) and window (`--windows`),
+//! and, up to `--no-relay-max`, once with `--no-relay` (the original protocol's shape).
 //!
 //! and, when Python and pika are there, the original protocol (`seed_protocol.py`) for
 //! the same N. Nothing is installed: what is missing is reported as skipped.

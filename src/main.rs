@@ -119,6 +119,7 @@ async fn main_async(cli: Cli) -> i32 {
         durable: g.durable,
         topology: g.topology,
         pool: None,
+        declared: false,
         stats: Default::default(),
     };
     let (shutdown, interrupted) = ctrl_c();

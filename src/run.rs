@@ -128,6 +128,9 @@ pub async fn run_all(
     if let Some(p) = &pool {
         broker.pool = Some(p.clone());
     }
+    let master_broker = broker.clone();
+    // Workers start once the master has declared the run's names (below).
+    broker.declared = true;
     let broker = &broker;
     // Workers that fail (e.g. cannot connect) stop the whole run rather than leave the
     // master waiting for its join timeout.
@@ -186,7 +189,7 @@ pub async fn run_all(
     let cfg = master_config(opts);
     let (master, started) = tokio::join!(
         amqp::run_master_signalling(
-            broker,
+            &master_broker,
             cfg,
             master_rng(opts.seed),
             t0,

@@ -36,6 +36,7 @@ impl TestBroker {
             durable: false,
             topology: Default::default(),
             pool: None,
+            declared: false,
             stats: Default::default(),
         }
     }
