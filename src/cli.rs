@@ -123,11 +123,12 @@ pub struct GlobalArgs {
     /// restart. Every participant of a run must agree on it.
     #[arg(long, global = true)]
     pub durable: bool,
-    /// How the run's broadcasts reach the workers: `stream`, one RabbitMQ stream bound to
-    /// the fanout exchange that every worker reads (one stored copy; a reconnecting worker
-    /// replays it from the start; RabbitMQ 3.9+); or `queues`, one queue per worker bound
-    /// to it. Every participant of a run must agree on it.
-    #[arg(long, global = true, value_enum, default_value_t = Topology::Stream)]
+    /// How the run's broadcasts reach the workers: `queues`, one queue per worker bound to
+    /// the fanout exchange; or `stream`, one RabbitMQ stream bound to it that every worker
+    /// reads (one stored copy; a reconnecting worker replays it from the start; faster to
+    /// start; RabbitMQ 3.9+ and a file descriptor in the broker per worker). Every
+    /// participant of a run must agree on it.
+    #[arg(long, global = true, value_enum, default_value_t = Topology::Queues)]
     pub topology: Topology,
     /// Print one JSON document on stdout instead of the table.
     #[arg(long, global = true)]

@@ -284,9 +284,17 @@ impl Drop for RestartGuard {
     }
 }
 
-fn restart_broker_mid_run(url: &str, durable: bool) -> (i32, String, String, Duration) {
+/// One run of 5 workers whose broker restarts mid-run; `rep` odd: with the stream.
+fn restart_broker_mid_run(
+    url: &str,
+    durable: bool,
+    rep: usize,
+) -> (i32, String, String, Duration, String) {
     let run = unique(if durable { "restart-d" } else { "restart-t" });
+    let topology = if rep % 2 == 1 { "stream" } else { "queues" };
     let mut args = vec![
+        "--topology",
+        topology,
         "--slaves",
         "5",
         "--rounds",
@@ -313,7 +321,16 @@ fn restart_broker_mid_run(url: &str, durable: bool) -> (i32, String, String, Dur
     std::thread::sleep(Duration::from_secs(1));
     drop(guard); // start_app
     let (code, out, err) = finish(child);
-    (code, out, err, t.elapsed())
+    (code, out, err, t.elapsed(), run)
+}
+
+/// A stream never expires: whatever became of the run, its stream must be gone.
+async fn no_stream_left(tb: &TestBroker, run: &str) {
+    let left = leftovers(tb, run, 5).await;
+    assert!(
+        !left.iter().any(|l| l.ends_with(".log")),
+        "the run's stream is left: {left:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,8 +341,9 @@ async fn broker_restart_with_durable_completes_and_without_fails_clearly() {
         return;
     }
     for rep in 0..REPEATS {
-        let (code, out, err, took) = restart_broker_mid_run(&tb.url, true);
+        let (code, out, err, took, run) = restart_broker_mid_run(&tb.url, true, rep);
         assert_eq!(code, 0, "rep {rep} durable: {out}{err}");
+        no_stream_left(&tb, &run).await;
         assert!(
             err.contains("connection lost; reconnecting"),
             "rep {rep}: the restart happened mid-run: {err}"
@@ -343,8 +361,9 @@ async fn broker_restart_with_durable_completes_and_without_fails_clearly() {
         );
     }
     for rep in 0..REPEATS {
-        let (code, out, err, took) = restart_broker_mid_run(&tb.url, false);
+        let (code, out, err, took, run) = restart_broker_mid_run(&tb.url, false, rep);
         assert_eq!(code, 3, "rep {rep} transient: {out}{err}");
+        no_stream_left(&tb, &run).await;
         assert!(
             err.contains("use --durable"),
             "rep {rep}: clear error: {err}"

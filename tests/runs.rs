@@ -84,7 +84,7 @@ async fn full_run_with(n: usize, topology: Topology, relay: bool) -> u64 {
         .load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// Both topologies, with relay and without: the default (stream) runs in every other test.
+/// Both topologies, with relay and without (the default, queues, runs in every other test).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_topologies_agree_with_and_without_relay_and_leave_nothing() {
     full_run_with(17, Topology::Queues, true).await;
