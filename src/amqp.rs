@@ -816,15 +816,29 @@ async fn open_link_unbounded(
                 passive: true,
                 ..Default::default()
             };
-            if probe
+            match probe
                 .queue_declare(q.as_str().into(), passive, FieldTable::default())
                 .await
-                .is_err()
             {
-                if !shared {
-                    close_quietly(&conn, "run lost").await;
+                Ok(_) => {}
+                // Only NOT_FOUND means the queue is gone; anything else (the broker still
+                // starting, out of file descriptors, a stream recovering) is not news
+                // about the run, and goes the way of any other failed reconnect.
+                Err(e) if is_not_found(&e) && !stream_not_ready_text(&e.to_string()) => {
+                    if !shared {
+                        close_quietly(&conn, "run lost").await;
+                    }
+                    return Err(BrokerError::RunLost { queue: q });
                 }
-                return Err(BrokerError::RunLost { queue: q });
+                Err(e) => {
+                    if !shared {
+                        close_quietly(&conn, "probe failed").await;
+                    }
+                    return Err(BrokerError::Amqp {
+                        context: format!("checking that {q} survived"),
+                        source: e,
+                    });
+                }
             }
             let _ = tokio::time::timeout(
                 Duration::from_secs(2),
@@ -899,10 +913,24 @@ async fn first_link(broker: &Broker, role: &Role) -> Result<Link, BrokerError> {
 /// `NOT_FOUND - home node ... of durable queue ... is down or inaccessible`, or
 /// `stream_not_found` (which closes the connection with `INTERNAL_ERROR`). All pass.
 fn stream_not_ready(e: &BrokerError) -> bool {
-    let text = e.to_string();
+    stream_not_ready_text(&e.to_string())
+}
+
+fn stream_not_ready_text(text: &str) -> bool {
     text.contains("does not have a replica")
         || text.contains("stream_not_found")
         || (text.contains("home node") && text.contains("is down or inaccessible"))
+}
+
+/// Whether the broker answered `NOT_FOUND` (404): the queue or exchange does not exist.
+fn is_not_found(e: &lapin::Error) -> bool {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) => matches!(
+            amqp.kind(),
+            lapin::protocol::AMQPErrorKind::Soft(lapin::protocol::AMQPSoftError::NOTFOUND)
+        ),
+        _ => false,
+    }
 }
 
 /// Tries to take the run's leadership lock: an exclusive, auto-delete queue that lives

@@ -1,6 +1,7 @@
-//! Orchestration: one run with the master and every worker in this process, each worker on
-//! its own connection, as `sync-run --slaves N` does. Also the per-role entry points used by
-//! `sync-run master` and `sync-run worker`.
+//! Orchestration: one run with the master and every worker in this process, as
+//! `sync-run --slaves N` does: the master first, then the workers, each on a channel of its
+//! own over at most `--connections` shared connections. Also the per-role entry points used
+//! by `sync-run master` and `sync-run worker`.
 
 use crate::Millis;
 use crate::amqp::{self, Broker, BrokerError, Shutdown};
