@@ -927,6 +927,60 @@ mod tests {
         Master::new(cfg(n), Box::new(StdRng::seed_from_u64(3)), 0)
     }
 
+    /// With relay, a committed append goes out once, with its writer as sender, before the
+    /// grant it frees up; a duplicate is not relayed again; `start` announces the relay.
+    #[test]
+    fn with_relay_each_committed_append_is_relayed_once_before_the_next_grant() {
+        let mut c = cfg(2);
+        c.relay = true;
+        let mut m = Master::new(c, Box::new(StdRng::seed_from_u64(3)), 0);
+        for w in [1, 2] {
+            m.handle(0, &from_worker(w, Body::Join { worker: w }))
+                .unwrap();
+        }
+        let outs = drain(&mut m);
+        assert!(outs.iter().any(|o| matches!(
+            o,
+            Output::Publish {
+                msg: Message {
+                    body: Body::Start { relay: true, .. },
+                    ..
+                },
+                ..
+            }
+        )));
+        let (seq, w) = last_grant(&outs).unwrap();
+        let append = from_worker(
+            w,
+            Body::Append {
+                seq,
+                worker: w,
+                value: 5,
+            },
+        );
+        m.handle(1, &append).unwrap();
+        let outs = drain(&mut m);
+        let kinds: Vec<(&str, Sender)> = outs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Publish {
+                    route: Route::Fanout,
+                    msg,
+                } => Some((msg.body.kind(), msg.from)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("append", Sender::Worker { id: w, instance: 9 }),
+                ("grant", Sender::Master { instance: 1 }),
+            ]
+        );
+        m.handle(2, &append).unwrap();
+        assert!(drain(&mut m).is_empty(), "a duplicate is not relayed again");
+    }
+
     #[test]
     fn starts_when_all_joined_and_grants_each_worker_once() {
         let mut m = master(3);

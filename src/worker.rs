@@ -504,6 +504,129 @@ mod tests {
         assert_eq!(x.next_timeout(), None);
     }
 
+    /// A master's batch is handled part by part, as if each part came alone: it may open
+    /// with `start`; a bad part is counted and the others kept; a batch from a worker, or
+    /// inside a batch, is refused. With relay, this worker's append goes to the master.
+    #[test]
+    fn batches_are_handled_part_by_part_and_relay_routes_appends_to_the_master() {
+        let mut x = worker(1);
+        drain(&mut x);
+        let part = |from: Sender, body: Body| Message::new("t", from, body);
+        let grant = |seq, worker| Body::Grant {
+            seq,
+            worker,
+            lease_ms: 9,
+        };
+        let relayed = |seq, worker, value| {
+            part(
+                Sender::Worker {
+                    id: worker,
+                    instance: 1,
+                },
+                Body::Append { seq, worker, value },
+            )
+        };
+        let batch = Message::new(
+            "t",
+            M,
+            Body::Batch {
+                messages: vec![
+                    part(
+                        M,
+                        Body::Start {
+                            epoch: 0,
+                            workers: vec![1, 2],
+                            rounds: 1,
+                            min: 1,
+                            max: 100,
+                            relay: true,
+                        },
+                    ),
+                    part(M, grant(1, 2)),
+                    relayed(1, 2, 42),
+                    relayed(1, 2, 43), // conflicts with the part before: refused, counted
+                    part(M, grant(2, 1)),
+                ],
+            },
+        )
+        .encode();
+        x.handle(1, &batch).unwrap();
+        assert_eq!(x.rejected(), 1);
+        let outs = drain(&mut x);
+        assert!(
+            outs.iter().any(|o| matches!(
+                o,
+                Output::Publish {
+                    route: Route::Master,
+                    msg: Message {
+                        body: Body::Append {
+                            seq: 2,
+                            worker: 1,
+                            ..
+                        },
+                        ..
+                    }
+                }
+            )),
+            "granted with relay: the append goes to the master: {outs:?}"
+        );
+        let from_worker = Message::new(
+            "t",
+            Sender::Worker { id: 2, instance: 1 },
+            Body::Batch {
+                messages: vec![relayed(2, 1, 7)],
+            },
+        )
+        .encode();
+        assert!(x.handle(2, &from_worker).is_err(), "only a master batches");
+        let nested = Message::new(
+            "t",
+            M,
+            Body::Batch {
+                messages: vec![Message::new("t", M, Body::Batch { messages: vec![] })],
+            },
+        )
+        .encode();
+        assert!(x.handle(3, &nested).is_err(), "batches do not nest");
+        // The relayed append for seq 2 (its own, back from the master) and the end finish it.
+        let own = outs
+            .iter()
+            .find_map(|o| match o {
+                Output::Publish {
+                    msg:
+                        Message {
+                            body: Body::Append { value, .. },
+                            ..
+                        },
+                    ..
+                } => Some(*value),
+                _ => None,
+            })
+            .unwrap();
+        let end = Message::new(
+            "t",
+            M,
+            Body::Batch {
+                messages: vec![
+                    relayed(2, 1, own),
+                    part(
+                        M,
+                        Body::End {
+                            commits: vec![
+                                Commit { seq: 1, worker: 2 },
+                                Commit { seq: 2, worker: 1 },
+                            ],
+                        },
+                    ),
+                ],
+            },
+        )
+        .encode();
+        x.handle(4, &end).unwrap();
+        let done = drain(&mut x);
+        assert!(done.iter().any(|o| matches!(o, Output::Finished(WorkerOutcome::Completed { entries }) if entries.iter().map(|e| e.value).collect::<Vec<_>>() == vec![42, own])), "{done:?}");
+    }
+
     #[test]
     fn places_by_seq_whatever_the_arrival_order() {
         let mut x = worker(1);
