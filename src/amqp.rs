@@ -284,12 +284,23 @@ fn stream_args() -> FieldTable {
 
 /// Declares the run's stream (topology `stream`) and binds it to the fanout.
 async fn declare_stream(ch: &Channel, names: &Names) -> Result<(), BrokerError> {
-    let q = names.log();
-    ch.queue_declare(q.as_str().into(), queue_opts(true), stream_args())
+    declare_on_fanout(ch, names, &names.log(), queue_opts(true), stream_args()).await
+}
+
+/// Declares queue `q` and binds it to the run's fanout: how every reader of the
+/// broadcasts (a worker's queue, the stream) is set up.
+async fn declare_on_fanout(
+    ch: &Channel,
+    names: &Names,
+    q: &str,
+    opts: QueueDeclareOptions,
+    args: FieldTable,
+) -> Result<(), BrokerError> {
+    ch.queue_declare(q.into(), opts, args)
         .await
-        .ctx(|| format!("declaring stream {q}"))?;
+        .ctx(|| format!("declaring queue {q}"))?;
     ch.queue_bind(
-        q.as_str().into(),
+        q.into(),
         names.fanout().into(),
         "".into(),
         QueueBindOptions::default(),
@@ -358,19 +369,7 @@ pub async fn declare_worker_queue(
     durable: bool,
 ) -> Result<(), BrokerError> {
     let q = names.worker_queue(id);
-    ch.queue_declare(q.as_str().into(), queue_opts(durable), queue_args())
-        .await
-        .ctx(|| format!("declaring queue {q}"))?;
-    ch.queue_bind(
-        q.as_str().into(),
-        names.fanout().into(),
-        "".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .ctx(|| format!("binding {q}"))?;
-    Ok(())
+    declare_on_fanout(ch, names, &q, queue_opts(durable), queue_args()).await
 }
 
 /// What a participant deletes when it is done.
