@@ -622,25 +622,7 @@ impl Role {
             Topology::Queues => self.names.results_queue(),
             Topology::Stream => self.names.log(),
         };
-        let Ok(probe) = conn.create_channel().await else {
-            return false;
-        };
-        let passive = QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        };
-        let found = probe
-            .queue_declare(last.as_str().into(), passive, FieldTable::default())
-            .await
-            .is_ok();
-        if found {
-            let _ = tokio::time::timeout(
-                Duration::from_secs(2),
-                probe.close(200, "probe done".into()),
-            )
-            .await;
-        }
-        found
+        matches!(queue_exists(conn, &last).await, Ok(true))
     }
 
     /// Whether rejected deliveries are acknowledged instead: a stream cannot drop one
@@ -807,43 +789,18 @@ async fn open_link_unbounded(
         // Our queues must have survived the outage, or messages of the run are gone: a
         // non-durable run cannot catch up after a broker restart, and says so.
         for (q, _) in role.queues() {
-            let probe = conn
-                .create_channel()
-                .await
-                .ctx(|| "opening a channel".into())?;
-            let passive = QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
+            let lost = match queue_exists(&conn, &q).await {
+                Ok(true) => continue,
+                Ok(false) => BrokerError::RunLost { queue: q },
+                // Anything but NOT_FOUND (the broker still starting, out of file
+                // descriptors, a stream recovering) is not news about the run, and goes the
+                // way of any other failed reconnect.
+                Err(e) => e,
             };
-            match probe
-                .queue_declare(q.as_str().into(), passive, FieldTable::default())
-                .await
-            {
-                Ok(_) => {}
-                // Only NOT_FOUND means the queue is gone; anything else (the broker still
-                // starting, out of file descriptors, a stream recovering) is not news
-                // about the run, and goes the way of any other failed reconnect.
-                Err(e) if is_not_found(&e) && !stream_not_ready_text(&e.to_string()) => {
-                    if !shared {
-                        close_quietly(&conn, "run lost").await;
-                    }
-                    return Err(BrokerError::RunLost { queue: q });
-                }
-                Err(e) => {
-                    if !shared {
-                        close_quietly(&conn, "probe failed").await;
-                    }
-                    return Err(BrokerError::Amqp {
-                        context: format!("checking that {q} survived"),
-                        source: e,
-                    });
-                }
+            if !shared {
+                close_quietly(&conn, "reconnect check failed").await;
             }
-            let _ = tokio::time::timeout(
-                Duration::from_secs(2),
-                probe.close(200, "probe done".into()),
-            )
-            .await;
+            return Err(lost);
         }
     }
     if role.worker.is_none() && !try_lock(&conn, &role.names).await? {
@@ -919,6 +876,38 @@ fn stream_not_ready_text(text: &str) -> bool {
     text.contains("does not have a replica")
         || text.contains("stream_not_found")
         || (text.contains("home node") && text.contains("is down or inaccessible"))
+}
+
+/// Whether queue `q` exists, asked with a passive declare on a channel of its own (a
+/// refused passive declare closes its channel). `Ok(false)`: NOT_FOUND; `Err`: any other
+/// answer, including a stream that is still starting (it exists, it is just not ready).
+async fn queue_exists(conn: &Connection, q: &str) -> Result<bool, BrokerError> {
+    let probe = conn
+        .create_channel()
+        .await
+        .ctx(|| "opening a channel".into())?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    match probe
+        .queue_declare(q.into(), passive, FieldTable::default())
+        .await
+    {
+        Ok(_) => {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                probe.close(200, "probe done".into()),
+            )
+            .await;
+            Ok(true)
+        }
+        Err(e) if is_not_found(&e) && !stream_not_ready_text(&e.to_string()) => Ok(false),
+        Err(e) => Err(BrokerError::Amqp {
+            context: format!("checking that {q} exists"),
+            source: e,
+        }),
+    }
 }
 
 /// Whether the broker answered `NOT_FOUND` (404): the queue or exchange does not exist.
@@ -997,8 +986,16 @@ struct Start {
     ready: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-/// What one step of a machine published, packed into batches if the machine allows it.
-fn pack<M: StateMachine>(m: &M, step: Vec<(Route, Message)>) -> Vec<(Route, Message)> {
+/// Takes everything a machine has to say after a step: what it publishes, packed into
+/// batches if the machine allows it, and its outcome if it finished.
+fn drain<M: StateMachine>(m: &mut M, finished: &mut Option<M::Finished>) -> Vec<(Route, Message)> {
+    let mut step = Vec::new();
+    while let Some(out) = m.poll_output() {
+        match out {
+            crate::Output::Publish { route, msg } => step.push((route, msg)),
+            crate::Output::Finished(f) => *finished = Some(f),
+        }
+    }
     match m.batches_as() {
         Some(me) => coalesce(step, me, MAX_BATCH_MESSAGES),
         None => step,
@@ -1036,14 +1033,7 @@ async fn drive<M: StateMachine>(
     let outcome = loop {
         let step: Result<(), BrokerError> = async {
             loop {
-                let mut step = Vec::new();
-                while let Some(out) = m.poll_output() {
-                    match out {
-                        crate::Output::Publish { route, msg } => step.push((route, msg)),
-                        crate::Output::Finished(f) => finished = Some(f),
-                    }
-                }
-                outbox.extend(pack(&m, step));
+                outbox.extend(drain(&mut m, &mut finished));
                 bounded(op_limit(broker), "publishing", publish_all(&link.ch, &role.names, &mut outbox, broker.durable, &broker.stats)).await?;
                 if finished.is_some() {
                     return Ok(());
@@ -1071,19 +1061,12 @@ async fn drive<M: StateMachine>(
                         let now = now_ms(t0);
                         tracing::trace!(who = %role.conn_name, deliveries = batch.len(), "batch in");
                         let mut accepted = Vec::with_capacity(batch.len());
-                        let mut step = Vec::new();
                         for d in &batch {
                             accepted.push(m.handle(now, &d.data).is_ok());
-                            while let Some(out) = m.poll_output() {
-                                match out {
-                                    crate::Output::Publish { route, msg } => step.push((route, msg)),
-                                    crate::Output::Finished(f) => finished = Some(f),
-                                }
-                            }
                         }
                         // Everything this batch caused, packed: N workers get one delivery
                         // for the lot instead of one per message.
-                        outbox.extend(pack(&m, step));
+                        outbox.extend(drain(&mut m, &mut finished));
                         // Effects first, then the acknowledgement of their causes.
                         bounded(op_limit(broker), "publishing and acknowledging", async {
                             publish_all(&link.ch, &role.names, &mut outbox, broker.durable, &broker.stats).await?;
@@ -1497,9 +1480,7 @@ pub async fn run_standby(
         worker: None,
         topology: broker.topology,
     };
-    tracing::trace!(who = %role.conn_name, "channel open");
     role.declare(&conn, &ch, broker.durable, false).await?;
-    tracing::trace!(who = %role.conn_name, "declared");
     let mut deliveries = futures::stream::SelectAll::new();
     for (q, args) in role.queues() {
         deliveries.push(
