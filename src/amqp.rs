@@ -35,6 +35,10 @@ use tracing::Instrument;
 pub struct BrokerUrl {
     raw: String,
     redacted: String,
+    /// The user the broker authenticates this URL as (AMQP's default `guest` when the URL
+    /// names none): every message is published with it as its AMQP `user_id`, which
+    /// RabbitMQ checks against the connection's user.
+    user: String,
 }
 
 impl BrokerUrl {
@@ -58,13 +62,25 @@ impl BrokerUrl {
         // Let lapin's own parser have its say too (vhost, port, query options).
         s.parse::<lapin::uri::AMQPUri>()
             .map_err(|e| format!("invalid AMQP URL {}: {e}", redact_loose(s)))?;
+        let user = match url.username() {
+            "" => "guest".to_string(),
+            u => percent_encoding::percent_decode_str(u)
+                .decode_utf8_lossy()
+                .into_owned(),
+        };
         if url.password().is_some() {
             let _ = url.set_password(Some("***"));
         }
         Ok(BrokerUrl {
             raw: s.to_owned(),
             redacted: url.to_string(),
+            user,
         })
+    }
+
+    /// The user this URL logs in as.
+    pub fn user(&self) -> &str {
+        &self.user
     }
 
     pub fn redacted(&self) -> &str {
@@ -120,6 +136,10 @@ pub enum BrokerError {
     ConnectTimeout { url: String, timeout_ms: u128 },
     #[error("the broker at {url} refused the credentials: {reason}")]
     Auth { url: String, reason: String },
+    #[error(
+        "{url} is not an AMQP broker (protocol error: {reason}); check the host and port (RabbitMQ's AMQP port is 5672, its management UI 15672)"
+    )]
+    NotAmqp { url: String, reason: String },
     #[error("broker error while {context}: {source}")]
     Amqp {
         context: String,
@@ -135,9 +155,40 @@ pub enum BrokerError {
     )]
     RunLost { queue: String },
     #[error(
-        "another master holds run {run}'s leadership lock (start this one with --standby to take over when it is gone)"
+        "another master holds run {run}'s leadership lock: a run has one active master (start this one with --standby to take over when the active one is gone, or pick another --run-id)"
     )]
     NotLeader { run: String },
+    #[error(
+        "another worker of run {run} already has id {id} (its queue is in exclusive use): give each worker its own --id"
+    )]
+    IdTaken { run: String, id: WorkerId },
+}
+
+impl BrokerError {
+    /// The process exit code for this error: a conflict over the run id or the worker id
+    /// is the user's to resolve (5); everything else is the broker's (3).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            BrokerError::NotLeader { .. } | BrokerError::IdTaken { .. } => crate::exit::CONFLICT,
+            _ => crate::exit::BROKER,
+        }
+    }
+
+    /// A short stable label for `--json` documents.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BrokerError::Unreachable { .. } => "unreachable",
+            BrokerError::ConnectTimeout { .. } => "connect_timeout",
+            BrokerError::Auth { .. } => "auth",
+            BrokerError::NotAmqp { .. } => "not_amqp",
+            BrokerError::Amqp { .. } => "amqp",
+            BrokerError::Lost { .. } => "lost",
+            BrokerError::Stalled { .. } => "stalled",
+            BrokerError::RunLost { .. } => "run_lost",
+            BrokerError::NotLeader { .. } => "master_conflict",
+            BrokerError::IdTaken { .. } => "worker_id_conflict",
+        }
+    }
 }
 
 trait Context<T> {
@@ -153,94 +204,108 @@ impl<T> Context<T> for Result<T, lapin::Error> {
     }
 }
 
-/// Connects within `timeout`, classifying failures for the user.
+/// Connects within `timeout`, classifying failures for the user. A refused connection is
+/// tried again until the timeout: a broker that is still starting (the normal case right
+/// after `docker compose up`) refuses connections for a few seconds, and that is no reason
+/// to give up.
 pub async fn connect(
     url: &BrokerUrl,
     name: &str,
     timeout: Duration,
 ) -> Result<Connection, BrokerError> {
-    let props = ConnectionProperties::default().with_connection_name(name.to_string().into());
-    // Validated by `BrokerUrl::parse` already.
-    let mut uri: lapin::uri::AMQPUri =
-        url.raw
-            .parse()
-            .map_err(|reason: String| BrokerError::Unreachable {
-                url: url.redacted.clone(),
-                reason,
-            })?;
-    let connecting = async {
-        // lapin keeps 2 × 32 frames of buffer per connection: at RabbitMQ's default
-        // frame_max of 128 KiB that is 8 MiB per worker. Protocol messages are a few
-        // hundred bytes (larger ones are split into frames), so ask for small frames
-        // unless the URL says otherwise.
-        uri.query.frame_max.get_or_insert(FRAME_MAX);
-        Connection::connect_uri(uri, props).await
-    };
-    match tokio::time::timeout(timeout, connecting).await {
-        Err(_) => Err(BrokerError::ConnectTimeout {
-            url: url.redacted.clone(),
-            timeout_ms: timeout.as_millis(),
-        }),
-        Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => {
-            let reason = e.to_string();
-            let lower = reason.to_lowercase();
-            if lower.contains("access_refused")
-                || lower.contains("access-refused")
-                || lower.contains("authentication")
-                || lower.contains("login")
-                || lower.contains("403")
-            {
-                Err(BrokerError::Auth {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let attempt = tokio::time::timeout_at(deadline, connect_once(url, name));
+        let refused = match attempt.await {
+            Err(_) => {
+                return Err(BrokerError::ConnectTimeout {
                     url: url.redacted.clone(),
-                    reason: "ACCESS_REFUSED (check the user and password in --amqp-url / AMQP_URL)"
-                        .into(),
-                })
-            } else if matches!(e.kind(), lapin::ErrorKind::IOError(_)) {
-                Err(BrokerError::Unreachable {
-                    url: url.redacted.clone(),
-                    reason,
-                })
-            } else {
-                // RabbitMQ closes the socket during the handshake on a bad login; lapin
-                // reports that as a protocol/state error rather than an I/O error.
-                Err(BrokerError::Auth {
-                    url: url.redacted.clone(),
-                    reason: format!(
-                        "the connection was closed during the handshake ({reason}); check the credentials and the vhost"
-                    ),
-                })
+                    timeout_ms: timeout.as_millis(),
+                });
             }
+            Ok(Ok(c)) => return Ok(c),
+            Ok(Err(e)) => match e.kind() {
+                lapin::ErrorKind::IOError(io)
+                    if io.kind() == std::io::ErrorKind::ConnectionRefused =>
+                {
+                    e
+                }
+                _ => return Err(classify(url, e)),
+            },
+        };
+        if tokio::time::Instant::now() + delay >= deadline {
+            return Err(BrokerError::Unreachable {
+                url: url.redacted.clone(),
+                reason: format!(
+                    "{refused} (tried for {} ms, the connect timeout)",
+                    timeout.as_millis()
+                ),
+            });
         }
+        tracing::debug!(url = %url, error = %refused, "connection refused; trying again");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(1000));
     }
 }
 
-/// How a run's broadcasts (everything published on the fanout exchange) reach the workers.
-/// Every participant of a run must use the same one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Topology {
-    /// One classic queue per worker, bound to the fanout: the broker stores and delivers a
-    /// copy per worker, and deletes it once acknowledged. The default: it works with any
-    /// RabbitMQ 3.x and at N=1000 within a stock broker's 1024 file descriptors.
-    #[default]
-    Queues,
-    /// One stream (`sync-run.R.log`) bound to the fanout: stored once, read by every worker
-    /// from its first message. Reading does not consume, so a reconnecting worker simply
-    /// reads it again from the start. Faster to start (no queue to create per worker:
-    /// N=100 in ≈ 0.2 s against ≈ 0.3 s), but every reader holds a file descriptor in the
-    /// broker, so a stock broker (1024) runs out at about 850 workers. RabbitMQ 3.9+.
-    Stream,
+async fn connect_once(url: &BrokerUrl, name: &str) -> Result<Connection, lapin::Error> {
+    let props = ConnectionProperties::default().with_connection_name(name.to_string().into());
+    // Validated by `BrokerUrl::parse` already; an unparsable one is refused here as a
+    // protocol error (`classify` reports it as such).
+    let mut uri: lapin::uri::AMQPUri = url.raw.parse().map_err(|_| {
+        lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(
+            lapin::ConnectionState::Error,
+        ))
+    })?;
+    // lapin keeps 2 × 32 frames of buffer per connection: at RabbitMQ's default frame_max
+    // of 128 KiB that is 8 MiB per worker. Protocol messages are a few hundred bytes
+    // (larger ones are split into frames), so ask for small frames unless the URL says
+    // otherwise.
+    uri.query.frame_max.get_or_insert(FRAME_MAX);
+    Connection::connect_uri(uri, props).await
 }
 
-impl std::fmt::Display for Topology {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Topology::Queues => "queues",
-            Topology::Stream => "stream",
-        })
+/// Says what a failed connection attempt means for the user.
+fn classify(url: &BrokerUrl, e: lapin::Error) -> BrokerError {
+    let reason = e.to_string();
+    let lower = reason.to_lowercase();
+    if lower.contains("access_refused")
+        || lower.contains("access-refused")
+        || lower.contains("authentication")
+        || lower.contains("login")
+        || lower.contains("403")
+    {
+        return BrokerError::Auth {
+            url: url.redacted.clone(),
+            reason: "ACCESS_REFUSED (check the user and password in --amqp-url / AMQP_URL)".into(),
+        };
+    }
+    match e.kind() {
+        lapin::ErrorKind::IOError(_) => BrokerError::Unreachable {
+            url: url.redacted.clone(),
+            reason,
+        },
+        // The peer answered with something that is not AMQP 0-9-1 (an HTTP server, a
+        // database, another protocol's port).
+        lapin::ErrorKind::ParsingError(_)
+        | lapin::ErrorKind::InvalidProtocolVersion(_)
+        | lapin::ErrorKind::SerialisationError(_) => BrokerError::NotAmqp {
+            url: url.redacted.clone(),
+            reason,
+        },
+        // RabbitMQ closes the socket during the handshake on a bad login; lapin reports
+        // that as a protocol/state error rather than an I/O error.
+        _ => BrokerError::Auth {
+            url: url.redacted.clone(),
+            reason: format!(
+                "the connection was closed during the handshake ({reason}); check the credentials and the vhost"
+            ),
+        },
     }
 }
+
+pub use crate::protocol::Topology;
 
 /// How a run's queues are declared.
 #[derive(Debug, Clone, Copy, Default)]
@@ -377,15 +442,17 @@ pub async fn declare_worker_queue(
 pub enum Cleanup {
     /// The master: everything of the run, including the queues of these workers.
     Run(Vec<WorkerId>),
-    /// A worker: its own queue only.
-    Worker(WorkerId),
+    /// A worker: its own queue; and, if the run never started for it (`abandoned`: no
+    /// master ever answered), the run's shared names it may have declared itself — each
+    /// only if no one uses it (see [`delete_abandoned`]).
+    Worker { id: WorkerId, abandoned: bool },
 }
 
 /// Deletes what `what` names. RabbitMQ treats deleting a missing queue or exchange as
 /// success, so both roles may delete the same thing.
 pub async fn delete_run(ch: &Channel, names: &Names, what: &Cleanup) -> Result<(), BrokerError> {
     let workers = match what {
-        Cleanup::Worker(id) => {
+        Cleanup::Worker { id, .. } => {
             let q = names.worker_queue(*id);
             ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
                 .await
@@ -416,6 +483,33 @@ pub async fn delete_run(ch: &Channel, names: &Names, what: &Cleanup) -> Result<(
     Ok(())
 }
 
+/// What a worker whose run never started deletes besides its own queue: the names a
+/// master would have deleted, had there been one — the master's and the results queue and
+/// the stream (a stream never expires by itself). Each goes only if it has no consumer
+/// (`if-unused`): a master or another stream reader that is there keeps it. The exchanges
+/// are auto-delete and go with their last bound queue. A worker still waiting for the same
+/// run re-declares what it misses (a missing name is a transient error).
+async fn delete_abandoned(conn: &Connection, names: &Names) {
+    for q in [names.log(), names.master_queue(), names.results_queue()] {
+        // A refused delete (in use) closes its channel: one channel per delete.
+        let Ok(ch) = conn.create_channel().await else {
+            return;
+        };
+        let opts = QueueDeleteOptions {
+            if_unused: true,
+            ..Default::default()
+        };
+        match ch.queue_delete(q.as_str().into(), opts).await {
+            Ok(_) => {
+                tracing::debug!(queue = %q, "deleted a name of a run that never started");
+                let _ = tokio::time::timeout(Duration::from_secs(2), ch.close(200, "done".into()))
+                    .await;
+            }
+            Err(e) => tracing::debug!(queue = %q, error = %e, "left in place (in use)"),
+        }
+    }
+}
+
 async fn open_channel(conn: &Connection, prefetch: u16) -> Result<Channel, BrokerError> {
     let ch = conn
         .create_channel()
@@ -436,7 +530,7 @@ async fn send(
     names: &Names,
     route: Route,
     msg: &Message,
-    persistent: bool,
+    broker: &Broker,
 ) -> Result<lapin::PublisherConfirm, BrokerError> {
     let (exchange, key) = match route {
         Route::Fanout => (names.fanout(), ""),
@@ -447,7 +541,10 @@ async fn send(
         .with_content_type(ShortString::from("application/json"))
         .with_app_id(ShortString::from("sync-run"))
         .with_type(ShortString::from(msg.body.kind()))
-        .with_delivery_mode(if persistent { 2 } else { 1 });
+        // RabbitMQ refuses a `user_id` other than the connection's own user, so a receiver
+        // can trust it: `--master-user` rests on this.
+        .with_user_id(ShortString::from(broker.url.user()))
+        .with_delivery_mode(if broker.durable { 2 } else { 1 });
     ch.basic_publish(
         exchange.as_str().into(),
         key.into(),
@@ -466,12 +563,12 @@ async fn publish_all(
     ch: &Channel,
     names: &Names,
     outbox: &mut VecDeque<(Route, Message)>,
-    persistent: bool,
-    stats: &Stats,
+    broker: &Broker,
 ) -> Result<(), BrokerError> {
+    let stats = &broker.stats;
     let mut confirms = Vec::with_capacity(outbox.len());
     for (route, msg) in outbox.iter() {
-        confirms.push(send(ch, names, *route, msg, persistent).await?);
+        confirms.push(send(ch, names, *route, msg, broker).await?);
     }
     for confirm in confirms {
         let kind = outbox.front().map_or("message", |(_, m)| m.body.kind());
@@ -496,8 +593,11 @@ async fn publish_all(
     Ok(())
 }
 
-/// A signal that asks a driver to stop (Ctrl-C). `true` means stop.
+/// A signal that asks a driver to stop (Ctrl-C, SIGTERM, SIGHUP). `true` means stop.
 pub type Shutdown = watch::Receiver<bool>;
+
+/// Why an interrupted participant stopped, as it tells the others in `abort`.
+const INTERRUPTED: &str = "interrupted by a signal (Ctrl-C, SIGTERM or SIGHUP)";
 
 async fn stopped(shutdown: &mut Shutdown) {
     if *shutdown.borrow() {
@@ -813,17 +913,43 @@ async fn open_link_unbounded(
     role.declare(&conn, &ch, broker.durable, broker.declared && !reconnect)
         .await?;
     tracing::trace!(who = %role.conn_name, "declared");
+    let taken = |id| BrokerError::IdTaken {
+        run: role.names.run().to_owned(),
+        id,
+    };
+    if let (Some(id), Topology::Stream) = (role.worker, role.topology) {
+        // Stream readers share one stream, so a worker's id is held by an exclusive queue
+        // of its name, which lives as long as this connection.
+        if !hold_exclusive(&conn, &role.names.worker_queue(id)).await? {
+            return Err(taken(id));
+        }
+    }
     let mut deliveries = futures::stream::SelectAll::new();
     for (q, args) in role.queues() {
-        let consumer = ch
-            .basic_consume(
-                q.as_str().into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                args,
-            )
+        // A worker's own queue has one consumer, exclusively: a second worker started with
+        // the same id is refused here and told so.
+        let opts = BasicConsumeOptions {
+            exclusive: role.worker.is_some() && role.topology == Topology::Queues,
+            ..Default::default()
+        };
+        let consumer = match ch
+            .basic_consume(q.as_str().into(), "".into(), opts, args)
             .await
-            .ctx(|| format!("consuming {q}"))?;
+        {
+            Ok(c) => c,
+            Err(e) if opts.exclusive && is_locked(&e) => {
+                if !shared {
+                    close_quietly(&conn, "worker id taken").await;
+                }
+                return Err(taken(role.worker.unwrap_or_default()));
+            }
+            Err(e) => {
+                return Err(BrokerError::Amqp {
+                    context: format!("consuming {q}"),
+                    source: e,
+                });
+            }
+        };
         deliveries.push(consumer);
     }
     Ok(Link {
@@ -910,6 +1036,44 @@ async fn queue_exists(conn: &Connection, q: &str) -> Result<bool, BrokerError> {
     }
 }
 
+/// Whether the broker refused because another connection holds a queue exclusively
+/// (`ACCESS_REFUSED` for an exclusive consumer, `RESOURCE_LOCKED` for an exclusive queue).
+fn is_locked(e: &lapin::Error) -> bool {
+    let text = e.to_string();
+    text.contains("ACCESS_REFUSED")
+        || text.contains("RESOURCE_LOCKED")
+        || text.contains("exclusive")
+        || text.contains("403")
+        || text.contains("405")
+}
+
+/// Declares `q` as an exclusive, auto-delete queue held by `conn`: `Ok(false)` when another
+/// connection already holds it. How a run's single active master (the leadership lock) and
+/// a stream reader's worker id are held.
+async fn hold_exclusive(conn: &Connection, q: &str) -> Result<bool, BrokerError> {
+    // A refused declare closes its channel, so the attempt gets a channel of its own.
+    let ch = conn
+        .create_channel()
+        .await
+        .ctx(|| "opening a channel".into())?;
+    let opts = QueueDeclareOptions {
+        exclusive: true,
+        auto_delete: true,
+        ..Default::default()
+    };
+    match ch
+        .queue_declare(q.into(), opts, FieldTable::default())
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if is_locked(&e) => Ok(false),
+        Err(e) => Err(BrokerError::Amqp {
+            context: format!("declaring {q}"),
+            source: e,
+        }),
+    }
+}
+
 /// Whether the broker answered `NOT_FOUND` (404): the queue or exchange does not exist.
 fn is_not_found(e: &lapin::Error) -> bool {
     match e.kind() {
@@ -924,33 +1088,7 @@ fn is_not_found(e: &lapin::Error) -> bool {
 /// Tries to take the run's leadership lock: an exclusive, auto-delete queue that lives
 /// exactly as long as the connection holding it. `Ok(false)`: another connection holds it.
 async fn try_lock(conn: &Connection, names: &Names) -> Result<bool, BrokerError> {
-    // A refused declare closes its channel, so the attempt gets a channel of its own.
-    let ch = conn
-        .create_channel()
-        .await
-        .ctx(|| "opening a channel".into())?;
-    let opts = QueueDeclareOptions {
-        exclusive: true,
-        auto_delete: true,
-        ..Default::default()
-    };
-    match ch
-        .queue_declare(
-            names.leader_queue().as_str().into(),
-            opts,
-            FieldTable::default(),
-        )
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(e) if e.to_string().contains("RESOURCE_LOCKED") || e.to_string().contains("405") => {
-            Ok(false)
-        }
-        Err(e) => Err(BrokerError::Amqp {
-            context: "taking the leadership lock".into(),
-            source: e,
-        }),
-    }
+    hold_exclusive(conn, &names.leader_queue()).await
 }
 
 /// Whether an error is the connection going away (worth reconnecting) rather than the
@@ -966,15 +1104,25 @@ fn is_transient(e: &BrokerError) -> bool {
         | BrokerError::ConnectTimeout { .. } => true,
         BrokerError::Amqp { source, .. } => match source.kind() {
             lapin::ErrorKind::ProtocolError(amqp) => {
-                // Connection-level closes (CONNECTION_FORCED by rabbitmqctl or a restart).
-                matches!(amqp.kind(), lapin::protocol::AMQPErrorKind::Hard(_))
+                // Connection-level closes (CONNECTION_FORCED by rabbitmqctl or a restart),
+                // and a name of the run that went away under us (a participant that gave
+                // up deleted it): reconnecting declares it again.
+                matches!(
+                    amqp.kind(),
+                    lapin::protocol::AMQPErrorKind::Hard(_)
+                        | lapin::protocol::AMQPErrorKind::Soft(
+                            lapin::protocol::AMQPSoftError::NOTFOUND
+                        )
+                )
             }
             lapin::ErrorKind::ParsingError(_) | lapin::ErrorKind::SerialisationError(_) => false,
             _ => true,
         },
-        BrokerError::Auth { .. } | BrokerError::RunLost { .. } | BrokerError::NotLeader { .. } => {
-            false
-        }
+        BrokerError::Auth { .. }
+        | BrokerError::NotAmqp { .. }
+        | BrokerError::RunLost { .. }
+        | BrokerError::NotLeader { .. }
+        | BrokerError::IdTaken { .. } => false,
     }
 }
 
@@ -1017,7 +1165,7 @@ async fn drive<M: StateMachine>(
     t0: Instant,
     mut shutdown: Shutdown,
     mut on_progress: impl FnMut(&M),
-    cleanup: impl Fn(&Result<M::Finished, BrokerError>) -> Cleanup,
+    cleanup: impl Fn(&M, &Result<M::Finished, BrokerError>) -> Cleanup,
 ) -> Result<M::Finished, BrokerError> {
     let mut link = match link {
         Some(l) => l,
@@ -1034,7 +1182,7 @@ async fn drive<M: StateMachine>(
         let step: Result<(), BrokerError> = async {
             loop {
                 outbox.extend(drain(&mut m, &mut finished));
-                bounded(op_limit(broker), "publishing", publish_all(&link.ch, &role.names, &mut outbox, broker.durable, &broker.stats)).await?;
+                bounded(op_limit(broker), "publishing", publish_all(&link.ch, &role.names, &mut outbox, broker)).await?;
                 if finished.is_some() {
                     return Ok(());
                 }
@@ -1062,14 +1210,15 @@ async fn drive<M: StateMachine>(
                         tracing::trace!(who = %role.conn_name, deliveries = batch.len(), "batch in");
                         let mut accepted = Vec::with_capacity(batch.len());
                         for d in &batch {
-                            accepted.push(m.handle(now, &d.data).is_ok());
+                            let publisher = d.properties.user_id().as_ref().map(|u| u.as_str());
+                            accepted.push(m.handle_from(now, &d.data, publisher).is_ok());
                         }
                         // Everything this batch caused, packed: N workers get one delivery
                         // for the lot instead of one per message.
                         outbox.extend(drain(&mut m, &mut finished));
                         // Effects first, then the acknowledgement of their causes.
                         bounded(op_limit(broker), "publishing and acknowledging", async {
-                            publish_all(&link.ch, &role.names, &mut outbox, broker.durable, &broker.stats).await?;
+                            publish_all(&link.ch, &role.names, &mut outbox, broker).await?;
                             tracing::trace!(who = %role.conn_name, "effects confirmed");
                             if role.reads_a_stream() {
                                 accepted.iter_mut().for_each(|a| *a = true);
@@ -1081,7 +1230,7 @@ async fn drive<M: StateMachine>(
                         on_progress(&m);
                     }
                     _ = sleep_until_ms(t0, m.next_timeout()) => m.handle_timeout(now_ms(t0)),
-                    _ = stopped(&mut shutdown) => m.interrupt(now_ms(t0), "interrupted (Ctrl-C)".into()),
+                    _ = stopped(&mut shutdown) => m.interrupt(now_ms(t0), INTERRUPTED.into()),
                 }
             }
         }
@@ -1119,7 +1268,7 @@ async fn drive<M: StateMachine>(
         }),
         Err(e) => Err(e),
     };
-    let what = cleanup(&outcome);
+    let what = cleanup(&m, &outcome);
     if bounded(
         op_limit(broker),
         "deleting the run",
@@ -1129,6 +1278,12 @@ async fn drive<M: StateMachine>(
     .is_err()
     {
         cleanup_fresh(broker, &role.names, &what).await;
+    } else if let Cleanup::Worker {
+        abandoned: true, ..
+    } = what
+    {
+        let _ =
+            tokio::time::timeout(op_limit(broker), delete_abandoned(&link.conn, &role.names)).await;
     }
     link.close("done").await;
     outcome
@@ -1159,7 +1314,10 @@ async fn reconnect<M: StateMachine>(
                 tracing::info!(who = %role.conn_name, reconnects = *reconnects, "reconnected; catching up");
                 return Ok(link);
             }
-            Err(e) if !is_transient(&e) => return Err(e),
+            // After a reconnect our own old connection may still hold our id for a moment.
+            Err(e) if !is_transient(&e) && !matches!(e, BrokerError::IdTaken { .. }) => {
+                return Err(e);
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "reconnect attempt failed");
                 // Time still passes for the machine (a paced grant, a lease, the run's
@@ -1299,7 +1457,7 @@ pub async fn run_master_signalling(
         topology: broker.topology,
     };
     let m = Master::new(cfg, rng, now_ms(t0));
-    let cleanup = |r: &Result<Box<RunRecord>, BrokerError>| {
+    let cleanup = |_: &Master, r: &Result<Box<RunRecord>, BrokerError>| {
         Cleanup::Run(r.as_ref().map(|r| r.members.clone()).unwrap_or_default())
     };
     let span = tracing::info_span!("run", run = %role.names.run(), role = "master");
@@ -1354,7 +1512,10 @@ pub async fn run_worker(
         t0,
         shutdown,
         |_| {},
-        move |_| Cleanup::Worker(id),
+        move |w: &Worker, _| Cleanup::Worker {
+            id,
+            abandoned: !w.started(),
+        },
     )
     .instrument(span)
     .await
@@ -1428,7 +1589,7 @@ pub async fn run_standby(
                     leader = try_lock(&conn, &names).await?;
                 }
             }
-            _ = stopped(&mut shutdown) => m.interrupt(now_ms(t0), "interrupted (Ctrl-C)".into()),
+            _ = stopped(&mut shutdown) => m.interrupt(now_ms(t0), INTERRUPTED.into()),
         }
         if m.is_done() {
             break;
@@ -1500,7 +1661,7 @@ pub async fn run_standby(
         ch,
         deliveries,
     };
-    let cleanup = |r: &Result<Box<RunRecord>, BrokerError>| {
+    let cleanup = |_: &Master, r: &Result<Box<RunRecord>, BrokerError>| {
         Cleanup::Run(r.as_ref().map(|r| r.members.clone()).unwrap_or_default())
     };
     let start = Start {

@@ -28,10 +28,12 @@ Examples:
 Exit codes:
   0    verified: all lists identical and every check passed
   1    a check failed (lists differ, entries missing) or the run did not finish
-  2    usage error (bad option or value)
-  3    broker error: unreachable, credentials refused, or lost mid-run
-  4    verified for the surviving workers, but some workers were evicted
-  130  interrupted by Ctrl-C (the run's queues are deleted first)";
+  2    usage error (bad option or value; a worker not started with the run's options)
+  3    broker error: unreachable, not AMQP, credentials refused, or lost mid-run
+  4    verified for the surviving workers, but some workers were evicted or lost
+  5    conflict: another master holds the run id, or another worker has this --id
+  129  stopped by SIGHUP, 130 by Ctrl-C (SIGINT), 143 by SIGTERM: the run's queues and
+       exchanges are deleted first";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -94,8 +96,10 @@ pub struct BenchArgs {
     /// protocol's shape; per-worker queues, the first window) up to this N.
     #[arg(long, default_value_t = 300)]
     pub no_relay_max: usize,
-    /// The original protocol (Python + pika) to run side by side; skipped if absent.
-    #[arg(long, default_value = "../shared/bench/seed_protocol.py")]
+    /// The original protocol (Python + pika) to run side by side. Default:
+    /// bench/original_protocol.py in the current directory, else in the repository whose
+    /// target/ holds this binary; skipped, saying why, if absent or python3 lacks pika.
+    #[arg(long, default_value_os_t = crate::bench::default_original_script())]
     pub seed_script: std::path::PathBuf,
     /// Run the original protocol only up to this N (it starts one Python process per worker).
     #[arg(long, default_value_t = 100)]
@@ -223,9 +227,14 @@ pub struct WorkerArgs {
     /// Seed for this worker's values.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Give up (and clean up) after this long.
+    /// Give up after this long: the worker stops, deletes what it created and exits 1.
     #[arg(long, default_value = "300s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// Accept messages that claim to come from the master only when the broker validated
+    /// them as published by this broker user (their AMQP `user_id`). Run the master as a
+    /// user of its own and give it here: then a worker's credentials cannot forge a grant.
+    #[arg(long, value_name = "USER")]
+    pub master_user: Option<String>,
 }
 
 fn parse_slaves(s: &str) -> Result<usize, String> {

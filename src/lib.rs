@@ -57,6 +57,17 @@ pub trait StateMachine {
     type Finished;
     /// One delivery. `Err`: reject it (the machine has counted and logged it).
     fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), protocol::Rejection>;
+    /// One delivery with the AMQP `user_id` the broker validated for its publisher, if it
+    /// carried one. Machines that authenticate senders (a worker with `--master-user`)
+    /// override this; the others ignore who published.
+    fn handle_from(
+        &mut self,
+        now: Millis,
+        bytes: &[u8],
+        _publisher: Option<&str>,
+    ) -> Result<(), protocol::Rejection> {
+        self.handle(now, bytes)
+    }
     /// When [`StateMachine::handle_timeout`] must run next, if ever.
     fn next_timeout(&self) -> Option<Millis>;
     /// Acts on every deadline that has passed at `now`.
@@ -83,8 +94,16 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     /// The broker could not be reached, refused the credentials or failed mid-run.
     pub const BROKER: i32 = 3;
-    /// Every check passed for the surviving workers; some workers were evicted.
+    /// Every check passed for the surviving workers; some workers were evicted or lost
+    /// (silent after `end`).
     pub const VERIFIED_WITH_EVICTIONS: i32 = 4;
-    /// Interrupted by Ctrl-C (after cleaning up).
+    /// The run id is taken: another active master holds the run, or another worker of the
+    /// run has this worker's id.
+    pub const CONFLICT: i32 = 5;
+    /// Interrupted by SIGHUP (after cleaning up): 128 + 1.
+    pub const HANGUP: i32 = 129;
+    /// Interrupted by Ctrl-C / SIGINT (after cleaning up): 128 + 2.
     pub const INTERRUPTED: i32 = 130;
+    /// Stopped by SIGTERM (`timeout`, `docker stop`, systemd), after cleaning up: 128 + 15.
+    pub const TERMINATED: i32 = 143;
 }

@@ -32,7 +32,15 @@ fn init_logging(g: &GlobalArgs) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour_on_stderr())
         .init();
+}
+
+/// Colour in logs only for a person at a terminal: never in a file or a pipe, and never
+/// when `NO_COLOR` is set (https://no-color.org).
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 fn run_options(slaves: usize, a: &RunArgs) -> RunOptions {
@@ -57,21 +65,45 @@ fn run_options(slaves: usize, a: &RunArgs) -> RunOptions {
     }
 }
 
-/// Ctrl-C flips the returned receiver to `true`; the drivers then abort and clean up.
-fn ctrl_c() -> (
-    watch::Receiver<bool>,
-    std::sync::Arc<std::sync::atomic::AtomicBool>,
-) {
+/// The signal that stopped the run, if any, as the exit code it calls for.
+type Stopped = std::sync::Arc<std::sync::atomic::AtomicI32>;
+
+/// Ctrl-C (SIGINT), SIGTERM (what `timeout`, `docker stop` and systemd send) and SIGHUP (a
+/// closed terminal) flip the returned receiver to `true`: the drivers then abort, clean up
+/// everything of the run, and the process exits with 128 + the signal's number.
+fn stop_signals() -> (watch::Receiver<bool>, Stopped) {
     let (tx, rx) = watch::channel(false);
-    let hit = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = hit.clone();
+    let code: Stopped = Default::default();
+    let flag = code.clone();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            flag.store(true, std::sync::atomic::Ordering::SeqCst);
-            let _ = tx.send(true);
-        }
+        let got = wait_for_signal().await;
+        flag.store(got, std::sync::atomic::Ordering::SeqCst);
+        let _ = tx.send(true);
     });
-    (rx, hit)
+    (rx, code)
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() -> i32 {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return exit::INTERRUPTED;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => exit::INTERRUPTED,
+        _ = term.recv() => exit::TERMINATED,
+        _ = hup.recv() => exit::HANGUP,
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() -> i32 {
+    let _ = tokio::signal::ctrl_c().await;
+    exit::INTERRUPTED
 }
 
 /// `--report FILE.svg`: the run's timeline. A failure to write it is reported, and does not
@@ -85,9 +117,29 @@ fn write_report(a: &RunArgs, record: &sync_run::master::RunRecord) {
     }
 }
 
-fn broker_failure(e: &BrokerError) -> i32 {
+/// Reports a run that ended with a broker error or a conflict: the message on stderr and,
+/// with `--json`, a JSON document (schema `sync-run/error/v1`) on stdout with the reason.
+fn broker_failure(g: &GlobalArgs, run_id: &str, e: &BrokerError) -> i32 {
     eprintln!("sync-run: {e}");
-    exit::BROKER
+    let code = e.exit_code();
+    if g.json {
+        let doc = serde_json::json!({
+            "schema": "sync-run/error/v1",
+            "run_id": run_id,
+            "error": { "kind": e.kind(), "message": e.to_string() },
+            "exit_code": code,
+        });
+        println!("{doc}");
+    }
+    code
+}
+
+/// The exit code of a finished run: the signal's when one stopped it.
+fn or_signal(code: i32, stopped: &Stopped) -> i32 {
+    match stopped.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => code,
+        signal => signal,
+    }
 }
 
 fn print_record(
@@ -122,8 +174,7 @@ async fn main_async(cli: Cli) -> i32 {
         declared: false,
         stats: Default::default(),
     };
-    let (shutdown, interrupted) = ctrl_c();
-    let was_interrupted = || interrupted.load(std::sync::atomic::Ordering::SeqCst);
+    let (shutdown, stopped) = stop_signals();
     match &cli.command {
         None => {
             let Some(slaves) = cli.all.slaves else {
@@ -140,13 +191,9 @@ async fn main_async(cli: Cli) -> i32 {
                 Ok(res) => {
                     write_report(&cli.all.run, &res.record);
                     let code = print_record(g, &broker, &res.record, res.wall);
-                    if was_interrupted() {
-                        exit::INTERRUPTED
-                    } else {
-                        code
-                    }
+                    or_signal(code, &stopped)
                 }
-                Err(e) => broker_failure(&e),
+                Err(e) => or_signal(broker_failure(g, &opts.run_id, &e), &stopped),
             }
         }
         Some(Command::Master(m)) => {
@@ -158,7 +205,7 @@ async fn main_async(cli: Cli) -> i32 {
                 );
             }
             let t0 = Instant::now();
-            let cfg = run::master_config(&opts);
+            let cfg = run::master_config(&opts, &broker);
             let rng = run::master_rng(opts.seed);
             let result = if m.standby {
                 amqp::run_standby(&broker, cfg, rng, t0, shutdown).await
@@ -175,13 +222,9 @@ async fn main_async(cli: Cli) -> i32 {
                 Ok(record) => {
                     write_report(&m.run, &record);
                     let code = print_record(g, &broker, &record, t0.elapsed());
-                    if was_interrupted() {
-                        exit::INTERRUPTED
-                    } else {
-                        code
-                    }
+                    or_signal(code, &stopped)
                 }
-                Err(e) => broker_failure(&e),
+                Err(e) => or_signal(broker_failure(g, &opts.run_id, &e), &stopped),
             }
         }
         Some(Command::Bench(b)) => bench(g, &broker, b).await,
@@ -190,10 +233,10 @@ async fn main_async(cli: Cli) -> i32 {
             let id =
                 w.id.unwrap_or_else(|| 1 + rand::random::<u32>() % 1_000_000);
             let t0 = Instant::now();
-            let cfg = run::worker_config(&w.run_id, id, w.timeout);
+            let cfg = run::worker_config(&w.run_id, id, w.timeout, &broker, w.master_user.clone());
             match amqp::run_worker(&broker, cfg, run::worker_rng(w.seed, id), t0, shutdown).await {
-                Ok(outcome) => worker_exit(g, &w.run_id, id, &outcome, was_interrupted()),
-                Err(e) => broker_failure(&e),
+                Ok(outcome) => or_signal(worker_exit(g, &w.run_id, id, &outcome), &stopped),
+                Err(e) => or_signal(broker_failure(g, &w.run_id, &e), &stopped),
             }
         }
     }
@@ -256,7 +299,11 @@ async fn bench(g: &GlobalArgs, broker: &Broker, b: &sync_run::cli::BenchArgs) ->
     }
 }
 
-fn worker_exit(g: &GlobalArgs, run_id: &str, id: u32, o: &WorkerOutcome, interrupted: bool) -> i32 {
+/// The worker's own report: one line, or with `--json` one document of schema
+/// `sync-run/worker/v1` (docs/PROTOCOL.md §9): `run_id`, `worker`, `outcome` (completed,
+/// evicted, not_admitted, aborted, timed_out, mismatch) with that outcome's fields
+/// (`entries`, `seq`, `reason`), and `exit_code`.
+fn worker_exit(g: &GlobalArgs, run_id: &str, id: u32, o: &WorkerOutcome) -> i32 {
     let (line, code) = match o {
         WorkerOutcome::Completed { entries } => (
             format!(
@@ -286,14 +333,28 @@ fn worker_exit(g: &GlobalArgs, run_id: &str, id: u32, o: &WorkerOutcome, interru
             format!("worker {id} of run {run_id}: timed out with {entries} entries"),
             exit::FAILED,
         ),
+        WorkerOutcome::Mismatch { reason } => (
+            format!("worker {id} of run {run_id}: not started with the run's options: {reason}"),
+            exit::USAGE,
+        ),
     };
     if g.json {
-        let doc = serde_json::json!({"run_id": run_id, "worker": id, "outcome": format!("{o:?}"), "entries": match o { WorkerOutcome::Completed { entries } => serde_json::to_value(entries).unwrap_or_default(), _ => serde_json::Value::Null }});
+        let mut doc = serde_json::json!({
+            "schema": "sync-run/worker/v1",
+            "run_id": run_id,
+            "worker": id,
+            "exit_code": code,
+        });
+        if let (Some(doc), Ok(serde_json::Value::Object(fields))) =
+            (doc.as_object_mut(), serde_json::to_value(o))
+        {
+            doc.extend(fields);
+        }
         println!("{doc}");
     } else {
         println!("{line}");
     }
-    if interrupted { exit::INTERRUPTED } else { code }
+    code
 }
 
 fn main() {

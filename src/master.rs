@@ -12,7 +12,7 @@
 //! No I/O, no clock, no global RNG: [`crate::amqp`] drives it against RabbitMQ and
 //! [`crate::sim`] against an in-memory broker, with the same code.
 
-use crate::protocol::{Body, Commit, Entry, Message, Rejection, Sender, Seq, WorkerId};
+use crate::protocol::{Body, Commit, Entry, Message, Rejection, Sender, Seq, Topology, WorkerId};
 use crate::{Millis, Route, StateMachine};
 use rand::{Rng, RngCore};
 use serde::Serialize;
@@ -53,6 +53,10 @@ pub struct MasterConfig {
     /// with what it publishes anyway (`--no-relay` turns it off: workers broadcast their
     /// own appends, as the original protocol did). Announced in `start`.
     pub relay: bool,
+    /// How broadcasts reach the workers, and whether the run is durable: announced in
+    /// `start` so that a worker started with other options says so instead of joining.
+    pub topology: Topology,
+    pub durable: bool,
 }
 
 /// What the master wants done; it finishes with the run's record.
@@ -105,6 +109,10 @@ pub struct RunRecord {
     pub max: i64,
     pub grants: Vec<GrantRecord>,
     pub evicted: Vec<WorkerId>,
+    /// Members that were not evicted but sent no result before the results deadline after
+    /// `end`: they wrote, then crashed or left (a function or container that ended after its
+    /// turn). Their entries are in every list; they are named, not waited for.
+    pub lost: Vec<WorkerId>,
     pub results: BTreeMap<WorkerId, WorkerReport>,
     pub outcome: RunOutcome,
     /// Messages the master rejected, by reason label.
@@ -133,11 +141,12 @@ impl RunRecord {
             .collect()
     }
 
+    /// Members that must have reported: neither evicted nor lost.
     pub fn survivors(&self) -> Vec<WorkerId> {
         self.members
             .iter()
             .copied()
-            .filter(|w| !self.evicted.contains(w))
+            .filter(|w| !self.evicted.contains(w) && !self.lost.contains(w))
             .collect()
     }
 }
@@ -336,12 +345,13 @@ impl Master {
                 );
             }
             Body::Batch { messages } => {
-                for inner in messages {
-                    if matches!(inner.body, Body::Batch { .. }) {
-                        return Err(refused("a batch inside a batch".into()));
-                    }
-                    // Each part counts on its own; one bad part does not void the rest.
-                    if let Err(r) = self.on_message(now, inner) {
+                for part in messages {
+                    // Each part is checked as a message on its own and counts on its own;
+                    // one bad part does not void the rest.
+                    let handled = part
+                        .decode(&self.cfg.run_id)
+                        .and_then(|inner| self.on_message(now, inner));
+                    if let Err(r) = handled {
                         self.count_rejection(&r);
                     }
                 }
@@ -701,6 +711,8 @@ impl Master {
             min: self.cfg.min,
             max: self.cfg.max,
             relay: self.cfg.relay,
+            topology: self.cfg.topology,
+            durable: self.cfg.durable,
         };
         self.publish(Route::Fanout, body);
     }
@@ -822,6 +834,23 @@ impl Master {
     fn finish(&mut self, now: Millis, outcome: RunOutcome) {
         self.phase = Phase::Done;
         self.leases.clear();
+        // After `end`, a member that is still silent at the results deadline is lost: it
+        // wrote its turns (they are committed), then went away before reporting.
+        let lost: Vec<WorkerId> = match outcome {
+            RunOutcome::Completed if self.ended_at.is_some() => self
+                .members
+                .iter()
+                .filter(|(id, m)| !m.evicted && !self.results.contains_key(id))
+                .map(|(id, _)| *id)
+                .collect(),
+            _ => Vec::new(),
+        };
+        if !lost.is_empty() {
+            tracing::warn!(
+                ?lost,
+                "no result from these workers before the results deadline: named as lost"
+            );
+        }
         let record = RunRecord {
             run_id: self.cfg.run_id.clone(),
             expected_workers: self.cfg.workers,
@@ -836,6 +865,7 @@ impl Master {
                 .filter(|(_, m)| m.evicted)
                 .map(|(id, _)| *id)
                 .collect(),
+            lost,
             results: std::mem::take(&mut self.results),
             outcome,
             rejected: self.rejected.clone(),
@@ -908,6 +938,8 @@ mod tests {
             pace_ms: 0,
             window: 1,
             relay: false,
+            topology: Default::default(),
+            durable: false,
         }
     }
 

@@ -2,7 +2,7 @@
 
 use crate::master::{GrantOutcome, RunRecord};
 use crate::protocol::WorkerId;
-use crate::verify::Verdict;
+use crate::verify::{Status, Verdict, ids};
 use comfy_table::{ContentArrangement, Table};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -64,6 +64,8 @@ pub struct JsonReport<'a> {
     pub grant_order: Vec<WorkerId>,
     pub grants: &'a [crate::master::GrantRecord],
     pub evicted: &'a [WorkerId],
+    /// Workers that wrote, then sent no result before the results deadline.
+    pub lost: &'a [WorkerId],
     /// Each worker's list of values, in list order.
     pub lists: BTreeMap<WorkerId, Vec<i64>>,
     pub rejected_by_master: &'a BTreeMap<&'static str, u64>,
@@ -117,6 +119,7 @@ pub fn json(r: &RunRecord, v: &Verdict, wall: Duration, resources: Resources) ->
         grant_order: r.committed().iter().map(|e| e.worker).collect(),
         grants: &r.grants,
         evicted: &r.evicted,
+        lost: &r.lost,
         lists: r
             .results
             .iter()
@@ -140,24 +143,41 @@ fn join_values(values: impl Iterator<Item = i64>) -> String {
 pub fn verdict_line(r: &RunRecord, v: &Verdict, wall: Duration) -> String {
     let committed = r.committed().len();
     if v.verified {
-        let evicted = if r.evicted.is_empty() {
-            String::new()
-        } else {
-            format!(" ({} evicted: {:?})", r.evicted.len(), r.evicted)
-        };
+        let mut missing = String::new();
+        if !r.evicted.is_empty() {
+            missing += &format!("; {} evicted: {}", r.evicted.len(), ids(&r.evicted));
+        }
+        if !r.lost.is_empty() {
+            missing += &format!("; {} lost after writing: {}", r.lost.len(), ids(&r.lost));
+        }
         format!(
-            "VERIFIED: {} lists identical, {committed} entries each, in {:.3} s{evicted}",
+            "VERIFIED: {} lists identical, {committed} entries each, in {:.3} s{missing}",
             r.results.len(),
             wall.as_secs_f64()
         )
     } else {
+        // The first failed check says why; the count says how much else did not hold.
         let failed: Vec<_> = v
             .checks
             .iter()
-            .filter(|c| !c.passed)
-            .map(|c| format!("{} ({})", c.name, c.detail))
+            .filter(|c| c.status == Status::Failed)
             .collect();
-        format!("FAILED: {}", failed.join("; "))
+        let not_run = v
+            .checks
+            .iter()
+            .filter(|c| c.status == Status::NotRun)
+            .count();
+        let mut line = match failed.first() {
+            Some(c) => format!("FAILED: {} ({})", c.name, c.detail),
+            None => "FAILED: nothing to verify".to_string(),
+        };
+        if failed.len() > 1 {
+            line += &format!("; {} more checks failed", failed.len() - 1);
+        }
+        if not_run > 0 {
+            line += &format!("; {not_run} not run");
+        }
+        line
     }
 }
 
@@ -178,7 +198,13 @@ pub fn human(r: &RunRecord, v: &Verdict, wall: Duration) -> String {
         join_values(r.committed().iter().map(|e| e.worker as i64))
     );
     if !r.evicted.is_empty() {
-        s += &format!("evicted: {:?}\n", r.evicted);
+        s += &format!("evicted: {}\n", ids(&r.evicted));
+    }
+    if !r.lost.is_empty() {
+        s += &format!(
+            "lost after writing (no result by the deadline): {}\n",
+            ids(&r.lost)
+        );
     }
     let mut table = Table::new();
     table
@@ -214,14 +240,18 @@ pub fn human(r: &RunRecord, v: &Verdict, wall: Duration) -> String {
             ]);
         }
     }
-    s += &format!("{table}\n");
+    if r.results.is_empty() {
+        s += "no lists reported\n";
+    } else {
+        s += &format!("{table}\n");
+    }
     for c in &v.checks {
-        s += &format!(
-            "  [{}] {}: {}\n",
-            if c.passed { "ok" } else { "FAIL" },
-            c.name,
-            c.detail
-        );
+        let mark = match c.status {
+            Status::Passed => "ok",
+            Status::Failed => "FAIL",
+            Status::NotRun => "--",
+        };
+        s += &format!("  [{mark}] {}: {}\n", c.name, c.detail);
     }
     if let (Some(p50), Some(p99)) = (t.turn_p50_ms, t.turn_p99_ms) {
         s += &format!(

@@ -68,10 +68,18 @@ fn ms(d: Duration) -> Millis {
     d.as_millis().min(u64::MAX as u128) as Millis
 }
 
-pub fn master_config(o: &RunOptions) -> MasterConfig {
+/// A random `instance` for a participant's `from`: below 2^53, so that every JSON parser
+/// (including those that read numbers as doubles) keeps it exact.
+pub fn random_instance() -> u64 {
+    rand::rng().next_u64() & ((1 << 53) - 1)
+}
+
+/// The master's configuration; the options every participant must share (topology,
+/// durability) come from `broker`, and `start` announces them.
+pub fn master_config(o: &RunOptions, broker: &Broker) -> MasterConfig {
     MasterConfig {
         run_id: o.run_id.clone(),
-        instance: rand::rng().next_u64(),
+        instance: random_instance(),
         workers: o.slaves,
         min_workers: o.min_workers,
         rounds: o.rounds,
@@ -85,17 +93,29 @@ pub fn master_config(o: &RunOptions) -> MasterConfig {
         pace_ms: ms(o.pace),
         window: o.window,
         relay: o.relay,
+        topology: broker.topology,
+        durable: broker.durable,
     }
 }
 
-pub fn worker_config(run_id: &str, id: WorkerId, timeout: Duration) -> WorkerConfig {
+/// A worker's configuration: it gives up at `deadline` (on the driver's clock), and takes
+/// topology and durability from `broker` (checked against the run's `start`).
+pub fn worker_config(
+    run_id: &str,
+    id: WorkerId,
+    deadline: Duration,
+    broker: &Broker,
+    master_user: Option<String>,
+) -> WorkerConfig {
     WorkerConfig {
         run_id: run_id.to_owned(),
         id,
-        instance: rand::rng().next_u64(),
+        instance: random_instance(),
         join_retry_ms: 500,
-        // A little after the master's deadline, so the master's abort arrives first.
-        deadline: Some(ms(timeout) + 2_000),
+        deadline: Some(ms(deadline)),
+        topology: broker.topology,
+        durable: broker.durable,
+        master_user,
     }
 }
 
@@ -172,7 +192,9 @@ pub async fn run_all(
         }
         for id in 1..=opts.slaves as WorkerId {
             let broker = broker.clone();
-            let cfg = worker_config(&opts.run_id, id, opts.timeout);
+            // A little after the master's deadline, so that the master's abort arrives first.
+            let deadline = opts.timeout + Duration::from_secs(2);
+            let cfg = worker_config(&opts.run_id, id, deadline, &broker, None);
             let rng = worker_rng(opts.seed, id);
             let stop = stop_rx.clone();
             let stop_tx = stop_tx.clone();
@@ -187,7 +209,7 @@ pub async fn run_all(
         }
         Ok(())
     };
-    let cfg = master_config(opts);
+    let cfg = master_config(opts, &master_broker);
     let (master, started) = tokio::join!(
         amqp::run_master_signalling(
             &master_broker,

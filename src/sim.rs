@@ -163,6 +163,8 @@ pub fn run(seed: u64, cfg: SimConfig) -> SimResult {
         pace_ms: cfg.pace_ms,
         window: cfg.window,
         relay: cfg.relay,
+        topology: Default::default(),
+        durable: false,
     };
     let master = Master::new(mcfg, Box::new(StdRng::seed_from_u64(rng.random())), 0);
     let mut queues = BTreeMap::new();
@@ -208,6 +210,9 @@ pub fn run(seed: u64, cfg: SimConfig) -> SimResult {
             instance: 100 + i as u64,
             join_retry_ms: 50,
             deadline: Some(deadline),
+            topology: Default::default(),
+            durable: false,
+            master_user: None,
         };
         let w = Worker::new(wcfg, Box::new(StdRng::seed_from_u64(sim.rng.random())), 0);
         sim.workers.insert(i, w);

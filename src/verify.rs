@@ -9,11 +9,35 @@ use crate::protocol::{Entry, WorkerId};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+/// How one check came out. A check with nothing to look at (no list was reported) is
+/// `not_run`: it neither passes nor fails, and the run is not verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Passed,
+    Failed,
+    NotRun,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
     pub name: &'static str,
+    pub status: Status,
+    /// `status == passed`, kept for readers of the first report schema.
     pub passed: bool,
     pub detail: String,
+}
+
+/// At most this many ids are named in a check's detail; the rest are counted.
+const IDS_SHOWN: usize = 8;
+
+/// `1, 2, 3 … and 190 more`: a list of ids that stays one short line however large N is.
+pub fn ids(ids: &[WorkerId]) -> String {
+    let shown: Vec<String> = ids.iter().take(IDS_SHOWN).map(|i| i.to_string()).collect();
+    match ids.len().saturating_sub(IDS_SHOWN) {
+        0 => shown.join(", "),
+        more => format!("{} … and {more} more", shown.join(", ")),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -25,7 +49,10 @@ pub struct Verdict {
 impl Verdict {
     /// The process exit code this verdict calls for.
     pub fn exit_code(&self, record: &RunRecord) -> i32 {
-        match (self.verified, record.evicted.is_empty()) {
+        match (
+            self.verified,
+            record.evicted.is_empty() && record.lost.is_empty(),
+        ) {
             (false, _) => crate::exit::FAILED,
             (true, true) => crate::exit::VERIFIED,
             (true, false) => crate::exit::VERIFIED_WITH_EVICTIONS,
@@ -36,8 +63,22 @@ impl Verdict {
 fn check(name: &'static str, passed: bool, detail: impl Into<String>) -> Check {
     Check {
         name,
+        status: if passed {
+            Status::Passed
+        } else {
+            Status::Failed
+        },
         passed,
         detail: detail.into(),
+    }
+}
+
+fn not_run(name: &'static str, why: &str) -> Check {
+    Check {
+        name,
+        status: Status::NotRun,
+        passed: false,
+        detail: format!("not run: {why}"),
     }
 }
 
@@ -50,71 +91,108 @@ pub fn verify(r: &RunRecord) -> Verdict {
         .map(|(w, rep)| (*w, &rep.entries))
         .collect();
     let mut checks = Vec::new();
+    // Checks of the lists compare what was reported: with none, there is nothing to pass.
+    let no_lists = lists.is_empty().then_some("no worker reported a list");
 
     checks.push(match &r.outcome {
         RunOutcome::Completed => check("run completed", true, "end announced"),
         RunOutcome::Aborted { reason } => check("run completed", false, reason.clone()),
     });
 
-    let missing: Vec<_> = survivors
+    let missing: Vec<WorkerId> = survivors
         .iter()
+        .copied()
         .filter(|w| !lists.contains_key(w))
         .collect();
-    checks.push(check(
-        "every surviving worker reported",
-        missing.is_empty() && !survivors.is_empty(),
-        if missing.is_empty() {
-            format!(
-                "{} lists from {} surviving workers",
-                lists.len(),
-                survivors.len()
-            )
-        } else {
-            format!("no list from workers {missing:?}")
-        },
-    ));
+    let lost = if r.lost.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} lost after writing (no result by the deadline): {}",
+            r.lost.len(),
+            ids(&r.lost)
+        )
+    };
+    checks.push(if survivors.is_empty() && lists.is_empty() {
+        not_run("every surviving worker reported", "no surviving worker")
+    } else {
+        check(
+            "every surviving worker reported",
+            missing.is_empty(),
+            if missing.is_empty() {
+                format!(
+                    "{} lists from {} surviving workers{lost}",
+                    lists.len(),
+                    survivors.len()
+                )
+            } else {
+                format!(
+                    "no list from {} workers: {}{lost}",
+                    missing.len(),
+                    ids(&missing)
+                )
+            },
+        )
+    });
 
-    let expected_len = survivors.len() * r.rounds as usize
+    // Every member that was not evicted wrote `rounds` times (a lost worker too: it went
+    // away after writing); an evicted worker's entries committed before its eviction stay.
+    let writers = r.members.iter().filter(|w| !r.evicted.contains(w)).count();
+    let expected_len = writers * r.rounds as usize
         + committed
             .iter()
             .filter(|e| r.evicted.contains(&e.worker))
             .count();
-    let wrong_len: Vec<_> = lists
+    let wrong_len: Vec<WorkerId> = lists
         .iter()
         .filter(|(_, l)| l.len() != expected_len)
-        .map(|(w, l)| (*w, l.len()))
+        .map(|(w, _)| *w)
         .collect();
-    checks.push(check(
-        "each list has the expected length",
-        wrong_len.is_empty() && committed.len() == expected_len,
-        if wrong_len.is_empty() {
-            format!("{expected_len} entries each")
-        } else {
-            format!("expected {expected_len}; (worker, length): {wrong_len:?}")
-        },
-    ));
+    checks.push(match no_lists {
+        Some(why) => not_run("each list has the expected length", why),
+        None => check(
+            "each list has the expected length",
+            wrong_len.is_empty() && committed.len() == expected_len,
+            if wrong_len.is_empty() && committed.len() == expected_len {
+                format!("{expected_len} entries each")
+            } else {
+                format!(
+                    "expected {expected_len}, the master committed {}; wrong length: {}",
+                    committed.len(),
+                    ids(&wrong_len)
+                )
+            },
+        ),
+    });
 
     let first = lists.values().next();
-    let differing: Vec<_> = lists
+    let differing: Vec<WorkerId> = lists
         .iter()
         .filter(|(_, l)| Some(*l) != first)
         .map(|(w, _)| *w)
         .collect();
-    checks.push(check(
-        "all lists identical",
-        differing.is_empty(),
-        if differing.is_empty() {
-            "every list equals every other".to_string()
-        } else {
-            format!("workers {differing:?} differ from the first list")
-        },
-    ));
+    checks.push(match no_lists {
+        Some(why) => not_run("all lists identical", why),
+        None => check(
+            "all lists identical",
+            differing.is_empty(),
+            if differing.is_empty() {
+                format!("{} lists, every one equal to every other", lists.len())
+            } else {
+                format!(
+                    "{} workers differ from the first list: {}",
+                    differing.len(),
+                    ids(&differing)
+                )
+            },
+        ),
+    });
 
     let mut writes: BTreeMap<WorkerId, u32> = BTreeMap::new();
     for e in &committed {
         *writes.entry(e.worker).or_default() += 1;
     }
-    let bad_writes: Vec<_> = r
+    let bad_writes: Vec<WorkerId> = r
         .members
         .iter()
         .map(|w| (*w, writes.get(w).copied().unwrap_or(0)))
@@ -125,17 +203,29 @@ pub fn verify(r: &RunRecord) -> Verdict {
                 *n != r.rounds
             }
         })
+        .map(|(w, _)| w)
         .collect();
     let strangers = writes.keys().filter(|w| !r.members.contains(w)).count();
-    checks.push(check(
-        "each worker wrote exactly once per round",
-        bad_writes.is_empty() && strangers == 0,
-        if bad_writes.is_empty() && strangers == 0 {
-            format!("{} writers x {} round(s)", survivors.len(), r.rounds)
-        } else {
-            format!("(worker, writes): {bad_writes:?}; entries from non-members: {strangers}")
-        },
-    ));
+    checks.push(if committed.is_empty() && r.ended_at_ms.is_none() {
+        not_run(
+            "each worker wrote exactly once per round",
+            "the run ended before its turns",
+        )
+    } else {
+        check(
+            "each worker wrote exactly once per round",
+            bad_writes.is_empty() && strangers == 0,
+            if bad_writes.is_empty() && strangers == 0 {
+                format!("{writers} writers x {} round(s)", r.rounds)
+            } else {
+                format!(
+                    "{} workers wrote a wrong number of times: {}; entries from non-members: {strangers}",
+                    bad_writes.len(),
+                    ids(&bad_writes)
+                )
+            },
+        )
+    });
 
     let out_of_range = lists
         .values()
@@ -143,27 +233,38 @@ pub fn verify(r: &RunRecord) -> Verdict {
         .chain(committed.iter())
         .filter(|e| !(r.min..=r.max).contains(&e.value))
         .count();
-    checks.push(check(
-        "every value in range",
-        out_of_range == 0,
-        format!("{out_of_range} values outside {}..={}", r.min, r.max),
-    ));
+    checks.push(if committed.is_empty() && lists.is_empty() {
+        not_run("every value in range", "no values")
+    } else {
+        check(
+            "every value in range",
+            out_of_range == 0,
+            format!("{out_of_range} values outside {}..={}", r.min, r.max),
+        )
+    });
 
-    let off_order: Vec<_> = lists
+    let off_order: Vec<WorkerId> = lists
         .iter()
         .filter(|(_, l)| l.as_slice() != committed.as_slice())
         .map(|(w, _)| *w)
         .collect();
     let increasing = committed.windows(2).all(|p| p[0].seq < p[1].seq);
-    checks.push(check(
-        "lists follow the grant order",
-        off_order.is_empty() && increasing,
-        if off_order.is_empty() {
-            format!("{} committed grants, in sequence order", committed.len())
-        } else {
-            format!("workers {off_order:?} disagree with the master's grant log")
-        },
-    ));
+    checks.push(match no_lists {
+        Some(why) => not_run("lists follow the grant order", why),
+        None => check(
+            "lists follow the grant order",
+            off_order.is_empty() && increasing,
+            if off_order.is_empty() {
+                format!("{} committed grants, in sequence order", committed.len())
+            } else {
+                format!(
+                    "{} workers disagree with the master's grant log: {}",
+                    off_order.len(),
+                    ids(&off_order)
+                )
+            },
+        ),
+    });
 
     let voided: Vec<_> = r
         .grants
@@ -176,17 +277,20 @@ pub fn verify(r: &RunRecord) -> Verdict {
         .flat_map(|l| l.iter())
         .filter(|e| voided.contains(&e.seq))
         .count();
-    checks.push(check(
-        "nothing accepted from voided grants",
-        leaked == 0,
-        format!(
-            "{} voided grant(s), {leaked} of their appends in lists",
-            voided.len()
+    checks.push(match no_lists {
+        Some(why) => not_run("nothing accepted from voided grants", why),
+        None => check(
+            "nothing accepted from voided grants",
+            leaked == 0,
+            format!(
+                "{} voided grant(s), {leaked} of their appends in lists",
+                voided.len()
+            ),
         ),
-    ));
+    });
 
     Verdict {
-        verified: checks.iter().all(|c| c.passed),
+        verified: checks.iter().all(|c| c.status == Status::Passed),
         checks,
     }
 }

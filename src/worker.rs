@@ -14,7 +14,7 @@
 //! Grants, evictions and the end come from the master alone, so they reach every worker
 //! in the same order; that and the sequence numbers are what make the lists identical.
 
-use crate::protocol::{Body, Commit, Entry, Message, Rejection, Sender, Seq, WorkerId};
+use crate::protocol::{Body, Commit, Entry, Message, Rejection, Sender, Seq, Topology, WorkerId};
 use crate::{Millis, Route, StateMachine};
 use rand::{Rng, RngCore};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -29,10 +29,18 @@ pub struct WorkerConfig {
     pub join_retry_ms: Millis,
     /// The whole run's deadline (`--timeout`), on the caller's clock.
     pub deadline: Option<Millis>,
+    /// What this worker was started with; `start` says what the run uses, and a
+    /// difference ends the worker with [`WorkerOutcome::Mismatch`].
+    pub topology: Topology,
+    pub durable: bool,
+    /// `--master-user`: accept messages that claim to come from the master only when the
+    /// broker-validated AMQP `user_id` of their delivery is this user.
+    pub master_user: Option<String>,
 }
 
-/// How a worker's run ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a worker's run ended. Serialised (tag `outcome`) in the worker's `--json` document.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum WorkerOutcome {
     /// The run ended; this is the worker's final list (also sent to the results queue).
     Completed { entries: Vec<Entry> },
@@ -42,8 +50,11 @@ pub enum WorkerOutcome {
     NotAdmitted,
     /// The master aborted the run.
     Aborted { reason: String },
-    /// The run's deadline passed first.
+    /// The run's deadline passed first; `entries` appends had arrived.
     TimedOut { entries: usize },
+    /// The run's `start` announced options this worker was not started with (topology,
+    /// durability): it leaves instead of taking part with the wrong ones.
+    Mismatch { reason: String },
 }
 
 /// What the worker wants done; it finishes with its outcome.
@@ -140,12 +151,29 @@ impl Worker {
         }
     }
 
+    /// Whether the run's `start` has arrived (the master was there).
+    pub fn started(&self) -> bool {
+        self.rules.is_some()
+    }
+
     /// One delivery from this worker's queue. `Err`: reject the delivery (counted).
-    pub fn handle(&mut self, _now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
+    pub fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
+        self.handle_from(now, bytes, None)
+    }
+
+    /// [`Worker::handle`] for a delivery whose AMQP `user_id` the broker validated
+    /// (`publisher`): with `--master-user`, only that user speaks for the master.
+    pub fn handle_from(
+        &mut self,
+        _now: Millis,
+        bytes: &[u8],
+        publisher: Option<&str>,
+    ) -> Result<(), Rejection> {
         if self.done {
             return Ok(());
         }
-        let result = Message::decode(bytes, &self.cfg.run_id).and_then(|m| self.on_message(m));
+        let result =
+            Message::decode(bytes, &self.cfg.run_id).and_then(|m| self.on_message(m, publisher));
         if let Err(r) = &result {
             self.rejected += 1;
             tracing::warn!(worker = self.cfg.id, rejection = %r, "worker rejected a message");
@@ -153,16 +181,28 @@ impl Worker {
         result
     }
 
-    fn on_message(&mut self, msg: Message) -> Result<(), Rejection> {
+    fn on_message(&mut self, msg: Message, publisher: Option<&str>) -> Result<(), Rejection> {
+        if let (Sender::Master { .. }, Some(required)) = (msg.from, &self.cfg.master_user)
+            && publisher != Some(required.as_str())
+        {
+            return Err(refused(format!(
+                "{} claims to come from the master but was published by {}, not by the master's user {required:?} (--master-user)",
+                msg.body.kind(),
+                publisher.map_or("an unidentified user".to_string(), |u| format!(
+                    "user {u:?}"
+                ))
+            )));
+        }
         match (msg.from, msg.body) {
             (Sender::Master { .. }, Body::Batch { messages }) => {
-                // The parts are checked one by one, exactly as if each had come alone
-                // (including the sender checks: a batch may open with `start`).
-                for inner in messages {
-                    if matches!(inner.body, Body::Batch { .. }) {
-                        return Err(refused("a batch inside a batch".into()));
-                    }
-                    if let Err(r) = self.on_message(inner) {
+                // The parts are decoded and checked one by one, exactly as if each had
+                // come alone (including the sender checks: a batch may open with `start`);
+                // the master's validated user vouches for the parts it relays.
+                for part in messages {
+                    let handled = part
+                        .decode(&self.cfg.run_id)
+                        .and_then(|inner| self.on_message(inner, publisher));
+                    if let Err(r) = handled {
                         self.rejected += 1;
                         tracing::warn!(worker = self.cfg.id, rejection = %r, "worker rejected part of a batch");
                     }
@@ -226,6 +266,8 @@ impl Worker {
                 max,
                 epoch,
                 relay,
+                topology,
+                durable,
                 ..
             } => {
                 if self.rules.is_some() {
@@ -233,6 +275,26 @@ impl Worker {
                 }
                 if min > max {
                     return Err(refused(format!("start with min {min} > max {max}")));
+                }
+                let mut differences = Vec::new();
+                if topology != self.cfg.topology {
+                    differences.push(format!(
+                        "the run uses --topology {topology}, this worker --topology {}",
+                        self.cfg.topology
+                    ));
+                }
+                if durable != self.cfg.durable {
+                    differences.push(if durable {
+                        "the run is durable; start this worker with --durable".to_string()
+                    } else {
+                        "the run is not durable; start this worker without --durable".to_string()
+                    });
+                }
+                if !differences.is_empty() {
+                    self.finish(WorkerOutcome::Mismatch {
+                        reason: differences.join("; "),
+                    });
+                    return Ok(());
                 }
                 if !workers.contains(&self.cfg.id) {
                     self.finish(WorkerOutcome::NotAdmitted);
@@ -435,6 +497,14 @@ impl StateMachine for Worker {
     fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
         Worker::handle(self, now, bytes)
     }
+    fn handle_from(
+        &mut self,
+        now: Millis,
+        bytes: &[u8],
+        publisher: Option<&str>,
+    ) -> Result<(), Rejection> {
+        Worker::handle_from(self, now, bytes, publisher)
+    }
     fn next_timeout(&self) -> Option<Millis> {
         Worker::next_timeout(self)
     }
@@ -464,12 +534,18 @@ mod tests {
             instance: 5,
             join_retry_ms: 100,
             deadline: None,
+            topology: Default::default(),
+            durable: false,
+            master_user: None,
         };
         Worker::new(cfg, Box::new(StdRng::seed_from_u64(id as u64)), 0)
     }
 
     fn m(body: Body) -> Vec<u8> {
         Message::new("t", M, body).encode()
+    }
+    fn parts(msgs: Vec<Message>) -> Vec<crate::protocol::Part> {
+        msgs.iter().map(crate::protocol::Part::of).collect()
     }
     fn w(id: WorkerId, body: Body) -> Vec<u8> {
         Message::new("t", Sender::Worker { id, instance: 1 }, body).encode()
@@ -482,6 +558,8 @@ mod tests {
             min: 1,
             max: 100,
             relay: false,
+            topology: Default::default(),
+            durable: false,
         })
     }
     fn drain(x: &mut Worker) -> Vec<Output> {
@@ -530,7 +608,7 @@ mod tests {
             "t",
             M,
             Body::Batch {
-                messages: vec![
+                messages: parts(vec![
                     part(
                         M,
                         Body::Start {
@@ -540,13 +618,15 @@ mod tests {
                             min: 1,
                             max: 100,
                             relay: true,
+                            topology: Default::default(),
+                            durable: false,
                         },
                     ),
                     part(M, grant(1, 2)),
                     relayed(1, 2, 42),
                     relayed(1, 2, 43), // conflicts with the part before: refused, counted
                     part(M, grant(2, 1)),
-                ],
+                ]),
             },
         )
         .encode();
@@ -574,7 +654,7 @@ mod tests {
             "t",
             Sender::Worker { id: 2, instance: 1 },
             Body::Batch {
-                messages: vec![relayed(2, 1, 7)],
+                messages: parts(vec![relayed(2, 1, 7)]),
             },
         )
         .encode();
@@ -583,11 +663,17 @@ mod tests {
             "t",
             M,
             Body::Batch {
-                messages: vec![Message::new("t", M, Body::Batch { messages: vec![] })],
+                messages: parts(vec![Message::new("t", M, Body::Batch { messages: vec![] })]),
             },
         )
         .encode();
-        assert!(x.handle(3, &nested).is_err(), "batches do not nest");
+        let before = x.rejected();
+        assert!(x.handle(3, &nested).is_ok());
+        assert_eq!(
+            x.rejected(),
+            before + 1,
+            "batches do not nest: the part is refused"
+        );
         // The relayed append for seq 2 (its own, back from the master) and the end finish it.
         let own = outs
             .iter()
@@ -607,7 +693,7 @@ mod tests {
             "t",
             M,
             Body::Batch {
-                messages: vec![
+                messages: parts(vec![
                     relayed(2, 1, own),
                     part(
                         M,
@@ -618,7 +704,7 @@ mod tests {
                             ],
                         },
                     ),
-                ],
+                ]),
             },
         )
         .encode();
@@ -954,6 +1040,8 @@ mod tests {
                 min: 1,
                 max: 100,
                 relay: false,
+                topology: Default::default(),
+                durable: false,
             },
         )
         .encode();
@@ -993,6 +1081,8 @@ mod tests {
                 min: 1,
                 max: 100,
                 relay: false,
+                topology: Default::default(),
+                durable: false,
             },
         )
         .encode();
