@@ -1,5 +1,7 @@
-# sync-run in a container: `docker build -t sync-run .`, or through docker-compose.yml
-# (`docker compose --profile app up --scale worker=10`).
+# sync-run in a container: `docker build -t sync-run:local .`, or through docker-compose.yml
+# (`docker compose --profile app build`; Debian's v1: `docker-compose --profile app build`).
+# Needs a container registry for its two FROM images. Without one, scripts/local-app-image.sh
+# builds the same image (sync-run:local) from a local Debian base and a host-built binary.
 ARG RUST_IMAGE=rust:1.95-bookworm
 ARG RUNTIME_IMAGE=debian:bookworm-slim
 
