@@ -1282,6 +1282,9 @@ async fn drive<M: StateMachine>(
         abandoned: true, ..
     } = what
     {
+        // Our own consumer (of the stream) would keep it "in use": let go of it first.
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), link.ch.close(200, "done".into())).await;
         let _ =
             tokio::time::timeout(op_limit(broker), delete_abandoned(&link.conn, &role.names)).await;
     }
@@ -1514,7 +1517,7 @@ pub async fn run_worker(
         |_| {},
         move |w: &Worker, _| Cleanup::Worker {
             id,
-            abandoned: !w.started(),
+            abandoned: !w.heard_master(),
         },
     )
     .instrument(span)

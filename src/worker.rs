@@ -86,6 +86,7 @@ pub struct Worker {
     written: BTreeMap<Seq, i64>,
     end: Option<Vec<Commit>>,
     rejected: u64,
+    heard_master: bool,
     done: bool,
     out: VecDeque<Output>,
 }
@@ -104,6 +105,7 @@ impl Worker {
             written: BTreeMap::new(),
             end: None,
             rejected: 0,
+            heard_master: false,
             done: false,
             out: VecDeque::new(),
         };
@@ -151,9 +153,11 @@ impl Worker {
         }
     }
 
-    /// Whether the run's `start` has arrived (the master was there).
-    pub fn started(&self) -> bool {
-        self.rules.is_some()
+    /// Whether a master of the run has spoken: a `start` arrived, whether or not this
+    /// worker took part after it (it may not have been admitted, or started with other
+    /// options). A worker that never heard one cleans up what a master would have.
+    pub fn heard_master(&self) -> bool {
+        self.heard_master
     }
 
     /// One delivery from this worker's queue. `Err`: reject the delivery (counted).
@@ -270,6 +274,7 @@ impl Worker {
                 durable,
                 ..
             } => {
+                self.heard_master = true;
                 if self.rules.is_some() {
                     return Ok(()); // repeated for a latecomer
                 }
