@@ -11,6 +11,7 @@
 //! reject the delivery, count it and log it, and the run goes on.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use std::fmt;
 
 /// Protocol version carried in every message (`"v": 1`).
@@ -166,27 +167,31 @@ impl fmt::Display for Topology {
     }
 }
 
-/// One part of a [`Body::Batch`], kept as the JSON it arrived as until the receiver
+/// One part of a [`Body::Batch`], kept as the JSON text it arrived as until the receiver
 /// decodes it with the same checks as any message ([`Part::decode`]). A part that does not
 /// decode (another version, another run, an unknown field) is refused on its own: it cannot
 /// take its valid neighbours down with it, and it is never acted on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Batches are taken apart by [`Message::decode`] itself (a batch's parts cannot be read
+/// as raw text through the flattened, tagged [`Body`]), so each part is parsed exactly once,
+/// by the same code as a message on its own.
+#[derive(Debug, Clone, Serialize)]
 #[serde(transparent)]
-pub struct Part(serde_json::Value);
+pub struct Part(Box<RawValue>);
 
 impl Part {
     /// A message, as a part of a batch.
     pub fn of(msg: &Message) -> Part {
         // Encoding these plain structs cannot fail (see `Message::encode`); the fallback,
         // `null`, is refused by any receiver.
-        Part(serde_json::to_value(msg).unwrap_or_default())
+        Part(serde_json::value::to_raw_value(msg).unwrap_or_else(|_| RawValue::NULL.to_owned()))
     }
 
     /// Decodes and checks the part exactly as [`Message::decode`] checks a message on its
     /// own (version, run, shape, no unknown fields), and refuses a batch inside it. (Its
     /// size is bounded by the delivery's.)
     pub fn decode(&self, run: &str) -> Result<Message, Rejection> {
-        let msg = Message::checked(self.0.get("v"), Message::deserialize(&self.0), run)?;
+        let msg = Message::decode(self.0.get().as_bytes(), run)?;
         if matches!(msg.body, Body::Batch { .. }) {
             return Err(Rejection::Refused("a batch inside a batch".into()));
         }
@@ -194,8 +199,25 @@ impl Part {
     }
 
     /// The part as JSON text (for logs and tests).
-    pub fn json(&self) -> String {
-        self.0.to_string()
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for Part {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+impl Eq for Part {}
+
+impl<'de> Deserialize<'de> for Part {
+    /// Only [`Message::decode`] reads batches (see [`Part`]); through the tagged [`Body`]
+    /// a part's text is not available.
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Part, D::Error> {
+        Err(serde::de::Error::custom(
+            "batch parts are read by Message::decode",
+        ))
     }
 }
 
@@ -225,36 +247,55 @@ impl Message {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// Decodes and checks version, run id and size. Type-specific checks (is this grant
-    /// from our master, is this append fenced) belong to the state machines.
+    /// Decodes and checks, in this order: the size, the version (before the shape: a v2
+    /// message may have fields v1 does not know), the shape (no unknown fields at any
+    /// level), the run, and for a batch the number of parts. Its parts are checked the
+    /// same way when they are handled ([`Part::decode`]). Type-specific checks (is this
+    /// grant from our master, is this append fenced) belong to the state machines.
     pub fn decode(bytes: &[u8], run: &str) -> Result<Message, Rejection> {
         if bytes.len() > MAX_BODY_BYTES {
             return Err(Rejection::TooLarge(bytes.len()));
         }
-        // Look at the version before the shape: a v2 message may have fields v1 does not know.
         #[derive(Deserialize)]
-        struct Probe {
+        struct Probe<'a> {
             v: Option<serde_json::Value>,
+            #[serde(rename = "type", borrow)]
+            kind: Option<std::borrow::Cow<'a, str>>,
         }
-        let probe: Probe =
-            serde_json::from_slice(bytes).map_err(|e| Rejection::Malformed(e.to_string()))?;
-        Message::checked(probe.v.as_ref(), serde_json::from_slice(bytes), run)
-    }
-
-    /// The checks every message and every batch part passes, in this order: the version
-    /// (before the shape: a v2 message may have fields v1 does not know), the shape, the
-    /// run, the size of a batch.
-    fn checked(
-        v: Option<&serde_json::Value>,
-        msg: Result<Message, serde_json::Error>,
-        run: &str,
-    ) -> Result<Message, Rejection> {
-        match v.map(|v| v.as_u64()) {
+        let malformed = |e: serde_json::Error| Rejection::Malformed(e.to_string());
+        let probe: Probe = serde_json::from_slice(bytes).map_err(malformed)?;
+        match probe.v.as_ref().map(serde_json::Value::as_u64) {
             Some(Some(v)) if v == PROTOCOL_VERSION as u64 => {}
             Some(Some(v)) => return Err(Rejection::Version(Some(v.min(u32::MAX as u64) as u32))),
             _ => return Err(Rejection::Version(None)),
         }
-        let msg = msg.map_err(|e| Rejection::Malformed(e.to_string()))?;
+        let msg = if probe.kind.as_deref() == Some("batch") {
+            /// A batch's envelope, read directly (not through the tagged [`Body`]) so that
+            /// its parts stay text until each is decoded on its own.
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Batch {
+                #[allow(dead_code)]
+                v: u32,
+                run: String,
+                from: Sender,
+                #[serde(rename = "type")]
+                #[allow(dead_code)]
+                kind: String,
+                messages: Vec<Box<RawValue>>,
+            }
+            let b: Batch = serde_json::from_slice(bytes).map_err(malformed)?;
+            Message {
+                v: PROTOCOL_VERSION,
+                run: b.run,
+                from: b.from,
+                body: Body::Batch {
+                    messages: b.messages.into_iter().map(Part).collect(),
+                },
+            }
+        } else {
+            serde_json::from_slice(bytes).map_err(malformed)?
+        };
         if msg.run != run {
             return Err(Rejection::WrongRun(msg.run));
         }
