@@ -119,9 +119,9 @@ fn write_report(a: &RunArgs, record: &sync_run::master::RunRecord) {
 
 /// Reports a run that ended with a broker error or a conflict: the message on stderr and,
 /// with `--json`, a JSON document (schema `sync-run/error/v1`) on stdout with the reason.
-fn broker_failure(g: &GlobalArgs, run_id: &str, e: &BrokerError) -> i32 {
+fn broker_failure(g: &GlobalArgs, run_id: &str, e: &BrokerError, stopped: &Stopped) -> i32 {
     eprintln!("sync-run: {e}");
-    let code = e.exit_code();
+    let code = or_signal(e.exit_code(), stopped);
     if g.json {
         let doc = serde_json::json!({
             "schema": "sync-run/error/v1",
@@ -142,15 +142,25 @@ fn or_signal(code: i32, stopped: &Stopped) -> i32 {
     }
 }
 
+/// Prints the run's report and returns the exit code: the verdict's, or the signal's when
+/// one stopped the run (the JSON document says the same code).
 fn print_record(
     g: &GlobalArgs,
     broker: &Broker,
     record: &sync_run::master::RunRecord,
     wall: Duration,
+    stopped: &Stopped,
 ) -> i32 {
     let verdict = verify::verify(record);
+    let code = or_signal(verdict.exit_code(record), stopped);
     let out = if g.json {
-        report::json(record, &verdict, wall, report::Resources::of(&broker.stats))
+        report::json(
+            record,
+            &verdict,
+            wall,
+            report::Resources::of(&broker.stats),
+            code,
+        )
     } else if g.quiet {
         report::verdict_line(record, &verdict, wall)
     } else {
@@ -158,7 +168,7 @@ fn print_record(
     };
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{}", out.trim_end());
-    verdict.exit_code(record)
+    code
 }
 
 async fn main_async(cli: Cli) -> i32 {
@@ -190,10 +200,9 @@ async fn main_async(cli: Cli) -> i32 {
             match result {
                 Ok(res) => {
                     write_report(&cli.all.run, &res.record);
-                    let code = print_record(g, &broker, &res.record, res.wall);
-                    or_signal(code, &stopped)
+                    print_record(g, &broker, &res.record, res.wall, &stopped)
                 }
-                Err(e) => or_signal(broker_failure(g, &opts.run_id, &e), &stopped),
+                Err(e) => broker_failure(g, &opts.run_id, &e, &stopped),
             }
         }
         Some(Command::Master(m)) => {
@@ -221,10 +230,9 @@ async fn main_async(cli: Cli) -> i32 {
             match result {
                 Ok(record) => {
                     write_report(&m.run, &record);
-                    let code = print_record(g, &broker, &record, t0.elapsed());
-                    or_signal(code, &stopped)
+                    print_record(g, &broker, &record, t0.elapsed(), &stopped)
                 }
-                Err(e) => or_signal(broker_failure(g, &opts.run_id, &e), &stopped),
+                Err(e) => broker_failure(g, &opts.run_id, &e, &stopped),
             }
         }
         Some(Command::Bench(b)) => bench(g, &broker, b).await,
@@ -235,8 +243,8 @@ async fn main_async(cli: Cli) -> i32 {
             let t0 = Instant::now();
             let cfg = run::worker_config(&w.run_id, id, w.timeout, &broker, w.master_user.clone());
             match amqp::run_worker(&broker, cfg, run::worker_rng(w.seed, id), t0, shutdown).await {
-                Ok(outcome) => or_signal(worker_exit(g, &w.run_id, id, &outcome), &stopped),
-                Err(e) => or_signal(broker_failure(g, &w.run_id, &e), &stopped),
+                Ok(outcome) => worker_exit(g, &w.run_id, id, &outcome, &stopped),
+                Err(e) => broker_failure(g, &w.run_id, &e, &stopped),
             }
         }
     }
@@ -303,7 +311,7 @@ async fn bench(g: &GlobalArgs, broker: &Broker, b: &sync_run::cli::BenchArgs) ->
 /// `sync-run/worker/v1` (docs/PROTOCOL.md §9): `run_id`, `worker`, `outcome` (completed,
 /// evicted, not_admitted, aborted, timed_out, mismatch) with that outcome's fields
 /// (`entries`, `seq`, `reason`), and `exit_code`.
-fn worker_exit(g: &GlobalArgs, run_id: &str, id: u32, o: &WorkerOutcome) -> i32 {
+fn worker_exit(g: &GlobalArgs, run_id: &str, id: u32, o: &WorkerOutcome, stopped: &Stopped) -> i32 {
     let (line, code) = match o {
         WorkerOutcome::Completed { entries } => (
             format!(
@@ -338,6 +346,7 @@ fn worker_exit(g: &GlobalArgs, run_id: &str, id: u32, o: &WorkerOutcome) -> i32 
             exit::USAGE,
         ),
     };
+    let code = or_signal(code, stopped);
     if g.json {
         let mut doc = serde_json::json!({
             "schema": "sync-run/worker/v1",

@@ -107,7 +107,15 @@ pub fn peak_rss_kib() -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-pub fn json(r: &RunRecord, v: &Verdict, wall: Duration, resources: Resources) -> String {
+/// The `--json` report; `exit_code` is the code the process exits with (the verdict's, or
+/// a signal's when one stopped the run).
+pub fn json(
+    r: &RunRecord,
+    v: &Verdict,
+    wall: Duration,
+    resources: Resources,
+    exit_code: i32,
+) -> String {
     let doc = JsonReport {
         schema: REPORT_SCHEMA,
         run_id: &r.run_id,
@@ -128,7 +136,7 @@ pub fn json(r: &RunRecord, v: &Verdict, wall: Duration, resources: Resources) ->
         rejected_by_master: &r.rejected,
         rejected_by_workers: r.results.values().map(|rep| rep.rejected).sum(),
         verdict: v,
-        exit_code: v.exit_code(r),
+        exit_code,
         timings: timings(r, wall),
         resources,
     };

@@ -316,7 +316,11 @@ impl Worker {
                 // Appends held before `start` can be checked for range now.
                 let held: Vec<_> = std::mem::take(&mut self.appends).into_iter().collect();
                 for (seq, (w, v)) in held {
-                    let _ = self.on_append(seq, w, v);
+                    if let Err(r) = self.on_append(seq, w, v) {
+                        // Accepted when it came (the range was not known yet): counted now.
+                        self.rejected += 1;
+                        tracing::warn!(worker = self.cfg.id, rejection = %r, "dropped a held append");
+                    }
                 }
                 Ok(())
             }

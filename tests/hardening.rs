@@ -53,8 +53,8 @@ async fn killed_after_its_write() {
             "master",
             "--slaves",
             "4",
-            "--window",
-            "1",
+            "--pace",
+            "300ms",
             "--grant-timeout",
             "2s",
             "--run-id",
@@ -65,19 +65,29 @@ async fn killed_after_its_write() {
         ],
     );
     let ws = workers(&tb.url, &run, 1..=4, &[]);
-    // The first append the master relays: that worker has written.
+    // With --pace the run is turn by turn and the next grant waits 300 ms after a commit:
+    // when grant 1 is seen, nobody else holds a grant. Freeze everyone else then: the run
+    // cannot end (nor anyone report) until they are let go.
     let first = obs
-        .wait_for("the first relayed append", SEEN_WITHIN, |m| is(m, "append"))
+        .wait_for("the first grant", SEEN_WITHIN, |m| is(m, "grant"))
         .await;
-    // Freeze the master: no `end` can go out, so the victim cannot have reported.
-    signal(master.id(), "STOP");
-    assert!(
-        !obs.saw(Duration::from_millis(200), |m| is(m, "end")).await,
-        "the run must not have ended yet"
-    );
     let victim = first["worker"].as_u64().expect("worker id") as usize;
+    let others: Vec<u32> = (1..=4)
+        .filter(|k| *k != victim)
+        .map(|k| ws[k - 1].id())
+        .collect();
+    others.iter().for_each(|pid| signal(*pid, "STOP"));
+    // The victim writes; the master commits and relays its append.
+    obs.wait_for("the victim's relayed append", SEEN_WITHIN, |m| {
+        is(m, "append") && m["worker"] == victim as u64
+    })
+    .await;
+    assert!(
+        !obs.saw(Duration::from_millis(50), |m| is(m, "end")).await,
+        "the run cannot have ended: three workers are frozen"
+    );
     signal(ws[victim - 1].id(), "KILL");
-    signal(master.id(), "CONT");
+    others.iter().for_each(|pid| signal(*pid, "CONT"));
     let (code, out, err) = finish(master);
     assert_eq!(code, 4, "verified with a lost worker: {out}{err}");
     let doc: Value = serde_json::from_str(&out).expect("JSON report");
@@ -509,7 +519,7 @@ async fn sigterm_and_sighup_clean_up_like_ctrl_c() {
         let child = spawn(
             &tb.url,
             &[
-                "--slaves", "3", "--rounds", "20", "--pace", "100ms", "--run-id", &run, "-q",
+                "--slaves", "3", "--rounds", "20", "--pace", "100ms", "--run-id", &run, "--json",
             ],
         );
         obs.wait_for("a grant", SEEN_WITHIN, |m| is(m, "grant"))
@@ -517,6 +527,11 @@ async fn sigterm_and_sighup_clean_up_like_ctrl_c() {
         signal(child.id(), sig);
         let (got, out, err) = finish(child);
         assert_eq!(got, code, "SIG{sig}: {out}{err}");
+        let doc: Value = serde_json::from_str(&out).expect("a JSON report");
+        assert_eq!(
+            doc["exit_code"], code,
+            "the report says the process's exit code"
+        );
         assert!(
             obs.saw(Duration::from_millis(500), |m| is(m, "abort"))
                 .await
