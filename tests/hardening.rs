@@ -287,7 +287,10 @@ async fn a_second_master_is_a_conflict_with_a_json_reason() {
     assert!(leftovers(&tb, &run, 2).await.is_empty());
 }
 
-async fn wait_for_queue(url: &str, q: &str) {
+/// Waits until queue `q` exists (an exclusive queue of another connection, such as a stream
+/// reader's id, counts: the broker answers RESOURCE_LOCKED) and, with `consumed`, has a
+/// consumer or is held exclusively.
+async fn wait_for_queue_with(url: &str, q: &str, consumed: bool) {
     let url = sync_run::amqp::BrokerUrl::parse(url).expect("url");
     let conn = sync_run::amqp::connect(&url, "probe", Duration::from_secs(5))
         .await
@@ -303,15 +306,21 @@ async fn wait_for_queue(url: &str, q: &str) {
             .queue_declare(q.into(), passive, lapin::types::FieldTable::default())
             .await
         {
-            Ok(_) => break,
-            // An exclusive queue of another connection (a stream reader's id) exists too.
+            Ok(info) if !consumed || info.consumer_count() > 0 => break,
             Err(e) if e.to_string().contains("RESOURCE_LOCKED") => break,
-            Err(_) => {}
+            _ => {}
         }
-        assert!(Instant::now() < deadline, "{q} never appeared");
+        assert!(
+            Instant::now() < deadline,
+            "{q} never appeared (consumed: {consumed})"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = conn.close(200, "probe done".into()).await;
+}
+
+async fn wait_for_queue(url: &str, q: &str) {
+    wait_for_queue_with(url, q, false).await
 }
 
 /// Defect 6: two workers started with the same --id: the second is told so (exit 5), and
@@ -338,9 +347,8 @@ async fn a_second_worker_with_the_same_id_is_refused_with_either_topology() {
         );
         let names = sync_run::protocol::Names::new(&run);
         let mut first = workers(&tb.url, &run, 1..=1, &["--topology", topology]);
-        // Worker 1 holds its id once it consumes its queue (or holds its stream lock).
-        wait_for_queue(&tb.url, &names.worker_queue(1)).await;
-        wait_for_consumer(&tb.url, &names, topology).await;
+        // Worker 1 holds its id: a consumer on its queue, or (stream) its exclusive queue.
+        wait_for_queue_with(&tb.url, &names.worker_queue(1), true).await;
         let out = sync_run(
             &tb.url,
             &[
@@ -367,38 +375,6 @@ async fn a_second_worker_with_the_same_id_is_refused_with_either_topology() {
         }
         assert!(leftovers(&tb, &run, 2).await.is_empty());
     }
-}
-
-/// Waits until worker 1 holds its id: a consumer on its queue, or (stream) its lock queue.
-async fn wait_for_consumer(url: &str, names: &sync_run::protocol::Names, topology: &str) {
-    let url = sync_run::amqp::BrokerUrl::parse(url).expect("url");
-    let conn = sync_run::amqp::connect(&url, "probe", Duration::from_secs(5))
-        .await
-        .expect("connect");
-    let deadline = Instant::now() + SEEN_WITHIN;
-    let q = names.worker_queue(1);
-    loop {
-        let ch = conn.create_channel().await.expect("channel");
-        let passive = lapin::options::QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        };
-        match ch
-            .queue_declare(
-                q.as_str().into(),
-                passive,
-                lapin::types::FieldTable::default(),
-            )
-            .await
-        {
-            Ok(info) if info.consumer_count() > 0 => break,
-            Err(e) if topology == "stream" && e.to_string().contains("RESOURCE_LOCKED") => break,
-            _ => {}
-        }
-        assert!(Instant::now() < deadline, "worker 1 never held its id");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = conn.close(200, "probe done".into()).await;
 }
 
 /// Defect 7: the worker's --json is a documented document, not a Rust debug string.
