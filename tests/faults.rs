@@ -1,63 +1,575 @@
-//! Faults against the real broker: lost connections, a worker killed with SIGKILL, a broker
-//! restart with and without --durable. Each fault is repeated; every run must verify (or,
-//! without --durable across a restart, end with a clear error), never hang past its
-//! timeout, and leave nothing behind.
+//! Faults: lost connections, a worker killed with SIGKILL, a broker restart with and
+//! without --durable, the active master killed under a standby. Each fault is repeated;
+//! every run must verify (or, without --durable across a restart, end with a clear error),
+//! never hang past its timeout, and leave nothing behind.
 //!
-//! These tests drive the local broker with `rabbitmqctl`, so they need the broker on this
-//! machine (external mode); against a container broker they report that and do nothing.
+//! Every test here runs against the test binary's **private** RabbitMQ node
+//! ([`common::private_broker`]), addressed with `rabbitmqctl -n NODE`: these tests stop,
+//! restart and close the connections of their broker, which must never be a broker they
+//! did not start. As proof, each test first puts a canary queue holding one message on the
+//! external broker (`AMQP_URL` / 127.0.0.1:5672, when one answers) and checks at the end
+//! that the message is still there and that the canary's connection was never closed.
+//!
+//! Every fault happens mid-run by construction, not by timing: an observer queue bound to
+//! the run's fanout exchange sees the master's grants; once it has seen an early grant the
+//! participant processes are frozen (SIGSTOP), the observer checks that no `end` has been
+//! published, the fault is applied while they are frozen, and they are let go (SIGCONT).
+//! A frozen process cannot finish its run.
+//!
 //! They run one at a time: a broker restart would disturb any other run.
 
 mod common;
 
-use common::{TestBroker, broker, finish, leftovers, spawn, unique};
+use common::{PrivateBroker, TestBroker, finish, leftovers, spawn, unique};
+use futures::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
+use std::collections::{BTreeMap, HashSet};
 use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use sync_run::amqp::BrokerUrl;
+use sync_run::protocol::Names;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const REPEATS: usize = 5;
 
-fn ctl(args: &[&str]) -> String {
-    let out = Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+// ---------------------------------------------------------------------------------------
+// The private broker, and the canary on the external one.
+
+/// What every test here starts with: the canary on the external broker, then the private
+/// broker. `None`: skipped (`SYNC_RUN_SKIP_FAULTS=1`).
+struct Setup {
+    pb: &'static PrivateBroker,
+    tb: TestBroker,
+    canary: Option<Canary>,
+    test: &'static str,
+    started: Instant,
 }
 
-/// Pids of the broker's connections whose client-provided name contains `needle`.
-fn connections(needle: &str) -> Vec<String> {
-    ctl(&["-q", "list_connections", "pid", "client_properties"])
+async fn setup(test: &'static str) -> Option<Setup> {
+    if common::skip_faults(test) {
+        return None;
+    }
+    let started = Instant::now();
+    // The canary goes first: it also watches the private node's start.
+    let canary = Canary::put(test).await;
+    let pb = common::private_broker();
+    Some(Setup {
+        pb,
+        tb: pb.test_broker(),
+        canary,
+        test,
+        started,
+    })
+}
+
+impl Setup {
+    /// The test's end: the external broker's canary is intact.
+    async fn done(self) {
+        if let Some(c) = self.canary {
+            c.check(self.test).await;
+        }
+        eprintln!("{}: passed in {:.1?}", self.test, self.started.elapsed());
+    }
+}
+
+/// A queue with one message on the external broker, and the connection that put it there,
+/// kept open: both must survive everything a fault test does.
+struct Canary {
+    conn: Connection,
+    ch: Channel,
+    queue: String,
+    body: Vec<u8>,
+    errors: Arc<Mutex<Vec<String>>>,
+    url: String,
+}
+
+impl Canary {
+    async fn put(test: &str) -> Option<Canary> {
+        let url = common::external_url();
+        let parsed = BrokerUrl::parse(&url).expect("AMQP_URL parses");
+        if !common::answers(&url) {
+            eprintln!(
+                "{test}: no broker answers at {}: no canary there",
+                parsed.redacted()
+            );
+            return None;
+        }
+        let conn = sync_run::amqp::connect(
+            &parsed,
+            "sync-run fault-test canary",
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("canary: connect to {}: {e}", parsed.redacted()));
+        let errors = Arc::new(Mutex::new(vec![]));
+        let mut events = conn.events_listener();
+        let seen = errors.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = events.next().await {
+                if let lapin::Event::Error(e) = ev {
+                    seen.lock().unwrap().push(e.to_string());
+                }
+            }
+        });
+        let ch = conn.create_channel().await.expect("canary channel");
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("canary confirms");
+        let queue = unique("sync-run-fault-canary");
+        // A safety net only: if this test process dies, the queue goes after 30 minutes.
+        let mut args = FieldTable::default();
+        args.insert("x-expires".into(), AMQPValue::LongLongInt(30 * 60 * 1000));
+        ch.queue_declare(queue.as_str().into(), QueueDeclareOptions::default(), args)
+            .await
+            .expect("declare the canary queue");
+        let body = format!("canary of {test}").into_bytes();
+        ch.basic_publish(
+            "".into(),
+            queue.as_str().into(),
+            BasicPublishOptions::default(),
+            &body,
+            BasicProperties::default(),
+        )
+        .await
+        .expect("publish the canary")
+        .await
+        .expect("canary confirmed");
+        Some(Canary {
+            conn,
+            ch,
+            queue,
+            body,
+            errors,
+            url: parsed.redacted().to_string(),
+        })
+    }
+
+    async fn check(self, test: &str) {
+        let errors = self.errors.lock().unwrap().clone();
+        assert!(
+            errors.is_empty() && self.conn.status().connected(),
+            "{test}: the canary's connection to the external broker {} was closed: {errors:?}",
+            self.url
+        );
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let q = self
+            .ch
+            .queue_declare(self.queue.as_str().into(), passive, FieldTable::default())
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{test}: the canary queue {} on the external broker {} is gone: {e}",
+                    self.queue, self.url
+                )
+            });
+        assert_eq!(
+            q.message_count(),
+            1,
+            "{test}: the canary queue on the external broker lost its message"
+        );
+        let got = self
+            .ch
+            .basic_get(self.queue.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("get the canary")
+            .expect("the canary message");
+        assert_eq!(got.delivery.data, self.body, "{test}: the canary's message");
+        self.ch
+            .queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default())
+            .await
+            .expect("delete the canary queue");
+        self.conn
+            .close(200, "canary checked".into())
+            .await
+            .expect("close the canary's connection");
+        eprintln!(
+            "{test}: canary on {} intact (message kept, connection never closed)",
+            self.url
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Faults on the private broker.
+
+/// Closes, with one `rabbitmqctl eval` on the private node, every client connection whose
+/// name contains one of `needles`; returns how many. (One call instead of
+/// `list_connections` and one `close_connection` per connection: each call is an Erlang VM
+/// of its own, seconds on a loaded machine.) Falls back to those two commands if `eval`
+/// fails.
+fn close_connections(pb: &PrivateBroker, needles: &[String]) -> usize {
+    let binaries: Vec<String> = needles
+        .iter()
+        .map(|n| {
+            assert!(!n.contains(['"', '\\']), "{n}");
+            format!(r#"<<"{n}">>"#)
+        })
+        .collect();
+    let expr = format!(
+        r#"Needles = [{}],
+        Name = fun(P) ->
+            case catch rabbit_networking:connection_info(P, [client_properties]) of
+                [{{client_properties, Props}}] ->
+                    case lists:keyfind(<<"connection_name">>, 1, Props) of
+                        {{_, longstr, N}} -> N;
+                        _ -> <<>>
+                    end;
+                _ -> <<>>
+            end
+        end,
+        Hits = [P || P <- rabbit_networking:connections(),
+                     lists:any(fun(X) -> binary:match(Name(P), X) =/= nomatch end, Needles)],
+        [rabbit_networking:close_connection(P, "sync-run fault test") || P <- Hits],
+        length(Hits)."#,
+        binaries.join(",")
+    );
+    let out = pb.ctl(&["-q", "eval", &expr]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if out.status.success()
+        && let Ok(n) = stdout.trim().parse()
+    {
+        return n;
+    }
+    eprintln!(
+        "rabbitmqctl eval failed ({stdout}{}); list_connections + close_connection instead",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = pb.ctl(&["-q", "list_connections", "pid", "client_properties"]);
+    let pids: Vec<String> = String::from_utf8_lossy(&list.stdout)
         .lines()
         .filter(|l| {
             l.split("\"connection_name\",\"")
                 .nth(1)
-                .is_some_and(|rest| {
-                    rest.split('"')
-                        .next()
-                        .is_some_and(|name| name.contains(needle))
-                })
+                .and_then(|rest| rest.split('"').next())
+                .is_some_and(|name| needles.iter().any(|n| name.contains(n.as_str())))
         })
         .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
-        .collect()
-}
-
-fn close_connections(needle: &str) -> usize {
-    let pids = connections(needle);
+        .collect();
     for pid in &pids {
-        ctl(&["close_connection", pid, "sync-run fault test"]);
+        pb.ctl(&["close_connection", pid, "sync-run fault test"]);
     }
     pids.len()
 }
 
-fn wait_for_connections(needle: &str, n: usize, within: Duration) {
-    let t = Instant::now();
-    while connections(needle).len() < n {
-        assert!(
-            t.elapsed() < within,
-            "{n} connections named {needle:?} did not appear"
-        );
-        std::thread::sleep(Duration::from_millis(100));
+fn ctl_ok(pb: &PrivateBroker, args: &[&str]) {
+    let out = pb.ctl(args);
+    assert!(
+        out.status.success(),
+        "rabbitmqctl -n {} {}: {}{}",
+        pb.node,
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Brings the private broker's application back up whatever happens in the test.
+struct RestartGuard(&'static PrivateBroker);
+impl Drop for RestartGuard {
+    fn drop(&mut self) {
+        self.0.ctl(&["start_app"]);
+        self.0.ctl(&["await_startup"]);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Freezing participants, and watching the run.
+
+fn signal(sig: &str, pids: &[u32]) -> bool {
+    Command::new("kill")
+        .arg(format!("-{sig}"))
+        .args(pids.iter().map(u32::to_string))
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Processes stopped with SIGSTOP; SIGCONT when dropped (also when the test fails).
+struct Frozen(Vec<u32>);
+
+/// Stops `pids` and waits until the kernel reports each stopped.
+fn freeze(pids: &[u32]) -> Frozen {
+    assert!(signal("STOP", pids), "kill -STOP {pids:?}");
+    let frozen = Frozen(pids.to_vec());
+    let t = Instant::now();
+    for pid in pids {
+        // /proc/PID/stat: "PID (comm) STATE …"; T is stopped.
+        while let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            let state = stat.rsplit(") ").next().and_then(|s| s.chars().next());
+            if state == Some('T') {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "process {pid} did not stop: {stat}"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    frozen
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        // A process killed while frozen is a zombie until reaped: the signal is harmless.
+        signal("CONT", &self.0);
+    }
+}
+
+fn pid(c: &Child) -> u32 {
+    c.id()
+}
+
+/// What the observer has seen of a run.
+#[derive(Default)]
+struct Seen {
+    /// Grants by seq: the worker each named.
+    grants: BTreeMap<u64, u64>,
+    /// `end` or `abort` seen.
+    over: Option<String>,
+    markers: HashSet<String>,
+}
+
+impl Seen {
+    fn take(&mut self, body: &[u8]) {
+        if let Some(marker) = body.strip_prefix(b"observer-marker ") {
+            self.markers
+                .insert(String::from_utf8_lossy(marker).into_owned());
+            return;
+        }
+        // Junk published by a test is not for us: ignore what does not parse.
+        let Ok(msg) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return;
+        };
+        let parts = match msg["type"].as_str() {
+            Some("batch") => msg["messages"].as_array().cloned().unwrap_or_default(),
+            _ => vec![msg],
+        };
+        for part in parts {
+            match part["type"].as_str() {
+                Some("grant") => {
+                    if let (Some(seq), Some(w)) = (part["seq"].as_u64(), part["worker"].as_u64()) {
+                        self.grants.insert(seq, w);
+                    }
+                }
+                Some(t @ ("end" | "abort")) => {
+                    self.over.get_or_insert_with(|| t.to_string());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn last_grant(&self) -> u64 {
+        self.grants.keys().next_back().copied().unwrap_or(0)
+    }
+}
+
+/// The test's own view of a run: an exclusive, server-named queue bound to the run's
+/// fanout exchange, declared before the run starts, so it sees everything the master
+/// broadcasts from the first message on.
+struct Observer {
+    conn: Connection,
+    ch: Channel,
+    queue: String,
+    seen: Arc<Mutex<Seen>>,
+    run: String,
+}
+
+impl Observer {
+    /// `durable` must be the run's `--durable`: the fanout is declared exactly as the
+    /// master declares it (fanout, auto-delete, durable per --durable, no arguments).
+    async fn attach(pb: &PrivateBroker, run: &str, durable: bool) -> Observer {
+        let url = BrokerUrl::parse(&pb.url).expect("private broker URL");
+        // Named without the run id: nothing that looks for the run's connections finds it.
+        let conn =
+            sync_run::amqp::connect(&url, "sync-run fault observer", Duration::from_secs(10))
+                .await
+                .expect("observer: connect");
+        let ch = conn.create_channel().await.expect("observer: channel");
+        let fanout = Names::new(run).fanout();
+        ch.exchange_declare(
+            fanout.as_str().into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions {
+                auto_delete: true,
+                durable,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("observer: declare the run's fanout");
+        let q = ch
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("observer: queue");
+        let queue = q.name().to_string();
+        ch.queue_bind(
+            queue.as_str().into(),
+            fanout.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("observer: bind");
+        let mut consumer = ch
+            .basic_consume(
+                queue.as_str().into(),
+                "observer".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("observer: consume");
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let into = seen.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(d)) = consumer.next().await {
+                into.lock().unwrap().take(&d.data);
+            }
+        });
+        Observer {
+            conn,
+            ch,
+            queue,
+            seen,
+            run: run.to_string(),
+        }
+    }
+
+    /// Waits until the observer has seen grant `seq`; fails if the run is over first.
+    async fn wait_grant(&self, seq: u64) {
+        let t = Instant::now();
+        loop {
+            {
+                let s = self.seen.lock().unwrap();
+                assert!(
+                    s.over.is_none(),
+                    "run {}: {:?} before grant {seq} was seen",
+                    self.run,
+                    s.over
+                );
+                if s.last_grant() >= seq {
+                    return;
+                }
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(90),
+                "run {}: grant {seq} not seen within 90 s (last: {})",
+                self.run,
+                self.seen.lock().unwrap().last_grant()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Returns once the observer has read everything routed to it before this call: a
+    /// marker sent to its own queue comes back behind it.
+    async fn sync(&self) {
+        let marker = unique("m");
+        self.ch
+            .basic_publish(
+                "".into(),
+                self.queue.as_str().into(),
+                BasicPublishOptions::default(),
+                format!("observer-marker {marker}").as_bytes(),
+                BasicProperties::default(),
+            )
+            .await
+            .expect("observer: publish a marker");
+        let t = Instant::now();
+        while !self.seen.lock().unwrap().markers.contains(&marker) {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "observer: marker not back"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Freezes `pids` (the processes that could end the run), makes sure the run has not
+    /// ended, applies `fault` while they are frozen, then lets them go. The fault is
+    /// therefore mid-run by construction.
+    async fn while_frozen<T>(&self, pids: &[u32], what: &str, fault: impl FnOnce() -> T) -> T {
+        let frozen = freeze(pids);
+        // A message the frozen processes sent just before may still be in flight: give it
+        // a moment, then read everything up to now.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.sync().await;
+        {
+            let s = self.seen.lock().unwrap();
+            assert!(
+                s.over.is_none(),
+                "run {}: {:?} before the fault ({what})",
+                self.run,
+                s.over
+            );
+        }
+        let out = fault();
+        drop(frozen);
+        out
+    }
+
+    fn grant_of(&self, seq: u64) -> Option<u64> {
+        self.seen.lock().unwrap().grants.get(&seq).copied()
+    }
+
+    /// Closes the observer (before the leak check: its binding keeps the fanout alive).
+    async fn close(self) {
+        if self.conn.status().connected() {
+            let _ = self.conn.close(200, "observer done".into()).await;
+        }
+    }
+}
+
+/// Waits until `queue` exists on the broker (passive declares over AMQP).
+async fn wait_queue(pb: &PrivateBroker, queue: &str) {
+    let url = BrokerUrl::parse(&pb.url).expect("URL");
+    let conn = sync_run::amqp::connect(&url, "sync-run fault probe", Duration::from_secs(10))
+        .await
+        .expect("probe: connect");
+    let t = Instant::now();
+    loop {
+        let ch = conn.create_channel().await.expect("probe: channel");
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        if ch
+            .queue_declare(queue.into(), passive, FieldTable::default())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "queue {queue} did not appear"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = conn.close(200, "probe done".into()).await;
 }
 
 /// Parses the master's JSON report and checks the lists agree; returns the report.
@@ -78,15 +590,8 @@ fn verified(stdout: &str, entries: usize) -> serde_json::Value {
     doc
 }
 
-fn local(tb: &TestBroker) -> bool {
-    if !tb.local_ctl {
-        eprintln!(
-            "fault tests need rabbitmqctl for the broker under test; not run against {}",
-            tb.url
-        );
-    }
-    tb.local_ctl
-}
+// ---------------------------------------------------------------------------------------
+// The tests.
 
 /// Workers sharing connections (`--connections`), with per-worker queues and with the
 /// stream: a shared connection closed mid-run takes several workers down at once; they
@@ -95,16 +600,17 @@ fn local(tb: &TestBroker) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_connections_reconnect_with_queues_and_with_the_stream() {
     let _serial = SERIAL.lock().await;
-    let tb = broker().await;
-    if !local(&tb) {
+    let Some(s) = setup("shared_connections_reconnect_with_queues_and_with_the_stream").await
+    else {
         return;
-    }
+    };
     for rep in 0..REPEATS {
         let topology = if rep % 2 == 0 { "queues" } else { "stream" };
         let run = unique("pool");
         let (n, rounds) = (12, 3);
+        let obs = Observer::attach(s.pb, &run, false).await;
         let child = spawn(
-            &tb.url,
+            &s.pb.url,
             &[
                 "--slaves",
                 "12",
@@ -116,6 +622,9 @@ async fn shared_connections_reconnect_with_queues_and_with_the_stream() {
                 "3",
                 "--pace",
                 "100ms",
+                // Frozen time counts against the lease: no eviction for being frozen.
+                "--grant-timeout",
+                "60s",
                 "--run-id",
                 &run,
                 "--json",
@@ -123,42 +632,48 @@ async fn shared_connections_reconnect_with_queues_and_with_the_stream() {
                 "120s",
             ],
         );
-        // Three shared connections for the workers and the master's own.
-        wait_for_connections(&format!("workers {run} #"), 3, Duration::from_secs(20));
-        wait_for_connections(&format!("master {run}"), 1, Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(500));
-        let mut closed = close_connections(&format!("workers {run} #2"));
-        std::thread::sleep(Duration::from_millis(500));
-        closed += close_connections(&format!("workers {run} #"));
+        // 36 grants in all: one shared connection at grant 2, all three at grant 14.
+        obs.wait_grant(2).await;
+        let first = obs
+            .while_frozen(&[pid(&child)], "closing workers #2", || {
+                close_connections(s.pb, &[format!("workers {run} #2")])
+            })
+            .await;
+        obs.wait_grant(14).await;
+        let all = obs
+            .while_frozen(&[pid(&child)], "closing all worker connections", || {
+                close_connections(s.pb, &[format!("workers {run} #")])
+            })
+            .await;
         let (code, out, err) = finish(child);
+        obs.close().await;
         assert_eq!(code, 0, "rep {rep} ({topology}): {err}");
-        assert!(
-            closed >= 2,
-            "rep {rep}: the run ended before the faults ({closed} closed)"
-        );
+        assert_eq!(first, 1, "rep {rep}: shared connection #2 closed");
+        assert!(all >= 3, "rep {rep}: all shared connections closed ({all})");
         assert!(
             err.contains("connection lost; reconnecting"),
             "rep {rep}: {err}"
         );
         let doc = verified(&out, n * rounds);
         assert_eq!(doc["evicted"].as_array().map(Vec::len), Some(0));
-        assert!(leftovers(&tb, &run, n as u32).await.is_empty());
-        eprintln!("shared connections ({topology}) rep {rep}: closed {closed}, verified");
+        assert_eq!(leftovers(&s.tb, &run, n as u32).await, Vec::<String>::new());
+        eprintln!("shared connections ({topology}) rep {rep}: closed {first} then {all}, verified");
     }
+    s.done().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_connections_reconnect_and_catch_up() {
     let _serial = SERIAL.lock().await;
-    let tb = broker().await;
-    if !local(&tb) {
+    let Some(s) = setup("lost_connections_reconnect_and_catch_up").await else {
         return;
-    }
+    };
     for rep in 0..REPEATS {
         let run = unique("conn");
         let (n, rounds) = (10, 4);
+        let obs = Observer::attach(s.pb, &run, false).await;
         let child = spawn(
-            &tb.url,
+            &s.pb.url,
             &[
                 "--slaves",
                 "10",
@@ -166,6 +681,8 @@ async fn lost_connections_reconnect_and_catch_up() {
                 "4",
                 "--pace",
                 "150ms",
+                "--grant-timeout",
+                "60s",
                 "--run-id",
                 &run,
                 "--json",
@@ -173,44 +690,53 @@ async fn lost_connections_reconnect_and_catch_up() {
                 "120s",
             ],
         );
-        wait_for_connections(&run, n + 1, Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(300));
-        // A worker's connection, then the master's, then two workers' at once.
-        let mut closed = close_connections(&format!("worker {run} 3"));
-        std::thread::sleep(Duration::from_millis(300));
-        closed += close_connections(&format!("master {run}"));
-        std::thread::sleep(Duration::from_millis(300));
-        closed += close_connections(&format!("worker {run} 7"));
-        closed += close_connections(&format!("worker {run} 9"));
+        // 40 grants in all. A worker's connection, then the master's, then two workers'
+        // at once, each while the process is frozen.
+        let mut closed = vec![];
+        for (at, needles) in [
+            (2, vec![format!("worker {run} 3")]),
+            (12, vec![format!("master {run}")]),
+            (
+                22,
+                vec![format!("worker {run} 7"), format!("worker {run} 9")],
+            ),
+        ] {
+            obs.wait_grant(at).await;
+            let n = obs
+                .while_frozen(&[pid(&child)], &format!("closing {needles:?}"), || {
+                    close_connections(s.pb, &needles)
+                })
+                .await;
+            closed.push(n);
+        }
         let (code, out, err) = finish(child);
+        obs.close().await;
         assert_eq!(code, 0, "rep {rep}: {err}");
-        assert!(
-            closed >= 3,
-            "rep {rep}: the run ended before the faults ({closed} closed)"
-        );
+        assert_eq!(closed, [1, 1, 2], "rep {rep}: connections closed mid-run");
         assert!(
             err.contains("connection lost; reconnecting"),
             "rep {rep}: {err}"
         );
         let doc = verified(&out, n * rounds);
         assert_eq!(doc["evicted"].as_array().map(Vec::len), Some(0));
-        assert!(leftovers(&tb, &run, n as u32).await.is_empty());
-        eprintln!("lost connections rep {rep}: closed {closed}, verified");
+        assert_eq!(leftovers(&s.tb, &run, n as u32).await, Vec::<String>::new());
+        eprintln!("lost connections rep {rep}: closed {closed:?}, verified");
     }
+    s.done().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_worker_is_evicted_and_survivors_agree() {
     let _serial = SERIAL.lock().await;
-    let tb = broker().await;
-    if !local(&tb) {
+    let Some(s) = setup("killed_worker_is_evicted_and_survivors_agree").await else {
         return;
-    }
+    };
     for rep in 0..REPEATS {
         let run = unique("kill");
         let n = 10u32;
+        let obs = Observer::attach(s.pb, &run, false).await;
         let master = spawn(
-            &tb.url,
+            &s.pb.url,
             &[
                 "master",
                 "--slaves",
@@ -228,26 +754,24 @@ async fn killed_worker_is_evicted_and_survivors_agree() {
                 "120s",
             ],
         );
-        let workers: Vec<Child> = (1..=n)
+        let mut workers: Vec<Child> = (1..=n)
             .map(|k| {
                 spawn(
-                    &tb.url,
+                    &s.pb.url,
                     &["worker", "--run-id", &run, "--id", &k.to_string()],
                 )
             })
             .collect();
-        wait_for_connections(&run, n as usize + 1, Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(500));
-        let victim = &workers[3]; // worker 4
-        assert!(
-            Command::new("kill")
-                .args(["-9", &victim.id().to_string()])
-                .status()
-                .expect("kill")
-                .success()
-        );
+        // 50 grants in all; worker 4 dies at grant 2, while the master (which alone could
+        // end the run) is frozen.
+        obs.wait_grant(2).await;
+        obs.while_frozen(&[pid(&master)], "killing worker 4", || {
+            workers[3].kill().expect("kill -9 worker 4");
+        })
+        .await;
         let t = Instant::now();
         let (code, out, err) = finish(master);
+        obs.close().await;
         assert_eq!(
             code, 4,
             "rep {rep}: verified with evictions expected: {out}{err}"
@@ -270,23 +794,16 @@ async fn killed_worker_is_evicted_and_survivors_agree() {
                 assert_eq!(code, 0, "survivor {} exit", k + 1);
             }
         }
-        assert!(leftovers(&tb, &run, n).await.is_empty());
+        assert_eq!(leftovers(&s.tb, &run, n).await, Vec::<String>::new());
         eprintln!("kill -9 rep {rep}: worker 4 evicted, 9 survivors agree");
     }
+    s.done().await;
 }
 
-/// Brings the broker's application back up whatever happens in the test.
-struct RestartGuard;
-impl Drop for RestartGuard {
-    fn drop(&mut self) {
-        ctl(&["start_app"]);
-        ctl(&["await_startup"]);
-    }
-}
-
-/// One run of 5 workers whose broker restarts mid-run; `rep` odd: with the stream.
-fn restart_broker_mid_run(
-    url: &str,
+/// One run of 5 workers whose broker restarts mid-run (stop_app, start_app while the run's
+/// process is frozen, after grant 2 of 60); `rep` odd: with the stream.
+async fn restart_broker_mid_run(
+    pb: &'static PrivateBroker,
     durable: bool,
     rep: usize,
 ) -> (i32, String, String, Duration, String) {
@@ -312,14 +829,19 @@ fn restart_broker_mid_run(
     if durable {
         args.push("--durable");
     }
+    let obs = Observer::attach(pb, &run, durable).await;
     let t = Instant::now();
-    let child = spawn(url, &args);
-    wait_for_connections(&run, 6, Duration::from_secs(20));
-    std::thread::sleep(Duration::from_millis(500));
-    let guard = RestartGuard;
-    ctl(&["stop_app"]);
-    std::thread::sleep(Duration::from_secs(1));
-    drop(guard); // start_app
+    let child = spawn(&pb.url, &args);
+    obs.wait_grant(2).await;
+    obs.while_frozen(&[pid(&child)], "restarting the broker", || {
+        let guard = RestartGuard(pb);
+        ctl_ok(pb, &["stop_app"]);
+        ctl_ok(pb, &["start_app"]);
+        std::mem::forget(guard);
+    })
+    .await;
+    // The observer's connection went with the restart.
+    drop(obs);
     let (code, out, err) = finish(child);
     (code, out, err, t.elapsed(), run)
 }
@@ -336,14 +858,14 @@ async fn no_stream_left(tb: &TestBroker, run: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restart_with_durable_completes_and_without_fails_clearly() {
     let _serial = SERIAL.lock().await;
-    let tb = broker().await;
-    if !local(&tb) {
+    let Some(s) = setup("broker_restart_with_durable_completes_and_without_fails_clearly").await
+    else {
         return;
-    }
+    };
     for rep in 0..REPEATS {
-        let (code, out, err, took, run) = restart_broker_mid_run(&tb.url, true, rep);
+        let (code, out, err, took, run) = restart_broker_mid_run(s.pb, true, rep).await;
         assert_eq!(code, 0, "rep {rep} durable: {out}{err}");
-        no_stream_left(&tb, &run).await;
+        no_stream_left(&s.tb, &run).await;
         assert!(
             err.contains("connection lost; reconnecting"),
             "rep {rep}: the restart happened mid-run: {err}"
@@ -355,35 +877,65 @@ async fn broker_restart_with_durable_completes_and_without_fails_clearly() {
             "rep {rep}: nobody evicted"
         );
         assert!(took < Duration::from_secs(60), "rep {rep}: {took:?}");
-        eprintln!(
-            "durable restart rep {rep}: verified, evicted {}",
-            doc["evicted"]
-        );
+        eprintln!("durable restart rep {rep}: verified in {took:.1?}");
     }
     for rep in 0..REPEATS {
-        let (code, out, err, took, run) = restart_broker_mid_run(&tb.url, false, rep);
+        let (code, out, err, took, run) = restart_broker_mid_run(s.pb, false, rep).await;
         assert_eq!(code, 3, "rep {rep} transient: {out}{err}");
-        no_stream_left(&tb, &run).await;
+        no_stream_left(&s.tb, &run).await;
         assert!(
             err.contains("use --durable"),
             "rep {rep}: clear error: {err}"
         );
-        assert!(
-            out.trim().is_empty(),
-            "no lists printed for a lost run: {out}"
-        );
+        // With --json, a lost run prints an error document, never lists.
+        let doc: serde_json::Value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("rep {rep}: error JSON: {e}: {out}"));
+        assert_eq!(doc["schema"], "sync-run/error/v1", "rep {rep}: {out}");
+        assert_eq!(doc["error"]["kind"], "run_lost", "rep {rep}: {out}");
+        assert_eq!(doc["exit_code"], 3, "rep {rep}: {out}");
+        assert!(doc.get("lists").is_none(), "no lists for a lost run: {out}");
         assert!(took < Duration::from_secs(60), "rep {rep}: {took:?}");
-        eprintln!("transient restart rep {rep}: failed clearly");
+        eprintln!("transient restart rep {rep}: failed clearly in {took:.1?}");
+    }
+    s.done().await;
+}
+
+/// Waits until the standby master `standby` of `run` has bound its queue to the run's
+/// fanout, so it follows the run from its start; returns it.
+fn wait_for_standby(pb: &PrivateBroker, run: &str, mut standby: Child) -> Child {
+    let names = Names::new(run);
+    let (fanout, prefix) = (names.fanout(), format!("sync-run.{run}.standby."));
+    let t = Instant::now();
+    loop {
+        let out = pb.ctl(&["-q", "list_bindings", "source_name", "destination_name"]);
+        let bound = String::from_utf8_lossy(&out.stdout).lines().any(|l| {
+            let mut cols = l.split_whitespace();
+            cols.next() == Some(fanout.as_str())
+                && cols.next().is_some_and(|d| d.starts_with(&prefix))
+        });
+        if bound {
+            return standby;
+        }
+        if let Ok(Some(_)) = standby.try_wait() {
+            let (code, out, err) = finish(standby);
+            panic!("the standby of {run} exited ({code}) before binding its queue: {out}{err}");
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "the standby of {run} did not bind its queue within 120 s: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standby_master_takes_over_when_the_active_master_is_killed() {
     let _serial = SERIAL.lock().await;
-    let tb = broker().await;
-    if !local(&tb) {
+    let Some(s) = setup("standby_master_takes_over_when_the_active_master_is_killed").await else {
         return;
-    }
+    };
     for rep in 0..REPEATS {
         let run = unique("standby");
         let n = 10u32;
@@ -400,30 +952,31 @@ async fn standby_master_takes_over_when_the_active_master_is_killed() {
             "--timeout",
             "120s",
         ];
-        let active = spawn(&tb.url, &[&["master"][..], &common[..]].concat());
-        wait_for_connections(&format!("master {run}"), 1, Duration::from_secs(20));
+        let obs = Observer::attach(s.pb, &run, false).await;
+        let mut active = spawn(&s.pb.url, &[&["master"][..], &common[..]].concat());
+        // The active master holds the leadership lock before it declares the results queue.
+        wait_queue(s.pb, &Names::new(&run).results_queue()).await;
         let standby = spawn(
-            &tb.url,
+            &s.pb.url,
             &[&["master", "--standby"][..], &common[..]].concat(),
         );
+        let standby = wait_for_standby(s.pb, &run, standby);
         let workers: Vec<Child> = (1..=n)
             .map(|k| {
                 spawn(
-                    &tb.url,
+                    &s.pb.url,
                     &["worker", "--run-id", &run, "--id", &k.to_string()],
                 )
             })
             .collect();
-        wait_for_connections(&run, n as usize + 2, Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(800));
-        assert!(
-            Command::new("kill")
-                .args(["-9", &active.id().to_string()])
-                .status()
-                .expect("kill")
-                .success()
-        );
+        // 30 grants in all; the active master dies (SIGKILL) at grant 5, frozen.
+        obs.wait_grant(5).await;
+        obs.while_frozen(&[pid(&active)], "killing the active master", || {
+            active.kill().expect("kill -9 the active master");
+        })
+        .await;
         let (code, out, err) = finish(standby);
+        obs.close().await;
         assert_eq!(code, 0, "rep {rep}: {out}{err}");
         assert!(
             err.contains("taking over as master"),
@@ -446,18 +999,21 @@ async fn standby_master_takes_over_when_the_active_master_is_killed() {
             assert_eq!(code, 0, "worker: {out}");
         }
         let _ = finish(active);
-        assert!(leftovers(&tb, &run, n).await.is_empty());
+        assert_eq!(leftovers(&s.tb, &run, n).await, Vec::<String>::new());
         eprintln!("standby rep {rep}: took over, verified");
     }
+    s.done().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_active_master_is_refused() {
     let _serial = SERIAL.lock().await;
-    let tb = broker().await;
+    let Some(s) = setup("a_second_active_master_is_refused").await else {
+        return;
+    };
     let run = unique("two-masters");
     let first = spawn(
-        &tb.url,
+        &s.pb.url,
         &[
             "master",
             "--slaves",
@@ -468,39 +1024,34 @@ async fn a_second_active_master_is_refused() {
             "20s",
         ],
     );
-    wait_for_connections_or_sleep(&tb, &format!("master {run}"));
-    let out = common::sync_run(&tb.url, &["master", "--slaves", "2", "--run-id", &run]);
+    // The first master holds the leadership lock before it declares the results queue.
+    wait_queue(s.pb, &Names::new(&run).results_queue()).await;
+    let out = common::sync_run(&s.pb.url, &["master", "--slaves", "2", "--run-id", &run]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{err}");
+    // Exit 5: a conflict (README, "Exit codes").
+    assert_eq!(out.status.code(), Some(5), "{err}");
     assert!(
         err.contains("leadership lock") && err.contains("--standby"),
         "{err}"
     );
-    let _ = Command::new("kill")
-        .args(["-INT", &first.id().to_string()])
-        .status();
+    assert!(signal("INT", &[pid(&first)]));
     assert_eq!(finish(first).0, 130);
-    assert!(leftovers(&tb, &run, 2).await.is_empty());
-}
-
-fn wait_for_connections_or_sleep(tb: &TestBroker, needle: &str) {
-    if tb.local_ctl {
-        wait_for_connections(needle, 1, Duration::from_secs(20));
-    } else {
-        std::thread::sleep(Duration::from_secs(2));
-    }
+    assert_eq!(leftovers(&s.tb, &run, 2).await, Vec::<String>::new());
+    s.done().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_messages_mid_run_are_rejected_counted_and_the_run_verifies() {
-    use lapin::BasicProperties;
-    use lapin::options::BasicPublishOptions;
     let _serial = SERIAL.lock().await;
-    let tb = broker().await;
+    let Some(s) = setup("bad_messages_mid_run_are_rejected_counted_and_the_run_verifies").await
+    else {
+        return;
+    };
     let run = unique("bad");
     let n = 3usize;
+    let obs = Observer::attach(s.pb, &run, false).await;
     let child = spawn(
-        &tb.url,
+        &s.pb.url,
         &[
             "--slaves",
             "3",
@@ -515,23 +1066,35 @@ async fn bad_messages_mid_run_are_rejected_counted_and_the_run_verifies() {
             "60s",
         ],
     );
-    wait_for_connections_or_sleep(&tb, &format!("master {run}"));
-    std::thread::sleep(Duration::from_millis(800)); // started, seq 1 committed
-    let w = |id: u32| format!(r#"{{"role":"worker","id":{id},"instance":1}}"#);
+    obs.wait_grant(2).await; // started, seq 1 committed
+    // An append for seq 1 from a worker that was not granted it.
+    let granted = obs.grant_of(1).expect("grant 1 seen");
+    let other = (1..=n as u64)
+        .find(|w| *w != granted)
+        .expect("another worker");
+    let w = |id: u64| format!(r#"{{"role":"worker","id":{id},"instance":1}}"#);
     let junk: Vec<(&str, Vec<u8>)> = vec![
         ("malformed", b"{\"v\":1,".to_vec()),
         ("version", br#"{"v":2,"type":"grant"}"#.to_vec()),
         ("wrong_run", format!(r#"{{"v":1,"run":"elsewhere","from":{},"type":"append","seq":1,"worker":1,"value":5}}"#, w(1)).into_bytes()),
         ("forged grant", format!(r#"{{"v":1,"run":"{run}","from":{{"role":"master","instance":12345}},"type":"grant","seq":2,"worker":1,"lease_ms":5}}"#).into_bytes()),
         ("out of range", format!(r#"{{"v":1,"run":"{run}","from":{},"type":"append","seq":1,"worker":1,"value":100000}}"#, w(1)).into_bytes()),
-        ("not granted", format!(r#"{{"v":1,"run":"{run}","from":{},"type":"append","seq":1,"worker":2,"value":5}}"#, w(2)).into_bytes()),
+        ("not granted", format!(r#"{{"v":1,"run":"{run}","from":{},"type":"append","seq":1,"worker":{other},"value":5}}"#, w(other)).into_bytes()),
         ("too large", vec![b' '; sync_run::protocol::MAX_BODY_BYTES + 1]),
     ];
-    let conn = sync_run::amqp::connect(&tb.broker().url, "junk", Duration::from_secs(5))
+    let conn = sync_run::amqp::connect(&s.tb.broker().url, "junk", Duration::from_secs(5))
         .await
         .expect("connect");
     let ch = conn.create_channel().await.expect("channel");
-    let fanout = sync_run::protocol::Names::new(&run).fanout();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    let fanout = Names::new(&run).fanout();
+    // Published (and confirmed: in every queue of the run) while the run is frozen, so
+    // everyone gets them before the end.
+    let frozen = freeze(&[pid(&child)]);
+    obs.sync().await;
+    assert!(obs.seen.lock().unwrap().over.is_none(), "run over early");
     for (what, body) in &junk {
         ch.basic_publish(
             fanout.as_str().into(),
@@ -541,10 +1104,14 @@ async fn bad_messages_mid_run_are_rejected_counted_and_the_run_verifies() {
             BasicProperties::default(),
         )
         .await
-        .unwrap_or_else(|e| panic!("publish {what}: {e}"));
+        .unwrap_or_else(|e| panic!("publish {what}: {e}"))
+        .await
+        .unwrap_or_else(|e| panic!("confirm {what}: {e}"));
     }
+    drop(frozen);
     let _ = conn.close(200, "bye".into()).await;
     let (code, out, err) = finish(child);
+    obs.close().await;
     assert_eq!(code, 0, "{out}{err}");
     let doc = verified(&out, n * 10);
     // The master's queue is bound to the fanout too: it saw all of them.
@@ -566,5 +1133,6 @@ async fn bad_messages_mid_run_are_rejected_counted_and_the_run_verifies() {
         "each worker rejected each"
     );
     assert!(err.contains("rejected a message"), "logged");
-    assert!(leftovers(&tb, &run, n as u32).await.is_empty());
+    assert_eq!(leftovers(&s.tb, &run, n as u32).await, Vec::<String>::new());
+    s.done().await;
 }

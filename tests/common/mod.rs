@@ -7,11 +7,19 @@
 //!   `SYNC_RUN_TEST_HOST_NETWORK=1` runs it on the host network on a free port, for
 //!   places without bridge networking;
 //! * unset — external if one answers, else a container.
+//!
+//! Tests that stop, restart or reconfigure a broker, or close its connections, never do so
+//! to one of those: they use [`private_broker`], a RabbitMQ node the test binary starts
+//! for itself (own node name, ports, data directory, config and cookie) and that is stopped
+//! and deleted when the test process exits, however it exits. The external broker is only
+//! ever listed (read-only) with `rabbitmqctl`.
 #![allow(dead_code)]
 
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
-use std::process::{Command, Output};
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 use sync_run::amqp::{Broker, BrokerUrl};
 use testcontainers::core::{ContainerPort, WaitFor};
 use testcontainers::runners::AsyncRunner;
@@ -24,6 +32,9 @@ pub struct TestBroker {
     pub url: String,
     /// The test may use `rabbitmqctl` on this machine to list the broker's queues.
     pub local_ctl: bool,
+    /// How to reach this very broker with `rabbitmqctl` (None: no way, or not sure it is
+    /// this broker).
+    ctl: Option<Ctl>,
     _container: Option<ContainerAsync<GenericImage>>,
 }
 
@@ -42,7 +53,8 @@ impl TestBroker {
     }
 }
 
-fn answers(url: &str) -> bool {
+/// Whether something accepts TCP connections at the host and port of `url`.
+pub fn answers(url: &str) -> bool {
     let Ok(u) = url::Url::parse(url) else {
         return false;
     };
@@ -55,8 +67,13 @@ fn answers(url: &str) -> bool {
         .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok())
 }
 
+/// The external broker's URL: `AMQP_URL`, else [`DEFAULT_URL`].
+pub fn external_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| DEFAULT_URL.to_string())
+}
+
 pub async fn broker() -> TestBroker {
-    let url = std::env::var("AMQP_URL").unwrap_or_else(|_| DEFAULT_URL.to_string());
+    let url = external_url();
     let mode = std::env::var("SYNC_RUN_TEST_BROKER").unwrap_or_default();
     let external = match mode.as_str() {
         "external" => true,
@@ -67,19 +84,499 @@ pub async fn broker() -> TestBroker {
         }
     };
     if external {
-        let local = url.contains("@127.0.0.1:") || url.contains("@localhost:");
-        let has_ctl = Command::new("rabbitmqctl")
-            .arg("-q")
-            .arg("version")
-            .output()
-            .is_ok_and(|o| o.status.success());
+        let ctl = external_ctl(&url);
         return TestBroker {
             url,
-            local_ctl: local && has_ctl,
+            local_ctl: ctl.is_some(),
+            ctl,
             _container: None,
         };
     }
     container().await
+}
+
+/// `rabbitmqctl` for the external broker, for listing only, when it is on this machine:
+/// the URL names this host and the local default node (the one a plain `rabbitmqctl`
+/// reaches) listens on the URL's port, so the listing is of the broker under test and not
+/// of another one. Asked once per test binary.
+fn external_ctl(url: &str) -> Option<Ctl> {
+    static CHECKED: OnceLock<Option<Ctl>> = OnceLock::new();
+    CHECKED
+        .get_or_init(|| {
+            let u = url::Url::parse(url).ok()?;
+            if !matches!(u.host_str(), Some("127.0.0.1" | "localhost")) {
+                return None;
+            }
+            let port = u.port().unwrap_or(5672).to_string();
+            let mut check = Command::new("rabbitmq-diagnostics");
+            check
+                .args(["-q", "check_port_listener", &port])
+                .stdin(Stdio::null());
+            let listens = output_within(&mut check, Duration::from_secs(60))
+                .is_ok_and(|o| o.status.success());
+            listens.then(|| Ctl {
+                program: PathBuf::from("rabbitmqctl"),
+                prefix: vec![],
+                env: vec![],
+                private: false,
+            })
+        })
+        .clone()
+}
+
+/// One way to run `rabbitmqctl` against one node: a program, the arguments that come
+/// before the command (`-n NODE`, or `exec CONTAINER rabbitmqctl -n NODE`) and the
+/// environment it needs (its own `HOME` with the node's cookie).
+#[derive(Clone, Debug)]
+pub struct Ctl {
+    program: PathBuf,
+    prefix: Vec<String>,
+    env: Vec<(String, String)>,
+    /// A node of our own ([`PrivateBroker`]): `eval` is fine there.
+    private: bool,
+}
+
+/// The longest one `rabbitmqctl` call may take (it is an Erlang VM of its own: about a
+/// second on an idle machine, far more on a loaded one).
+pub const CTL_LIMIT: Duration = Duration::from_secs(120);
+
+impl Ctl {
+    /// On a private node only: the names of all queues and exchanges that contain
+    /// `needle`, with one `rabbitmqctl eval` (None if that fails).
+    fn eval_names(&self, needle: &str) -> Option<Vec<String>> {
+        if needle.contains(['"', '\\']) {
+            return None;
+        }
+        let expr = format!(
+            r#"Names = [N || {{resource, _, _, N}} <- rabbit_amqqueue:list_names()
+                ++ [element(2, X) || X <- rabbit_exchange:list()]],
+            [binary_to_list(N) || N <- Names, binary:match(N, <<"{needle}">>) =/= nomatch]."#
+        );
+        let out = self.run(&["-q", "eval", &expr]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let text = text.trim();
+        if !out.status.success() || !text.starts_with('[') || !text.ends_with(']') {
+            return None;
+        }
+        Some(
+            text.split('"')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.prefix)
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null());
+        output_within(&mut cmd, CTL_LIMIT).unwrap_or_else(|e| {
+            panic!(
+                "{} {} {}: {e}",
+                self.program.display(),
+                self.prefix.join(" "),
+                args.join(" ")
+            )
+        })
+    }
+}
+
+/// Runs `cmd` with stdout and stderr captured; kills it past `limit` (an error then).
+pub fn output_within(cmd: &mut Command, limit: Duration) -> Result<Output, String> {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
+    let (status, stdout, stderr) = wait_within(child, limit);
+    match status {
+        Some(status) => Ok(Output {
+            status,
+            stdout,
+            stderr,
+        }),
+        None => Err(format!(
+            "still running after {limit:?}, killed; stderr: {}",
+            String::from_utf8_lossy(&stderr)
+        )),
+    }
+}
+
+/// A RabbitMQ node of the test binary's own, for the tests that stop or restart a broker,
+/// close its connections or change its users: never the user's broker. Started once per
+/// test binary by [`private_broker`]; a watchdog process stops it and deletes its data
+/// when the test process exits, whatever way it exits (a panic, `kill -9`).
+pub struct PrivateBroker {
+    /// `amqp://guest:guest@127.0.0.1:<port>/%2f`.
+    pub url: String,
+    /// The Erlang node name, `sync-run-test-<port>@localhost`: every `rabbitmqctl` call
+    /// names it with `-n`.
+    pub node: String,
+    /// The AMQP port.
+    pub port: u16,
+    /// Everything the node writes (database, logs, pid file, config, cookie); empty for a
+    /// container. Deleted with the node.
+    pub dir: PathBuf,
+    /// How the node runs: `rabbitmq-server <path>` or `docker container <id>`.
+    pub how: String,
+    ctl: Ctl,
+}
+
+impl PrivateBroker {
+    /// Runs `rabbitmqctl -n NODE args…` against this node (with its cookie), within
+    /// [`CTL_LIMIT`].
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        self.ctl.run(args)
+    }
+
+    /// The node's URL with other credentials (for users a test creates with `ctl`).
+    pub fn url_as(&self, user: &str, pass: &str) -> String {
+        let mut u = url::Url::parse(&self.url).expect("private broker URL");
+        u.set_username(user).expect("username");
+        u.set_password(Some(pass)).expect("password");
+        u.to_string()
+    }
+
+    /// This node as a [`TestBroker`], for [`leftovers`] and [`TestBroker::broker`].
+    pub fn test_broker(&self) -> TestBroker {
+        TestBroker {
+            url: self.url.clone(),
+            local_ctl: true,
+            ctl: Some(self.ctl.clone()),
+            _container: None,
+        }
+    }
+}
+
+/// The test binary's private RabbitMQ node, started on first use (about 10 s; more on a
+/// loaded machine). With `rabbitmq-server` installed it is a node of its own from that
+/// installation (the running service is not touched); otherwise, with a working Docker
+/// engine, a container (`SYNC_RUN_TEST_RABBITMQ_IMAGE`). `SYNC_RUN_TEST_PRIVATE_BROKER`
+/// = `local` or `docker` forces one. Panics, saying what to install, when neither works.
+pub fn private_broker() -> &'static PrivateBroker {
+    static PRIVATE: OnceLock<Result<PrivateBroker, String>> = OnceLock::new();
+    match PRIVATE.get_or_init(start_private_broker) {
+        Ok(b) => b,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Whether `SYNC_RUN_SKIP_FAULTS=1` asks to skip the tests that need [`private_broker`];
+/// says so on stderr for `test` when it does.
+pub fn skip_faults(test: &str) -> bool {
+    let skip = std::env::var("SYNC_RUN_SKIP_FAULTS").is_ok_and(|v| v == "1");
+    if skip {
+        eprintln!("{test}: SKIPPED (SYNC_RUN_SKIP_FAULTS=1); it needs a private RabbitMQ node");
+    }
+    skip
+}
+
+const NO_PRIVATE_BROKER: &str = "the fault tests need a RabbitMQ node of their own, which they \
+start, restart and stop (never the broker at AMQP_URL): install RabbitMQ's server (Debian/Ubuntu: \
+`apt-get install rabbitmq-server`; the service it starts is not touched) or make a Docker engine \
+available (`docker info` must work); or set SYNC_RUN_SKIP_FAULTS=1 to skip them";
+
+fn start_private_broker() -> Result<PrivateBroker, String> {
+    let forced = std::env::var("SYNC_RUN_TEST_PRIVATE_BROKER").unwrap_or_default();
+    let local = local_rabbitmq();
+    match (forced.as_str(), local) {
+        ("" | "local", Some((server, ctl))) => start_local(&server, &ctl),
+        ("local", None) => Err(format!(
+            "SYNC_RUN_TEST_PRIVATE_BROKER=local but no rabbitmq-server found: {NO_PRIVATE_BROKER}"
+        )),
+        ("" | "docker", _) if docker_works() => start_docker(),
+        ("docker", _) => Err(format!(
+            "SYNC_RUN_TEST_PRIVATE_BROKER=docker but `docker info` fails: {NO_PRIVATE_BROKER}"
+        )),
+        ("", _) => Err(NO_PRIVATE_BROKER.to_string()),
+        (other, _) => Err(format!(
+            "SYNC_RUN_TEST_PRIVATE_BROKER={other:?}: use local, docker or leave it unset"
+        )),
+    }
+}
+
+/// `rabbitmq-server` and `rabbitmqctl` that run as the calling user with its environment:
+/// Debian's `/usr/lib/rabbitmq/bin` ones (its `/usr/sbin` wrappers switch to the rabbitmq
+/// user and lose the environment), else the ones on PATH.
+fn local_rabbitmq() -> Option<(PathBuf, PathBuf)> {
+    let debian = Path::new("/usr/lib/rabbitmq/bin");
+    let (server, ctl) = (debian.join("rabbitmq-server"), debian.join("rabbitmqctl"));
+    if server.exists() && ctl.exists() {
+        return Some((server, ctl));
+    }
+    let on_path = |name: &str| {
+        std::env::split_paths(&std::env::var_os("PATH")?)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    };
+    Some((on_path("rabbitmq-server")?, on_path("rabbitmqctl")?))
+}
+
+fn docker_works() -> bool {
+    let mut cmd = Command::new("docker");
+    cmd.arg("info").stdin(Stdio::null());
+    output_within(&mut cmd, Duration::from_secs(30)).is_ok_and(|o| o.status.success())
+}
+
+/// Two different free ports (AMQP, Erlang distribution).
+fn two_free_ports() -> (u16, u16) {
+    let port = free_port();
+    loop {
+        let dist = free_port();
+        if dist != port {
+            return (port, dist);
+        }
+    }
+}
+
+/// Starts the watchdog: once process `pid` (the test binary) is gone, `cleanup` (a shell
+/// snippet) runs. It is a process group of its own, so a Ctrl-C of the test run does not
+/// reach it, and holds none of the test's pipes.
+fn spawn_watchdog(cleanup: &str, env: &[(String, String)]) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    let script = format!(
+        "trap '' INT HUP\nwhile kill -0 {pid} 2>/dev/null; do sleep 1; done\n{cleanup}\n",
+        pid = std::process::id()
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map(drop)
+        .map_err(|e| format!("cannot start the private broker's watchdog: {e}"))
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn start_local(server: &Path, ctl_program: &Path) -> Result<PrivateBroker, String> {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let (port, dist) = two_free_ports();
+    let node = format!("sync-run-test-{port}@localhost");
+    let dir = std::env::temp_dir().join(format!("sync-run-test-{port}-{}", std::process::id()));
+    let io = |e: std::io::Error| format!("private broker directory {}: {e}", dir.display());
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let file = |name: &str, text: &str| -> Result<PathBuf, String> {
+        let p = dir.join(name);
+        std::fs::write(&p, text).map_err(io)?;
+        Ok(p)
+    };
+    // Our own config, env file and plugin list: the installation's (in /etc/rabbitmq) name
+    // the service's node and port.
+    let config = file(
+        "rabbitmq.conf",
+        &format!("listeners.tcp.1 = 127.0.0.1:{port}\n"),
+    )?;
+    let env_file = file("rabbitmq-env.conf", "")?;
+    let plugins = file("enabled_plugins", "[].\n")?;
+    let cookie: String = (0..24)
+        .map(|_| char::from(b'A' + rand::random_range(0..26u8)))
+        .collect();
+    let cookie_file = file(".erlang.cookie", &cookie)?;
+    std::fs::set_permissions(&cookie_file, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    let path = |p: &Path| p.display().to_string();
+    let env: Vec<(String, String)> = [
+        ("HOME", path(&dir)),
+        ("RABBITMQ_NODENAME", node.clone()),
+        ("RABBITMQ_NODE_PORT", port.to_string()),
+        ("RABBITMQ_DIST_PORT", dist.to_string()),
+        ("RABBITMQ_CONFIG_FILE", path(&config)),
+        (
+            "RABBITMQ_ADVANCED_CONFIG_FILE",
+            path(&dir.join("advanced.config")),
+        ),
+        ("RABBITMQ_CONF_ENV_FILE", path(&env_file)),
+        ("RABBITMQ_ENABLED_PLUGINS_FILE", path(&plugins)),
+        ("RABBITMQ_MNESIA_BASE", path(&dir.join("mnesia"))),
+        ("RABBITMQ_LOG_BASE", path(&dir.join("log"))),
+        ("RABBITMQ_PID_FILE", path(&dir.join("pid"))),
+        ("ERL_EPMD_ADDRESS", "127.0.0.1".into()),
+        (
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
+            "-kernel inet_dist_use_interface {127,0,0,1}".into(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let ctl = Ctl {
+        program: ctl_program.to_path_buf(),
+        prefix: vec!["-n".into(), node.clone()],
+        env: env.clone(),
+        private: true,
+    };
+    // Stop the node (waiting for its pid to go), kill it if that fails, delete its data.
+    let (q_ctl, q_node, q_dir) = (
+        shell_quote(&path(ctl_program)),
+        shell_quote(&node),
+        shell_quote(&path(&dir)),
+    );
+    spawn_watchdog(
+        &format!(
+            "for i in 1 2 3; do\n\
+             timeout 90 {q_ctl} -n {q_node} stop {q_dir}/pid && break\n\
+             [ -s {q_dir}/pid ] && kill -9 \"$(cat {q_dir}/pid)\" && break\n\
+             sleep 3\n\
+             done\n\
+             rm -rf {q_dir}"
+        ),
+        &env,
+    )?;
+    let mut start = Command::new(server);
+    start.arg("-detached").process_group(0);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("RABBITMQ_") || k.starts_with("ERL_") {
+            start.env_remove(k);
+        }
+    }
+    // Its output goes to a file: the detached node may keep what it inherits open.
+    let start_log = dir.join("server-start.log");
+    let out = std::fs::File::create(&start_log).map_err(io)?;
+    let err = out.try_clone().map_err(io)?;
+    start
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    let started = start
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", server.display()))?;
+    let log_file = dir.join("log").join(format!("{node}.log"));
+    let log = || {
+        std::fs::read_to_string(&log_file)
+            .map(|l| {
+                let lines: Vec<&str> = l.lines().collect();
+                lines[lines.len().saturating_sub(30)..].join("\n")
+            })
+            .unwrap_or_default()
+    };
+    if !started.success() {
+        return Err(format!(
+            "{} -detached failed ({started}): {}\n{}",
+            server.display(),
+            std::fs::read_to_string(&start_log).unwrap_or_default(),
+            log()
+        ));
+    }
+    let broker = PrivateBroker {
+        url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+        node,
+        port,
+        dir: dir.clone(),
+        how: format!("{} (data in {})", server.display(), dir.display()),
+        ctl,
+    };
+    broker
+        .await_startup()
+        .map_err(|e| format!("{e}\n{}", log()))?;
+    Ok(broker)
+}
+
+fn start_docker() -> Result<PrivateBroker, String> {
+    let image =
+        std::env::var("SYNC_RUN_TEST_RABBITMQ_IMAGE").unwrap_or_else(|_| DEFAULT_IMAGE.to_string());
+    let host_net = std::env::var("SYNC_RUN_TEST_HOST_NETWORK").is_ok_and(|v| v == "1");
+    let (port, dist) = two_free_ports();
+    let node = format!("sync-run-test-{port}@localhost");
+    let name = format!("sync-run-test-{port}-{}", std::process::id());
+    let dir = std::env::temp_dir().join(&name);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut run = Command::new("docker");
+    run.args(["run", "-d", "--rm", "--name", &name])
+        .args(["-e", &format!("RABBITMQ_NODENAME={node}")]);
+    if host_net {
+        run.args(["--network", "host"])
+            .args(["-e", &format!("RABBITMQ_NODE_PORT={port}")])
+            .args(["-e", &format!("RABBITMQ_DIST_PORT={dist}")])
+            .args(["-e", "HOME=/var/lib/rabbitmq"]);
+    } else {
+        run.args(["-p", &format!("127.0.0.1:{port}:5672")]);
+    }
+    run.arg(&image).stdin(Stdio::null());
+    // The watchdog first: it removes the container even if the start is cut short.
+    spawn_watchdog(
+        &format!(
+            "docker rm -f {} >/dev/null 2>&1; rm -rf {}",
+            shell_quote(&name),
+            shell_quote(&dir.display().to_string())
+        ),
+        &[],
+    )?;
+    let out = output_within(&mut run, Duration::from_secs(600))?;
+    if !out.status.success() {
+        return Err(format!(
+            "docker run {image} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let broker = PrivateBroker {
+        url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+        node: node.clone(),
+        port,
+        dir,
+        how: format!("docker container {name} ({image})"),
+        ctl: Ctl {
+            program: PathBuf::from("docker"),
+            prefix: vec![
+                "exec".into(),
+                name.clone(),
+                "rabbitmqctl".into(),
+                "-n".into(),
+                node,
+            ],
+            env: vec![],
+            private: true,
+        },
+    };
+    broker.await_startup()?;
+    Ok(broker)
+}
+
+impl PrivateBroker {
+    /// Waits until the node's application runs and its AMQP port answers.
+    pub fn await_startup(&self) -> Result<(), String> {
+        let t = Instant::now();
+        let mut last = String::new();
+        while t.elapsed() < Duration::from_secs(180) {
+            let out = self.ctl(&["await_startup", "--timeout", "60"]);
+            if out.status.success() {
+                while !answers(&self.url) {
+                    if t.elapsed() > Duration::from_secs(180) {
+                        return Err(format!("{}: port {} never answered", self.node, self.port));
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                eprintln!(
+                    "private RabbitMQ node {} on 127.0.0.1:{} up after {:.1?}: {}",
+                    self.node,
+                    self.port,
+                    t.elapsed(),
+                    self.how
+                );
+                return Ok(());
+            }
+            // A node still booting refuses CLI connections for a moment.
+            last = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        Err(format!(
+            "private RabbitMQ node {} did not start within 180 s: {last}",
+            self.node
+        ))
+    }
 }
 
 fn free_port() -> u16 {
@@ -134,6 +631,7 @@ async fn container() -> TestBroker {
     TestBroker {
         url,
         local_ctl: false,
+        ctl: None,
         _container: Some(container),
     }
 }
@@ -162,17 +660,21 @@ pub fn sync_run(url: &str, args: &[&str]) -> Output {
 }
 
 /// Names of queues and exchanges on the broker that contain `needle`, via rabbitmqctl
-/// (None when rabbitmqctl cannot be used against this broker).
+/// against that very broker: `-n NODE` for a private node, the local default node for an
+/// external broker that is this machine's (None when rabbitmqctl cannot be used against
+/// this broker). Only lists.
 pub fn broker_objects_containing(tb: &TestBroker, needle: &str) -> Option<Vec<String>> {
-    if !tb.local_ctl {
-        return None;
+    let ctl = tb.ctl.as_ref()?;
+    if ctl.private {
+        // One call instead of two (each is an Erlang VM of its own: seconds on a loaded
+        // machine); the same lists the two commands below print.
+        if let Some(found) = ctl.eval_names(needle) {
+            return Some(found);
+        }
     }
     let mut found = vec![];
     for what in ["list_queues", "list_exchanges"] {
-        let out = Command::new("rabbitmqctl")
-            .args(["-q", what, "name"])
-            .output()
-            .ok()?;
+        let out = ctl.run(&["-q", what, "name"]);
         if !out.status.success() {
             return None;
         }
@@ -260,7 +762,28 @@ pub fn finish(child: std::process::Child) -> (i32, String, String) {
 }
 
 /// [`finish`], as an [`Output`].
-pub fn finish_output(mut child: std::process::Child) -> Output {
+pub fn finish_output(child: std::process::Child) -> Output {
+    let (status, stdout, stderr) = wait_within(child, HANG_LIMIT);
+    match status {
+        Some(status) => Output {
+            status,
+            stdout,
+            stderr,
+        },
+        None => panic!(
+            "sync-run was still running after {HANG_LIMIT:?} and was killed: it must stop by its --timeout.\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        ),
+    }
+}
+
+/// Waits for `child` (stdout and stderr piped, read as they come) at most `limit`; past it,
+/// kills it and returns no status.
+fn wait_within(
+    mut child: std::process::Child,
+    limit: Duration,
+) -> (Option<std::process::ExitStatus>, Vec<u8>, Vec<u8>) {
     use std::io::Read;
     let drain = |pipe: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
@@ -283,13 +806,11 @@ pub fn finish_output(mut child: std::process::Child) -> Output {
             .take()
             .map(|p| Box::new(p) as Box<dyn Read + Send>),
     );
-    let limit = std::time::Instant::now() + HANG_LIMIT;
+    let limit = Instant::now() + limit;
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
-            Ok(None) if std::time::Instant::now() < limit => {
-                std::thread::sleep(Duration::from_millis(50))
-            }
+            Ok(None) if Instant::now() < limit => std::thread::sleep(Duration::from_millis(20)),
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -297,20 +818,9 @@ pub fn finish_output(mut child: std::process::Child) -> Output {
             }
         }
     };
-    let (stdout, stderr) = (
+    (
+        status,
         out.join().unwrap_or_default(),
         err.join().unwrap_or_default(),
-    );
-    match status {
-        Some(status) => Output {
-            status,
-            stdout,
-            stderr,
-        },
-        None => panic!(
-            "sync-run was still running after {HANG_LIMIT:?} and was killed: it must stop by its --timeout.\nstdout: {}\nstderr: {}",
-            String::from_utf8_lossy(&stdout),
-            String::from_utf8_lossy(&stderr)
-        ),
-    }
+    )
 }
