@@ -245,6 +245,10 @@ pub async fn run_all(
     // The workers' connections could not be opened: that, not the master's abort, is news.
     started?;
     let record = match (master, first_broker_error) {
+        // A worker's failure stopped the run while the master was still reconnecting: the
+        // master's lost connection is a consequence; the worker's error (the run's queues
+        // gone after a broker restart, say) is the news.
+        (Err(BrokerError::Lost { .. } | BrokerError::Stalled { .. }), Some(w)) => return Err(w),
         (Err(e), _) => return Err(e),
         // A worker's broker failure stops the run; report it as the broker error it is.
         (Ok(r), Some(e)) if !matches!(r.outcome, crate::master::RunOutcome::Completed) => {
