@@ -87,8 +87,8 @@ async fn a_grant_forged_with_a_workers_credentials_is_refused_and_counted() {
             "master",
             "--slaves",
             "2",
-            "--window",
-            "1",
+            "--pace",
+            "300ms",
             "--rounds",
             "3",
             "--grant-timeout",
@@ -123,8 +123,13 @@ async fn a_grant_forged_with_a_workers_credentials_is_refused_and_counted() {
             is(m, "grant")
         })
         .await;
-    // Freeze the master between turns: the forged grant is the next one anyone sees.
+    // Freeze the master between turns (--pace: the next grant waits 300 ms after a commit,
+    // and five more turns are to come): the run cannot end before the forgeries arrive.
     signal(master.id(), "STOP");
+    assert!(
+        !obs.saw(Duration::from_millis(100), |m| is(m, "end")).await,
+        "the run must still be going"
+    );
     let granted = obs.seen.iter().filter(|m| is(m, "grant")).count() as u64;
     let victim = if first["worker"] == 1 { 2 } else { 1 };
     let forged = json!({
