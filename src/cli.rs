@@ -1,9 +1,9 @@
 //! Command-line options and their validation. Every usage error exits with code 2 and a
 //! message that says what to do instead.
 
-use crate::amqp::BrokerUrl;
-pub use crate::amqp::Topology;
-use crate::protocol::{WorkerId, validate_run_id};
+use crate::algorithms::list::protocol::{WorkerId, validate_run_id};
+use crate::broker::BrokerUrl;
+pub use crate::contract::Topology;
 use clap::{Args, Parser, Subcommand};
 use std::time::Duration;
 
@@ -99,7 +99,7 @@ pub struct BenchArgs {
     /// The original protocol (Python + pika) to run side by side. Default:
     /// bench/original_protocol.py in the current directory, else in the repository whose
     /// target/ holds this binary; skipped, saying why, if absent or python3 lacks pika.
-    #[arg(long, default_value_os_t = crate::bench::default_original_script())]
+    #[arg(long, default_value_os_t = crate::algorithms::list::bench::default_original_script())]
     pub seed_script: std::path::PathBuf,
     /// Run the original protocol only up to this N (it starts one Python process per worker).
     #[arg(long, default_value_t = 100)]
@@ -152,7 +152,7 @@ pub struct AllArgs {
     pub slaves: Option<usize>,
     /// The workers share at most this many connections to the broker (each worker has a
     /// channel of its own); with fewer workers, each has its own connection.
-    #[arg(long, default_value_t = crate::run::DEFAULT_CONNECTIONS as u32, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    #[arg(long, default_value_t = crate::algorithms::list::run::DEFAULT_CONNECTIONS as u32, value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub connections: u32,
     #[command(flatten)]
     pub run: RunArgs,

@@ -4,12 +4,14 @@
 use clap::{CommandFactory, Parser, error::ErrorKind};
 use std::io::Write;
 use std::time::{Duration, Instant};
-use sync_run::amqp::{self, Broker, BrokerError};
+use sync_run::algorithms::list::broker as amqp;
+use sync_run::algorithms::list::run::{self, RunOptions};
+use sync_run::algorithms::list::worker::WorkerOutcome;
+use sync_run::algorithms::list::{checks as verify, report};
+use sync_run::broker::{Broker, BrokerError};
 use sync_run::cli::{Cli, Command, GlobalArgs, RunArgs};
+use sync_run::exit;
 use sync_run::progress::Progress;
-use sync_run::run::{self, RunOptions};
-use sync_run::worker::WorkerOutcome;
-use sync_run::{exit, report, verify};
 use tokio::sync::watch;
 
 fn usage_error(msg: impl std::fmt::Display) -> ! {
@@ -108,9 +110,9 @@ async fn wait_for_signal() -> i32 {
 
 /// `--report FILE.svg`: the run's timeline. A failure to write it is reported, and does not
 /// change the verdict.
-fn write_report(a: &RunArgs, record: &sync_run::master::RunRecord) {
+fn write_report(a: &RunArgs, record: &sync_run::algorithms::list::master::RunRecord) {
     if let Some(path) = &a.report {
-        match sync_run::timeline::write_svg(record, path) {
+        match sync_run::algorithms::list::timeline::write_svg(record, path) {
             Ok(()) => eprintln!("timeline written to {}", path.display()),
             Err(e) => eprintln!("sync-run: could not write {}: {e:#}", path.display()),
         }
@@ -147,7 +149,7 @@ fn or_signal(code: i32, stopped: &Stopped) -> i32 {
 fn print_record(
     g: &GlobalArgs,
     broker: &Broker,
-    record: &sync_run::master::RunRecord,
+    record: &sync_run::algorithms::list::master::RunRecord,
     wall: Duration,
     stopped: &Stopped,
 ) -> i32 {
@@ -258,7 +260,7 @@ async fn bench(g: &GlobalArgs, broker: &Broker, b: &sync_run::cli::BenchArgs) ->
             return exit::FAILED;
         }
     };
-    let cfg = sync_run::bench::BenchConfig {
+    let cfg = sync_run::algorithms::list::bench::BenchConfig {
         url: broker.url.clone(),
         connect_timeout: g.connect_timeout,
         sizes: b.sizes.clone(),
@@ -272,7 +274,7 @@ async fn bench(g: &GlobalArgs, broker: &Broker, b: &sync_run::cli::BenchArgs) ->
         plot: b.plot.clone(),
         timeout: b.timeout,
     };
-    let report = match sync_run::bench::run(&cfg).await {
+    let report = match sync_run::algorithms::list::bench::run(&cfg).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("sync-run bench: {e:#}");
@@ -289,10 +291,10 @@ async fn bench(g: &GlobalArgs, broker: &Broker, b: &sync_run::cli::BenchArgs) ->
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );
     } else {
-        print!("{}", sync_run::bench::render(&report));
+        print!("{}", sync_run::algorithms::list::bench::render(&report));
     }
     if let Some(path) = &cfg.plot {
-        match sync_run::bench::plot(&report, path) {
+        match sync_run::algorithms::list::bench::plot(&report, path) {
             Ok(()) => eprintln!("bench: plot written to {}", path.display()),
             Err(e) => {
                 eprintln!("sync-run bench: {e:#}");

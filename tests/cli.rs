@@ -331,13 +331,13 @@ async fn malformed_messages_are_rejected_counted_and_the_run_goes_on() {
     use lapin::options::BasicPublishOptions;
     let tb = broker().await;
     let run = unique("junk");
-    let names = sync_run::protocol::Names::new(&run);
+    let names = sync_run::algorithms::list::protocol::Names::new(&run);
     // Create the run's topology first and put garbage in the master's inbox.
-    let conn = sync_run::amqp::connect(&tb.broker().url, "junk", Duration::from_secs(5))
+    let conn = sync_run::broker::connect(&tb.broker().url, "junk", Duration::from_secs(5))
         .await
         .expect("connect");
     let ch = conn.create_channel().await.expect("channel");
-    sync_run::amqp::declare_shared(&ch, &names, false)
+    sync_run::algorithms::list::broker::declare_shared(&ch, &names, false)
         .await
         .expect("declare");
     let junk: Vec<Vec<u8>> = vec![
@@ -392,12 +392,12 @@ async fn the_leak_check_sees_what_is_left() {
     // The check used everywhere above must be able to fail.
     let tb = broker().await;
     let run = unique("leak");
-    let names = sync_run::protocol::Names::new(&run);
-    let conn = sync_run::amqp::connect(&tb.broker().url, "leak", Duration::from_secs(5))
+    let names = sync_run::algorithms::list::protocol::Names::new(&run);
+    let conn = sync_run::broker::connect(&tb.broker().url, "leak", Duration::from_secs(5))
         .await
         .expect("connect");
     let ch = conn.create_channel().await.expect("channel");
-    sync_run::amqp::declare_shared(&ch, &names, false)
+    sync_run::algorithms::list::broker::declare_shared(&ch, &names, false)
         .await
         .expect("declare");
     let left = leftovers(&tb, &run, 1).await;
@@ -410,9 +410,13 @@ async fn the_leak_check_sees_what_is_left() {
         left.iter().any(|l| l.contains("exchange sync-run.")),
         "{left:?}"
     );
-    sync_run::amqp::delete_run(&ch, &names, &sync_run::amqp::Cleanup::Run(vec![]))
-        .await
-        .expect("delete");
+    sync_run::algorithms::list::broker::delete_run(
+        &ch,
+        &names,
+        &sync_run::algorithms::list::broker::Cleanup::Run(vec![]),
+    )
+    .await
+    .expect("delete");
     assert!(leftovers(&tb, &run, 1).await.is_empty());
 }
 

@@ -32,8 +32,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use sync_run::amqp::BrokerUrl;
-use sync_run::protocol::Names;
+use sync_run::algorithms::list::protocol::Names;
+use sync_run::broker::BrokerUrl;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const REPEATS: usize = 5;
@@ -100,7 +100,7 @@ impl Canary {
             );
             return None;
         }
-        let conn = sync_run::amqp::connect(
+        let conn = sync_run::broker::connect(
             &parsed,
             "sync-run fault-test canary",
             Duration::from_secs(10),
@@ -391,7 +391,7 @@ impl Observer {
         let url = BrokerUrl::parse(&pb.url).expect("private broker URL");
         // Named without the run id: nothing that looks for the run's connections finds it.
         let conn =
-            sync_run::amqp::connect(&url, "sync-run fault observer", Duration::from_secs(10))
+            sync_run::broker::connect(&url, "sync-run fault observer", Duration::from_secs(10))
                 .await
                 .expect("observer: connect");
         let ch = conn.create_channel().await.expect("observer: channel");
@@ -546,7 +546,7 @@ impl Observer {
 /// Waits until `queue` exists on the broker (passive declares over AMQP).
 async fn wait_queue(pb: &PrivateBroker, queue: &str) {
     let url = BrokerUrl::parse(&pb.url).expect("URL");
-    let conn = sync_run::amqp::connect(&url, "sync-run fault probe", Duration::from_secs(10))
+    let conn = sync_run::broker::connect(&url, "sync-run fault probe", Duration::from_secs(10))
         .await
         .expect("probe: connect");
     let t = Instant::now();
@@ -1084,9 +1084,9 @@ async fn bad_messages_mid_run_are_rejected_counted_and_the_run_verifies() {
         ("forged grant", format!(r#"{{"v":1,"run":"{run}","from":{{"role":"master","instance":12345}},"type":"grant","seq":2,"worker":1,"lease_ms":5}}"#).into_bytes()),
         ("out of range", format!(r#"{{"v":1,"run":"{run}","from":{},"type":"append","seq":1,"worker":1,"value":100000}}"#, w(1)).into_bytes()),
         ("not granted", format!(r#"{{"v":1,"run":"{run}","from":{},"type":"append","seq":1,"worker":{other},"value":5}}"#, w(other)).into_bytes()),
-        ("too large", vec![b' '; sync_run::protocol::MAX_BODY_BYTES + 1]),
+        ("too large", vec![b' '; sync_run::algorithms::list::protocol::MAX_BODY_BYTES + 1]),
     ];
-    let conn = sync_run::amqp::connect(&s.tb.broker().url, "junk", Duration::from_secs(5))
+    let conn = sync_run::broker::connect(&s.tb.broker().url, "junk", Duration::from_secs(5))
         .await
         .expect("connect");
     let ch = conn.create_channel().await.expect("channel");

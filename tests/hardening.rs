@@ -165,12 +165,12 @@ async fn bad_batch_parts_are_refused_one_by_one_and_never_acted_on() {
     ];
     let batch = json!({"v": 1, "run": run, "from": master, "type": "batch", "messages": parts});
     let too_many = json!({"v": 1, "run": run, "from": master, "type": "batch",
-        "messages": vec![grant.clone(); sync_run::protocol::MAX_BATCH_MESSAGES + 1]});
-    let conn = sync_run::amqp::connect(&tb.broker().url, "forger", Duration::from_secs(5))
+        "messages": vec![grant.clone(); sync_run::algorithms::list::protocol::MAX_BATCH_MESSAGES + 1]});
+    let conn = sync_run::broker::connect(&tb.broker().url, "forger", Duration::from_secs(5))
         .await
         .expect("connect");
     let ch = conn.create_channel().await.expect("channel");
-    let fanout = sync_run::protocol::Names::new(&run).fanout();
+    let fanout = sync_run::algorithms::list::protocol::Names::new(&run).fanout();
     for doc in [&batch, &too_many] {
         ch.basic_publish(
             fanout.as_str().into(),
@@ -256,7 +256,7 @@ async fn a_second_master_is_a_conflict_with_a_json_reason() {
     );
     // The first master is up once its worker's join was answered... simpler: once it
     // holds the lock, its `start` cannot come (no workers); wait for its results queue.
-    let names = sync_run::protocol::Names::new(&run);
+    let names = sync_run::algorithms::list::protocol::Names::new(&run);
     wait_for_queue(&tb.url, &names.results_queue()).await;
     let out = sync_run(
         &tb.url,
@@ -291,8 +291,8 @@ async fn a_second_master_is_a_conflict_with_a_json_reason() {
 /// reader's id, counts: the broker answers RESOURCE_LOCKED) and, with `consumed`, has a
 /// consumer or is held exclusively.
 async fn wait_for_queue_with(url: &str, q: &str, consumed: bool) {
-    let url = sync_run::amqp::BrokerUrl::parse(url).expect("url");
-    let conn = sync_run::amqp::connect(&url, "probe", Duration::from_secs(5))
+    let url = sync_run::broker::BrokerUrl::parse(url).expect("url");
+    let conn = sync_run::broker::connect(&url, "probe", Duration::from_secs(5))
         .await
         .expect("connect");
     let deadline = Instant::now() + SEEN_WITHIN;
@@ -345,7 +345,7 @@ async fn a_second_worker_with_the_same_id_is_refused_with_either_topology() {
                 "60s",
             ],
         );
-        let names = sync_run::protocol::Names::new(&run);
+        let names = sync_run::algorithms::list::protocol::Names::new(&run);
         let mut first = workers(&tb.url, &run, 1..=1, &["--topology", topology]);
         // Worker 1 holds its id: a consumer on its queue, or (stream) its exclusive queue.
         wait_for_queue_with(&tb.url, &names.worker_queue(1), true).await;
@@ -473,7 +473,7 @@ async fn a_worker_started_with_other_options_than_the_run_says_so() {
         ];
         args.extend_from_slice(master_opts);
         let master = spawn(&tb.url, &args);
-        let names = sync_run::protocol::Names::new(&run);
+        let names = sync_run::algorithms::list::protocol::Names::new(&run);
         wait_for_queue(&tb.url, &names.results_queue()).await;
         let mut wargs = vec!["worker", "--run-id", &run, "--id", "1", "--timeout", "20s"];
         wargs.extend_from_slice(worker_opts);

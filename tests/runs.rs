@@ -5,10 +5,10 @@ mod common;
 
 use common::{broker, leftovers, unique};
 use std::time::Duration;
-use sync_run::amqp::Topology;
-use sync_run::run::{RunOptions, run_all};
-use sync_run::verify::verify;
-use sync_run::worker::WorkerOutcome;
+use sync_run::algorithms::list::checks::verify;
+use sync_run::algorithms::list::run::{RunOptions, run_all};
+use sync_run::algorithms::list::worker::WorkerOutcome;
+use sync_run::contract::Topology;
 use tokio::sync::watch;
 
 fn opts(run_id: &str, n: usize) -> RunOptions {
@@ -26,7 +26,7 @@ fn opts(run_id: &str, n: usize) -> RunOptions {
         pace: Duration::ZERO,
         window: 16,
         relay: true,
-        connections: sync_run::run::DEFAULT_CONNECTIONS,
+        connections: sync_run::algorithms::list::run::DEFAULT_CONNECTIONS,
     }
 }
 

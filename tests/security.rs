@@ -42,8 +42,8 @@ impl Drop for User<'_> {
 /// Publishes `body` on the run's fanout as `url`'s user, with `user_id` if given; returns
 /// whether the broker accepted (confirmed) it.
 async fn forge(url: &str, run: &str, body: &Value, user_id: Option<&str>) -> bool {
-    let url = sync_run::amqp::BrokerUrl::parse(url).expect("url");
-    let conn = sync_run::amqp::connect(&url, "forger", Duration::from_secs(10))
+    let url = sync_run::broker::BrokerUrl::parse(url).expect("url");
+    let conn = sync_run::broker::connect(&url, "forger", Duration::from_secs(10))
         .await
         .expect("forger connects");
     let ch = conn.create_channel().await.expect("channel");
@@ -54,7 +54,7 @@ async fn forge(url: &str, run: &str, body: &Value, user_id: Option<&str>) -> boo
     if let Some(u) = user_id {
         props = props.with_user_id(u.into());
     }
-    let fanout = sync_run::protocol::Names::new(run).fanout();
+    let fanout = sync_run::algorithms::list::protocol::Names::new(run).fanout();
     let sent = ch
         .basic_publish(
             fanout.as_str().into(),

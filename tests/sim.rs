@@ -7,10 +7,10 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeSet;
-use sync_run::master::{GrantOutcome, RunOutcome};
-use sync_run::sim::{self, SimConfig, SimResult};
-use sync_run::verify::verify;
-use sync_run::worker::WorkerOutcome;
+use sync_run::algorithms::list::checks::verify;
+use sync_run::algorithms::list::master::{GrantOutcome, RunOutcome};
+use sync_run::algorithms::list::sim::{self, SimConfig, SimResult};
+use sync_run::algorithms::list::worker::WorkerOutcome;
 
 /// Checks one simulated run; `Err` says which property broke.
 fn check(r: &SimResult) -> Result<(), String> {
@@ -21,7 +21,7 @@ fn check(r: &SimResult) -> Result<(), String> {
             return Err(format!("worker {w} timed out"));
         }
     }
-    let lists: Vec<(&u32, &Vec<sync_run::protocol::Entry>)> = r
+    let lists: Vec<(&u32, &Vec<sync_run::algorithms::list::protocol::Entry>)> = r
         .outcomes
         .iter()
         .filter_map(|(w, o)| match o {

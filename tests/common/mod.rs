@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use sync_run::amqp::{Broker, BrokerUrl};
+use sync_run::broker::{Broker, BrokerUrl};
 use testcontainers::core::{ContainerPort, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
@@ -638,7 +638,10 @@ async fn container() -> TestBroker {
 
 /// A run id no other test uses: `prefix-r-xxxxxxxx`.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", sync_run::run::random_run_id())
+    format!(
+        "{prefix}-{}",
+        sync_run::algorithms::list::run::random_run_id()
+    )
 }
 
 /// Starts the built `sync-run` binary with `args` against `url`, stdout and stderr piped
@@ -694,9 +697,9 @@ pub fn broker_objects_containing(tb: &TestBroker, needle: &str) -> Option<Vec<St
 pub async fn leftovers(tb: &TestBroker, run_id: &str, workers: u32) -> Vec<String> {
     use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
     use lapin::types::FieldTable;
-    use sync_run::protocol::Names;
+    use sync_run::algorithms::list::protocol::Names;
     let names = Names::new(run_id);
-    let conn = sync_run::amqp::connect(&tb.broker().url, "leak check", Duration::from_secs(10))
+    let conn = sync_run::broker::connect(&tb.broker().url, "leak check", Duration::from_secs(10))
         .await
         .expect("connect for the leak check");
     let mut left = vec![];

@@ -16,8 +16,8 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use serde_json::Value;
 use std::time::Duration;
-use sync_run::amqp::BrokerUrl;
-use sync_run::protocol::Names;
+use sync_run::algorithms::list::protocol::Names;
+use sync_run::broker::BrokerUrl;
 
 pub struct Observer {
     conn: lapin::Connection,
@@ -30,7 +30,7 @@ impl Observer {
     /// Starts watching run `run` (call before starting the run's master).
     pub async fn new(url: &str, run: &str, durable: bool) -> Observer {
         let url = BrokerUrl::parse(url).expect("observer URL");
-        let conn = sync_run::amqp::connect(&url, "test observer", Duration::from_secs(10))
+        let conn = sync_run::broker::connect(&url, "test observer", Duration::from_secs(10))
             .await
             .expect("observer connects");
         let ch = conn.create_channel().await.expect("observer channel");

@@ -3,11 +3,12 @@
 //! own over at most `--connections` shared connections. Also the per-role entry points used
 //! by `sync-run master` and `sync-run worker`.
 
-use crate::Millis;
-use crate::amqp::{self, Broker, BrokerError, Shutdown};
-use crate::master::{MasterConfig, RunRecord};
-use crate::protocol::WorkerId;
-use crate::worker::{WorkerConfig, WorkerOutcome};
+use super::broker;
+use super::master::{MasterConfig, RunRecord};
+use super::protocol::WorkerId;
+use super::worker::{WorkerConfig, WorkerOutcome};
+use crate::broker::{Broker, BrokerError, ConnectionPool, Shutdown};
+use crate::contract::Millis;
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use std::time::{Duration, Instant};
@@ -139,7 +140,7 @@ pub async fn run_all(
     let per_connection = opts.slaves.div_ceil(opts.connections.max(1));
     let mut broker = broker.clone();
     let pool = (per_connection > 1 && broker.pool.is_none()).then(|| {
-        std::sync::Arc::new(amqp::ConnectionPool::new(
+        std::sync::Arc::new(ConnectionPool::new(
             broker.url.clone(),
             broker.connect_timeout,
             format!("sync-run workers {}", opts.run_id),
@@ -199,7 +200,7 @@ pub async fn run_all(
             let stop = stop_rx.clone();
             let stop_tx = stop_tx.clone();
             workers.spawn(async move {
-                let r = amqp::run_worker(&broker, cfg, rng, t0, stop).await;
+                let r = broker::run_worker(&broker, cfg, rng, t0, stop).await;
                 if let Err(e) = &r {
                     tracing::error!(worker = id, error = %e, "worker failed; stopping the run");
                     let _ = stop_tx.send(true);
@@ -211,7 +212,7 @@ pub async fn run_all(
     };
     let cfg = master_config(opts, &master_broker);
     let (master, started) = tokio::join!(
-        amqp::run_master_signalling(
+        broker::run_master_signalling(
             &master_broker,
             cfg,
             master_rng(opts.seed),
@@ -251,7 +252,7 @@ pub async fn run_all(
         (Err(BrokerError::Lost { .. } | BrokerError::Stalled { .. }), Some(w)) => return Err(w),
         (Err(e), _) => return Err(e),
         // A worker's broker failure stops the run; report it as the broker error it is.
-        (Ok(r), Some(e)) if !matches!(r.outcome, crate::master::RunOutcome::Completed) => {
+        (Ok(r), Some(e)) if !matches!(r.outcome, super::master::RunOutcome::Completed) => {
             return Err(e);
         }
         (Ok(r), _) => r,

@@ -19,7 +19,8 @@
 //! from the binary's place in `target/`, see [`default_original_script`]). Nothing is
 //! installed: what is missing is reported in the table as skipped, with the reason.
 
-use crate::amqp::{BrokerError, BrokerUrl, Topology, connect};
+use crate::broker::{BrokerError, BrokerUrl, connect};
+use crate::contract::Topology;
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use lapin::BasicProperties;

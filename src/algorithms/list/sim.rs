@@ -14,10 +14,10 @@
 //! It is for simulation and property tests of the core, in addition to — never instead
 //! of — the integration tests against a real RabbitMQ.
 
-use crate::master::{Master, MasterConfig, RunRecord};
-use crate::protocol::WorkerId;
-use crate::worker::{Worker, WorkerConfig, WorkerOutcome};
-use crate::{Millis, Route};
+use super::master::{Master, MasterConfig, RunRecord};
+use super::protocol::WorkerId;
+use super::worker::{Worker, WorkerConfig, WorkerOutcome};
+use crate::contract::{Millis, Route};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, VecDeque};
@@ -235,14 +235,16 @@ pub fn run(seed: u64, cfg: SimConfig) -> SimResult {
 impl Sim {
     fn route(&mut self, from: Pid, route: Route, bytes: Vec<u8>) {
         let targets: Vec<String> = match route {
-            Route::Fanout => self
+            Route::Broadcast => self
                 .queues
                 .keys()
                 .filter(|q| q.as_str() != "results")
                 .cloned()
                 .collect(),
-            Route::Master => vec!["master".into()],
+            Route::Coordinator => vec!["master".into()],
             Route::Results => vec!["results".into()],
+            // The list agreement sends nothing point to point.
+            Route::Peer(_) => vec![],
         };
         for t in targets {
             if let Some(q) = self.queues.get_mut(&t) {
@@ -252,7 +254,7 @@ impl Sim {
     }
 
     fn inject_junk(&mut self) {
-        use crate::protocol::{Body, Message, Sender};
+        use super::protocol::{Body, Message, Sender};
         let forged_grant = Message::new(
             RUN,
             Sender::Master { instance: 666 },
@@ -282,7 +284,7 @@ impl Sim {
         )
         .encode();
         for junk in [b"{oops".to_vec(), forged_grant, wrong_run, forged_append] {
-            self.route(9_999, Route::Fanout, junk.clone());
+            self.route(9_999, Route::Broadcast, junk.clone());
             self.route(9_999, Route::Results, junk);
         }
     }
@@ -290,8 +292,10 @@ impl Sim {
     fn drain_worker(&mut self, id: WorkerId) {
         while let Some(o) = self.workers.get_mut(&id).and_then(|w| w.poll_output()) {
             match o {
-                crate::Output::Publish { route, msg } => self.route(id as Pid, route, msg.encode()),
-                crate::Output::Finished(outcome) => {
+                crate::contract::Output::Publish { route, msg } => {
+                    self.route(id as Pid, route, msg.encode())
+                }
+                crate::contract::Output::Finished(outcome) => {
                     self.outcomes.insert(id, outcome);
                     // The adapter deletes a finished worker's queue.
                     self.queues.remove(&format!("w{id}"));
@@ -302,18 +306,11 @@ impl Sim {
 
     /// Everything the master published in one step, packed into batches as the adapter does.
     fn drain_master(&mut self) {
-        let mut step = Vec::new();
-        while let Some(o) = self.master.poll_output() {
-            match o {
-                crate::Output::Publish { route, msg } => step.push((route, msg)),
-                crate::Output::Finished(r) => self.record = Some(*r),
-            }
+        let mut record = None;
+        let packed = crate::contract::drain(&mut self.master, &mut record, self.cfg.batch);
+        if let Some(r) = record {
+            self.record = Some(*r);
         }
-        let me = crate::StateMachine::batches_as(&self.master);
-        let packed = match me {
-            Some(me) => crate::protocol::coalesce(step, me, self.cfg.batch),
-            None => step,
-        };
         for (route, msg) in packed {
             self.route(0, route, msg.encode());
         }

@@ -9,11 +9,11 @@
 //! committed turns, the workers report their lists and the master hands a [`RunRecord`]
 //! to the verifier.
 //!
-//! No I/O, no clock, no global RNG: [`crate::amqp`] drives it against RabbitMQ and
-//! [`crate::sim`] against an in-memory broker, with the same code.
+//! No I/O, no clock, no global RNG: [`super::broker`] drives it against RabbitMQ and
+//! [`super::sim`] against an in-memory broker, with the same code.
 
-use crate::protocol::{Body, Commit, Entry, Message, Rejection, Sender, Seq, Topology, WorkerId};
-use crate::{Millis, Route, StateMachine};
+use super::protocol::{Body, Commit, Entry, Message, Rejection, Sender, Seq, Topology, WorkerId};
+use crate::contract::{Millis, Route, StateMachine};
 use rand::{Rng, RngCore};
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -60,7 +60,7 @@ pub struct MasterConfig {
 }
 
 /// What the master wants done; it finishes with the run's record.
-pub type Output = crate::Output<Box<RunRecord>>;
+pub type Output = crate::contract::Output<Message, Box<RunRecord>>;
 
 /// How a grant ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -98,7 +98,7 @@ pub enum RunOutcome {
     Aborted { reason: String },
 }
 
-/// The master's account of a run: the input of [`crate::verify`].
+/// The master's account of a run: the input of [`super::checks`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunRecord {
     pub run_id: String,
@@ -506,7 +506,7 @@ impl Master {
         }
         tracing::error!(%reason, "aborting the run");
         self.publish(
-            Route::Fanout,
+            Route::Broadcast,
             Body::Abort {
                 reason: reason.clone(),
             },
@@ -650,7 +650,7 @@ impl Master {
                         Body::Append { seq, worker, value },
                     );
                     self.out.push_back(Output::Publish {
-                        route: Route::Fanout,
+                        route: Route::Broadcast,
                         msg,
                     });
                 }
@@ -714,7 +714,7 @@ impl Master {
             topology: self.cfg.topology,
             durable: self.cfg.durable,
         };
-        self.publish(Route::Fanout, body);
+        self.publish(Route::Broadcast, body);
     }
 
     /// Grants turns until `window` are outstanding; ends the run when every live worker
@@ -760,7 +760,7 @@ impl Master {
             self.leases
                 .insert(seq, now.saturating_add(self.cfg.lease_ms));
             self.publish(
-                Route::Fanout,
+                Route::Broadcast,
                 Body::Grant {
                     seq,
                     worker,
@@ -799,7 +799,7 @@ impl Master {
             let reason = format!("no append within the {} ms lease", self.cfg.lease_ms);
             tracing::warn!(seq, worker, %reason, "evicting worker");
             self.publish(
-                Route::Fanout,
+                Route::Broadcast,
                 Body::Evict {
                     seq,
                     worker,
@@ -821,7 +821,7 @@ impl Master {
             })
             .collect();
         self.ended_at = Some(now);
-        self.publish(Route::Fanout, Body::End { commits });
+        self.publish(Route::Broadcast, Body::End { commits });
         if self.members.values().all(|m| m.evicted) {
             self.finish(now, RunOutcome::Completed);
         } else {
@@ -895,6 +895,7 @@ fn refused(why: String) -> Rejection {
 }
 
 impl StateMachine for Master {
+    type Msg = Message;
     type Finished = Box<RunRecord>;
     fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
         Master::handle(self, now, bytes)
@@ -911,8 +912,10 @@ impl StateMachine for Master {
     fn interrupt(&mut self, now: Millis, reason: String) {
         self.abort(now, reason)
     }
-    fn batches_as(&self) -> Option<Sender> {
-        Some(self.me())
+    /// The master packs a step's messages into `batch` messages under its own sender:
+    /// N workers get one delivery for the lot instead of one per message.
+    fn pack(&self, step: Vec<(Route, Message)>, max: usize) -> Vec<(Route, Message)> {
+        super::protocol::coalesce(step, self.me(), max)
     }
 }
 
@@ -996,7 +999,7 @@ mod tests {
             .iter()
             .filter_map(|o| match o {
                 Output::Publish {
-                    route: Route::Fanout,
+                    route: Route::Broadcast,
                     msg,
                 } => Some((msg.body.kind(), msg.from)),
                 _ => None,

@@ -14,8 +14,8 @@
 //! Grants, evictions and the end come from the master alone, so they reach every worker
 //! in the same order; that and the sequence numbers are what make the lists identical.
 
-use crate::protocol::{Body, Commit, Entry, Message, Rejection, Sender, Seq, Topology, WorkerId};
-use crate::{Millis, Route, StateMachine};
+use super::protocol::{Body, Commit, Entry, Message, Rejection, Sender, Seq, Topology, WorkerId};
+use crate::contract::{Millis, Route, StateMachine};
 use rand::{Rng, RngCore};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -58,7 +58,7 @@ pub enum WorkerOutcome {
 }
 
 /// What the worker wants done; it finishes with its outcome.
-pub type Output = crate::Output<WorkerOutcome>;
+pub type Output = crate::contract::Output<Message, WorkerOutcome>;
 
 #[derive(Debug, Clone, Copy)]
 struct Rules {
@@ -386,9 +386,9 @@ impl Worker {
             tracing::debug!(worker, seq, value, "granted; appending");
             self.written.insert(seq, value);
             let route = if rules.relay {
-                Route::Master
+                Route::Coordinator
             } else {
-                Route::Fanout
+                Route::Broadcast
             };
             self.publish(route, Body::Append { seq, worker, value });
         }
@@ -471,7 +471,7 @@ impl Worker {
 
     fn send_join(&mut self, now: Millis) {
         self.publish(
-            Route::Master,
+            Route::Coordinator,
             Body::Join {
                 worker: self.cfg.id,
             },
@@ -502,6 +502,7 @@ fn refused(why: String) -> Rejection {
 }
 
 impl StateMachine for Worker {
+    type Msg = Message;
     type Finished = WorkerOutcome;
     fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
         Worker::handle(self, now, bytes)
@@ -553,8 +554,10 @@ mod tests {
     fn m(body: Body) -> Vec<u8> {
         Message::new("t", M, body).encode()
     }
-    fn parts(msgs: Vec<Message>) -> Vec<crate::protocol::Part> {
-        msgs.iter().map(crate::protocol::Part::of).collect()
+    fn parts(msgs: Vec<Message>) -> Vec<crate::algorithms::list::protocol::Part> {
+        msgs.iter()
+            .map(crate::algorithms::list::protocol::Part::of)
+            .collect()
     }
     fn w(id: WorkerId, body: Body) -> Vec<u8> {
         Message::new("t", Sender::Worker { id, instance: 1 }, body).encode()
@@ -646,7 +649,7 @@ mod tests {
             outs.iter().any(|o| matches!(
                 o,
                 Output::Publish {
-                    route: Route::Master,
+                    route: Route::Coordinator,
                     msg: Message {
                         body: Body::Append {
                             seq: 2,

@@ -1,8 +1,8 @@
 //! What the user sees: a readable table and verdict, or one JSON document (`--json`).
 
-use crate::master::{GrantOutcome, RunRecord};
-use crate::protocol::WorkerId;
-use crate::verify::{Status, Verdict, ids};
+use super::checks::{Status, Verdict, ids};
+use super::master::{GrantOutcome, RunRecord};
+use super::protocol::WorkerId;
 use comfy_table::{ContentArrangement, Table};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -62,7 +62,7 @@ pub struct JsonReport<'a> {
     pub max: i64,
     /// Worker ids in list order (committed grants only).
     pub grant_order: Vec<WorkerId>,
-    pub grants: &'a [crate::master::GrantRecord],
+    pub grants: &'a [super::master::GrantRecord],
     pub evicted: &'a [WorkerId],
     /// Workers that wrote, then sent no result before the results deadline.
     pub lost: &'a [WorkerId],
@@ -88,7 +88,7 @@ pub struct Resources {
 }
 
 impl Resources {
-    pub fn of(stats: &crate::amqp::Stats) -> Self {
+    pub fn of(stats: &crate::broker::Stats) -> Self {
         use std::sync::atomic::Ordering::Relaxed;
         Resources {
             deliveries: stats.deliveries.load(Relaxed),

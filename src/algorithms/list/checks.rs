@@ -4,8 +4,8 @@
 //! which promise broke. They compare every worker's own list with every other's and with
 //! the master's grant log — never with the broker's delivery order.
 
-use crate::master::{RunOutcome, RunRecord};
-use crate::protocol::{Entry, WorkerId};
+use super::master::{RunOutcome, RunRecord};
+use super::protocol::{Entry, WorkerId};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -269,7 +269,7 @@ pub fn verify(r: &RunRecord) -> Verdict {
     let voided: Vec<_> = r
         .grants
         .iter()
-        .filter(|g| matches!(g.outcome, crate::master::GrantOutcome::Evicted { .. }))
+        .filter(|g| matches!(g.outcome, super::master::GrantOutcome::Evicted { .. }))
         .map(|g| g.seq)
         .collect();
     let leaked = lists

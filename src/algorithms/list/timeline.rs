@@ -7,7 +7,7 @@
 //! worker per round, the pipelining window as overlapping bars, an eviction and the turn
 //! that went to someone else.
 
-use crate::master::{GrantOutcome, RunRecord};
+use super::master::{GrantOutcome, RunRecord};
 use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 use std::collections::BTreeMap;
@@ -119,7 +119,7 @@ fn err(e: impl std::fmt::Display) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::{self, SimConfig};
+    use crate::algorithms::list::sim::{self, SimConfig};
 
     /// A simulated run with evictions renders, and every grant is in the picture.
     #[test]

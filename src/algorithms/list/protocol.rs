@@ -12,7 +12,6 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use std::fmt;
 
 /// Protocol version carried in every message (`"v": 1`).
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -140,32 +139,7 @@ impl Body {
     }
 }
 
-/// How a run's broadcasts (everything published on the fanout exchange) reach the workers.
-/// Every participant of a run must use the same one; `start` announces it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Topology {
-    /// One classic queue per worker, bound to the fanout: the broker stores and delivers a
-    /// copy per worker, and deletes it once acknowledged. The default: it works with any
-    /// RabbitMQ 3.x and at N=1000 within a stock broker's 1024 file descriptors.
-    #[default]
-    Queues,
-    /// One stream (`sync-run.R.log`) bound to the fanout: stored once, read by every worker
-    /// from its first message. Reading does not consume, so a reconnecting worker simply
-    /// reads it again from the start. Faster to start (no queue to create per worker:
-    /// N=100 in ≈ 0.2 s against ≈ 0.3 s), but every reader holds a file descriptor in the
-    /// broker, so a stock broker (1024) runs out at about 850 workers. RabbitMQ 3.9+.
-    Stream,
-}
-
-impl fmt::Display for Topology {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Topology::Queues => "queues",
-            Topology::Stream => "stream",
-        })
-    }
-}
+pub use crate::contract::Topology;
 
 /// One part of a [`Body::Batch`], kept as the JSON text it arrived as until the receiver
 /// decodes it with the same checks as any message ([`Part::decode`]). A part that does not
@@ -254,7 +228,7 @@ impl Message {
     /// grant from our master, is this append fenced) belong to the state machines.
     pub fn decode(bytes: &[u8], run: &str) -> Result<Message, Rejection> {
         if bytes.len() > MAX_BODY_BYTES {
-            return Err(Rejection::TooLarge(bytes.len()));
+            return Err(Rejection::TooLarge(bytes.len(), MAX_BODY_BYTES));
         }
         #[derive(Deserialize)]
         struct Probe<'a> {
@@ -266,8 +240,13 @@ impl Message {
         let probe: Probe = serde_json::from_slice(bytes).map_err(malformed)?;
         match probe.v.as_ref().map(serde_json::Value::as_u64) {
             Some(Some(v)) if v == PROTOCOL_VERSION as u64 => {}
-            Some(Some(v)) => return Err(Rejection::Version(Some(v.min(u32::MAX as u64) as u32))),
-            _ => return Err(Rejection::Version(None)),
+            Some(Some(v)) => {
+                return Err(Rejection::Version(
+                    Some(v.min(u32::MAX as u64) as u32),
+                    PROTOCOL_VERSION,
+                ));
+            }
+            _ => return Err(Rejection::Version(None, PROTOCOL_VERSION)),
         }
         let msg = if probe.kind.as_deref() == Some("batch") {
             /// A batch's envelope, read directly (not through the tagged [`Body`]) so that
@@ -320,11 +299,11 @@ pub const MAX_BATCH_MESSAGES: usize = 256;
 /// every receiver still sees one publisher's messages in the order they were made. The
 /// parts keep their own senders (a relayed append stays the worker's).
 pub fn coalesce(
-    msgs: Vec<(crate::Route, Message)>,
+    msgs: Vec<(crate::contract::Route, Message)>,
     publisher: Sender,
     max: usize,
-) -> Vec<(crate::Route, Message)> {
-    let mut out: Vec<(crate::Route, Vec<Message>)> = Vec::new();
+) -> Vec<(crate::contract::Route, Message)> {
+    let mut out: Vec<(crate::contract::Route, Vec<Message>)> = Vec::new();
     for (route, msg) in msgs {
         match out.last_mut() {
             Some((r, group))
@@ -357,43 +336,14 @@ pub fn coalesce(
         .collect()
 }
 
-/// Why a participant refused a message. Every rejection is counted and logged; none stops
-/// the run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rejection {
-    TooLarge(usize),
-    Malformed(String),
-    Version(Option<u32>),
-    WrongRun(String),
-    /// Well-formed, but not acceptable here (wrong sender, not granted, fenced, out of range…).
-    Refused(String),
-}
+pub use crate::contract::Rejection;
 
-impl Rejection {
-    /// A short stable label for counters.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Rejection::TooLarge(_) => "too_large",
-            Rejection::Malformed(_) => "malformed",
-            Rejection::Version(_) => "version",
-            Rejection::WrongRun(_) => "wrong_run",
-            Rejection::Refused(_) => "refused",
-        }
+impl crate::contract::Wire for Message {
+    fn encode(&self) -> Vec<u8> {
+        Message::encode(self)
     }
-}
-
-impl fmt::Display for Rejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Rejection::TooLarge(n) => write!(f, "body of {n} bytes exceeds {MAX_BODY_BYTES}"),
-            Rejection::Malformed(e) => write!(f, "not a sync-run message: {e}"),
-            Rejection::Version(Some(v)) => {
-                write!(f, "protocol version {v}, expected {PROTOCOL_VERSION}")
-            }
-            Rejection::Version(None) => write!(f, "no protocol version"),
-            Rejection::WrongRun(r) => write!(f, "message of run {r:?}"),
-            Rejection::Refused(why) => f.write_str(why),
-        }
+    fn kind(&self) -> &'static str {
+        self.body.kind()
     }
 }
 
@@ -517,7 +467,7 @@ mod tests {
             .replace("\"v\":1", "\"v\":2");
         assert_eq!(
             Message::decode(v2.as_bytes(), "r1").unwrap_err(),
-            Rejection::Version(Some(2))
+            Rejection::Version(Some(2), PROTOCOL_VERSION)
         );
         let unknown = String::from_utf8(ok.clone())
             .unwrap()
@@ -539,7 +489,7 @@ mod tests {
     /// the document cannot drift from the code.
     #[test]
     fn protocol_document_examples_are_valid_messages() {
-        let doc = include_str!("../docs/PROTOCOL.md");
+        let doc = include_str!("../../../docs/PROTOCOL.md");
         let examples: Vec<&str> = doc
             .split("```json\n")
             .skip(1)
@@ -562,7 +512,7 @@ mod tests {
 
     #[test]
     fn coalesce_packs_runs_of_one_route_and_sender_in_order() {
-        use crate::Route;
+        use crate::contract::Route;
         let w = Sender::Worker { id: 2, instance: 9 };
         let grant = |seq| {
             Message::new(
@@ -585,12 +535,12 @@ mod tests {
             },
         );
         let msgs = vec![
-            (Route::Fanout, grant(1)),
-            (Route::Fanout, grant(2)),
-            (Route::Fanout, grant(3)),
-            (Route::Master, grant(4)),
-            (Route::Fanout, append.clone()),
-            (Route::Fanout, grant(5)),
+            (Route::Broadcast, grant(1)),
+            (Route::Broadcast, grant(2)),
+            (Route::Broadcast, grant(3)),
+            (Route::Coordinator, grant(4)),
+            (Route::Broadcast, append.clone()),
+            (Route::Broadcast, grant(5)),
         ];
         let out = coalesce(msgs, M, 2);
         let shape: Vec<(Route, &str, usize)> = out
@@ -603,10 +553,10 @@ mod tests {
         assert_eq!(
             shape,
             vec![
-                (Route::Fanout, "batch", 2),
-                (Route::Fanout, "grant", 1),
-                (Route::Master, "grant", 1),
-                (Route::Fanout, "batch", 2),
+                (Route::Broadcast, "batch", 2),
+                (Route::Broadcast, "grant", 1),
+                (Route::Coordinator, "grant", 1),
+                (Route::Broadcast, "batch", 2),
             ]
         );
         // The batch decodes back to its parts, in order, with their own senders.
@@ -623,8 +573,8 @@ mod tests {
         };
         assert_eq!(messages[0].decode("r").unwrap().from, w);
         assert_eq!(
-            coalesce(vec![(Route::Fanout, append.clone())], M, 64),
-            vec![(Route::Fanout, append)]
+            coalesce(vec![(Route::Broadcast, append.clone())], M, 64),
+            vec![(Route::Broadcast, append)]
         );
     }
 

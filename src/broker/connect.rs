@@ -1,0 +1,194 @@
+//! Connecting (within the connect timeout, a refused connection retried while a broker
+//! starts, failures classified for the user) and the small probes every participant
+//! needs: a channel with confirms, whether a queue exists, an exclusive hold.
+
+use super::error::{BrokerError, Context, is_locked, is_not_found, stream_not_ready_text};
+use super::url::BrokerUrl;
+use lapin::options::{BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties};
+use std::time::Duration;
+
+/// The frame size sync-run asks for (bytes) unless the URL sets `frame_max`.
+pub const FRAME_MAX: u32 = 8192;
+
+/// Connects within `timeout`, classifying failures for the user. A refused connection is
+/// tried again until the timeout: a broker that is still starting (the normal case right
+/// after `docker compose up`) refuses connections for a few seconds, and that is no reason
+/// to give up.
+pub async fn connect(
+    url: &BrokerUrl,
+    name: &str,
+    timeout: Duration,
+) -> Result<Connection, BrokerError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let attempt = tokio::time::timeout_at(deadline, connect_once(url, name));
+        let refused = match attempt.await {
+            Err(_) => {
+                return Err(BrokerError::ConnectTimeout {
+                    url: url.redacted().to_owned(),
+                    timeout_ms: timeout.as_millis(),
+                });
+            }
+            Ok(Ok(c)) => return Ok(c),
+            Ok(Err(e)) => match e.kind() {
+                lapin::ErrorKind::IOError(io)
+                    if io.kind() == std::io::ErrorKind::ConnectionRefused =>
+                {
+                    e
+                }
+                _ => return Err(classify(url, e)),
+            },
+        };
+        if tokio::time::Instant::now() + delay >= deadline {
+            return Err(BrokerError::Unreachable {
+                url: url.redacted().to_owned(),
+                reason: format!(
+                    "{refused} (tried for {} ms, the connect timeout)",
+                    timeout.as_millis()
+                ),
+            });
+        }
+        tracing::debug!(url = %url, error = %refused, "connection refused; trying again");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(1000));
+    }
+}
+
+async fn connect_once(url: &BrokerUrl, name: &str) -> Result<Connection, lapin::Error> {
+    let props = ConnectionProperties::default().with_connection_name(name.to_string().into());
+    // Validated by `BrokerUrl::parse` already; an unparsable one is refused here as a
+    // protocol error (`classify` reports it as such).
+    let mut uri: lapin::uri::AMQPUri = url.as_str().parse().map_err(|_| {
+        lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(
+            lapin::ConnectionState::Error,
+        ))
+    })?;
+    // lapin keeps 2 × 32 frames of buffer per connection: at RabbitMQ's default frame_max
+    // of 128 KiB that is 8 MiB per worker. Protocol messages are a few hundred bytes
+    // (larger ones are split into frames), so ask for small frames unless the URL says
+    // otherwise.
+    uri.query.frame_max.get_or_insert(FRAME_MAX);
+    Connection::connect_uri(uri, props).await
+}
+
+/// Says what a failed connection attempt means for the user.
+fn classify(url: &BrokerUrl, e: lapin::Error) -> BrokerError {
+    let reason = e.to_string();
+    let lower = reason.to_lowercase();
+    if lower.contains("access_refused")
+        || lower.contains("access-refused")
+        || lower.contains("authentication")
+        || lower.contains("login")
+        || lower.contains("403")
+    {
+        return BrokerError::Auth {
+            url: url.redacted().to_owned(),
+            reason: "ACCESS_REFUSED (check the user and password in --amqp-url / AMQP_URL)".into(),
+        };
+    }
+    match e.kind() {
+        lapin::ErrorKind::IOError(_) => BrokerError::Unreachable {
+            url: url.redacted().to_owned(),
+            reason,
+        },
+        // The peer answered with something that is not AMQP 0-9-1 (an HTTP server, a
+        // database, another protocol's port).
+        lapin::ErrorKind::ParsingError(_)
+        | lapin::ErrorKind::InvalidProtocolVersion(_)
+        | lapin::ErrorKind::SerialisationError(_) => BrokerError::NotAmqp {
+            url: url.redacted().to_owned(),
+            reason,
+        },
+        // RabbitMQ closes the socket during the handshake on a bad login; lapin reports
+        // that as a protocol/state error rather than an I/O error.
+        _ => BrokerError::Auth {
+            url: url.redacted().to_owned(),
+            reason: format!(
+                "the connection was closed during the handshake ({reason}); check the credentials and the vhost"
+            ),
+        },
+    }
+}
+
+/// A channel with publisher confirms and the given prefetch.
+pub async fn open_channel(conn: &Connection, prefetch: u16) -> Result<Channel, BrokerError> {
+    let ch = conn
+        .create_channel()
+        .await
+        .ctx(|| "opening a channel".into())?;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .ctx(|| "enabling publisher confirms".into())?;
+    ch.basic_qos(prefetch.max(1), BasicQosOptions::default())
+        .await
+        .ctx(|| "setting the prefetch".into())?;
+    Ok(ch)
+}
+
+/// Whether queue `q` exists, asked with a passive declare on a channel of its own (a
+/// refused passive declare closes its channel). `Ok(false)`: NOT_FOUND; `Err`: any other
+/// answer, including a stream that is still starting (it exists, it is just not ready).
+pub async fn queue_exists(conn: &Connection, q: &str) -> Result<bool, BrokerError> {
+    let probe = conn
+        .create_channel()
+        .await
+        .ctx(|| "opening a channel".into())?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    match probe
+        .queue_declare(q.into(), passive, FieldTable::default())
+        .await
+    {
+        Ok(_) => {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                probe.close(200, "probe done".into()),
+            )
+            .await;
+            Ok(true)
+        }
+        Err(e) if is_not_found(&e) && !stream_not_ready_text(&e.to_string()) => Ok(false),
+        Err(e) => Err(BrokerError::Amqp {
+            context: format!("checking that {q} exists"),
+            source: e,
+        }),
+    }
+}
+
+/// Declares `q` as an exclusive, auto-delete queue held by `conn`: `Ok(false)` when another
+/// connection already holds it. How a run's single active master (the leadership lock) and
+/// a stream reader's worker id are held.
+pub async fn hold_exclusive(conn: &Connection, q: &str) -> Result<bool, BrokerError> {
+    // A refused declare closes its channel, so the attempt gets a channel of its own.
+    let ch = conn
+        .create_channel()
+        .await
+        .ctx(|| "opening a channel".into())?;
+    let opts = QueueDeclareOptions {
+        exclusive: true,
+        auto_delete: true,
+        ..Default::default()
+    };
+    match ch
+        .queue_declare(q.into(), opts, FieldTable::default())
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if is_locked(&e) => Ok(false),
+        Err(e) => Err(BrokerError::Amqp {
+            context: format!("declaring {q}"),
+            source: e,
+        }),
+    }
+}
+
+/// Closes a connection without waiting long for the broker's close-ok: a connection whose
+/// socket died may never get one, and a run must not hang on a goodbye.
+pub async fn close_quietly(conn: &Connection, why: &str) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), conn.close(200, why.into())).await;
+}

@@ -1,0 +1,156 @@
+//! What can go wrong talking to the broker, said so that a user knows what to do, and
+//! which of it is worth reconnecting for.
+
+use crate::contract::PeerId;
+
+/// Everything that can go wrong talking to the broker. Messages name the URL redacted.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(
+        "cannot connect to the broker at {url}: {reason} (is RabbitMQ running? try `docker compose up -d`)"
+    )]
+    Unreachable { url: String, reason: String },
+    #[error("no answer from the broker at {url} within {timeout_ms} ms (connect timeout)")]
+    ConnectTimeout { url: String, timeout_ms: u128 },
+    #[error("the broker at {url} refused the credentials: {reason}")]
+    Auth { url: String, reason: String },
+    #[error(
+        "{url} is not an AMQP broker (protocol error: {reason}); check the host and port (RabbitMQ's AMQP port is 5672, its management UI 15672)"
+    )]
+    NotAmqp { url: String, reason: String },
+    #[error("broker error while {context}: {source}")]
+    Amqp {
+        context: String,
+        #[source]
+        source: lapin::Error,
+    },
+    #[error("the broker closed the {what} mid-run")]
+    Lost { what: String },
+    #[error("the broker did not answer while {what} within {secs} s (connection presumed dead)")]
+    Stalled { what: String, secs: u64 },
+    #[error(
+        "queue {queue} is gone after reconnecting (the broker restarted?): the run's messages are lost; use --durable to survive broker restarts"
+    )]
+    RunLost { queue: String },
+    #[error(
+        "another master holds run {run}'s leadership lock: a run has one active master (start this one with --standby to take over when the active one is gone, or pick another --run-id)"
+    )]
+    NotLeader { run: String },
+    #[error(
+        "another worker of run {run} already has id {id} (its queue is in exclusive use): give each worker its own --id"
+    )]
+    IdTaken { run: String, id: PeerId },
+}
+
+impl BrokerError {
+    /// The process exit code for this error: a conflict over the run id or the worker id
+    /// is the user's to resolve (5); everything else is the broker's (3).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            BrokerError::NotLeader { .. } | BrokerError::IdTaken { .. } => crate::exit::CONFLICT,
+            _ => crate::exit::BROKER,
+        }
+    }
+
+    /// A short stable label for `--json` documents.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BrokerError::Unreachable { .. } => "unreachable",
+            BrokerError::ConnectTimeout { .. } => "connect_timeout",
+            BrokerError::Auth { .. } => "auth",
+            BrokerError::NotAmqp { .. } => "not_amqp",
+            BrokerError::Amqp { .. } => "amqp",
+            BrokerError::Lost { .. } => "lost",
+            BrokerError::Stalled { .. } => "stalled",
+            BrokerError::RunLost { .. } => "run_lost",
+            BrokerError::NotLeader { .. } => "master_conflict",
+            BrokerError::IdTaken { .. } => "worker_id_conflict",
+        }
+    }
+}
+
+/// Adds what was being done to a lapin error.
+pub(crate) trait Context<T> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T, BrokerError>;
+}
+
+impl<T> Context<T> for Result<T, lapin::Error> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T, BrokerError> {
+        self.map_err(|source| BrokerError::Amqp {
+            context: context(),
+            source,
+        })
+    }
+}
+
+/// Whether an error is the connection going away (worth reconnecting) rather than the
+/// broker refusing something (a bug or a misconfiguration: reconnecting would not help).
+pub fn is_transient(e: &BrokerError) -> bool {
+    if stream_not_ready(e) {
+        return true;
+    }
+    match e {
+        BrokerError::Lost { .. }
+        | BrokerError::Stalled { .. }
+        | BrokerError::Unreachable { .. }
+        | BrokerError::ConnectTimeout { .. } => true,
+        BrokerError::Amqp { source, .. } => match source.kind() {
+            lapin::ErrorKind::ProtocolError(amqp) => {
+                // Connection-level closes (CONNECTION_FORCED by rabbitmqctl or a restart),
+                // and a name of the run that went away under us (a participant that gave
+                // up deleted it): reconnecting declares it again.
+                matches!(
+                    amqp.kind(),
+                    lapin::protocol::AMQPErrorKind::Hard(_)
+                        | lapin::protocol::AMQPErrorKind::Soft(
+                            lapin::protocol::AMQPSoftError::NOTFOUND
+                        )
+                )
+            }
+            lapin::ErrorKind::ParsingError(_) | lapin::ErrorKind::SerialisationError(_) => false,
+            _ => true,
+        },
+        BrokerError::Auth { .. }
+        | BrokerError::NotAmqp { .. }
+        | BrokerError::RunLost { .. }
+        | BrokerError::NotLeader { .. }
+        | BrokerError::IdTaken { .. } => false,
+    }
+}
+
+/// RabbitMQ's answers about a stream that is still starting — just declared by another
+/// participant, or recovering after a broker restart: the channel errors
+/// `PRECONDITION_FAILED - ... does not have a replica on the local node` and
+/// `NOT_FOUND - home node ... of durable queue ... is down or inaccessible`, or
+/// `stream_not_found` (which closes the connection with `INTERNAL_ERROR`). All pass.
+pub fn stream_not_ready(e: &BrokerError) -> bool {
+    stream_not_ready_text(&e.to_string())
+}
+
+pub fn stream_not_ready_text(text: &str) -> bool {
+    text.contains("does not have a replica")
+        || text.contains("stream_not_found")
+        || (text.contains("home node") && text.contains("is down or inaccessible"))
+}
+
+/// Whether the broker refused because another connection holds a queue exclusively
+/// (`ACCESS_REFUSED` for an exclusive consumer, `RESOURCE_LOCKED` for an exclusive queue).
+pub fn is_locked(e: &lapin::Error) -> bool {
+    let text = e.to_string();
+    text.contains("ACCESS_REFUSED")
+        || text.contains("RESOURCE_LOCKED")
+        || text.contains("exclusive")
+        || text.contains("403")
+        || text.contains("405")
+}
+
+/// Whether the broker answered `NOT_FOUND` (404): the queue or exchange does not exist.
+pub fn is_not_found(e: &lapin::Error) -> bool {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) => matches!(
+            amqp.kind(),
+            lapin::protocol::AMQPErrorKind::Soft(lapin::protocol::AMQPSoftError::NOTFOUND)
+        ),
+        _ => false,
+    }
+}

@@ -1,0 +1,236 @@
+//! A run's wiring on the broker, described as data: its exchanges, its queues and their
+//! bindings. The adapter declares and deletes from the description, so an algorithm says
+//! *what* it needs and never writes AMQP calls of its own; and what a run declares is,
+//! by construction, exactly what its cleanup deletes.
+//!
+//! Every name carries the run id (an algorithm's names module builds them), so two runs
+//! never share anything and a cleanup knows exactly what to delete.
+
+use super::error::{BrokerError, Context};
+use super::{Broker, Link};
+use crate::contract::Route;
+use futures::future::BoxFuture;
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Connection};
+
+/// A queue left behind by a crashed participant deletes itself after this long unused.
+/// Explicit deletes do the normal cleanup; this is the safety net for kill -9.
+pub const QUEUE_EXPIRES_MS: i64 = 120_000;
+
+/// An exchange's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeKind {
+    /// Every bound queue gets every message (broadcast).
+    Fanout,
+    /// A message goes to the queues bound with its routing key (point to point).
+    Direct,
+}
+
+/// An exchange of a run. Exchanges are auto-delete: once every queue bound to them is gone
+/// (deleted or expired), so are they.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exchange {
+    pub name: String,
+    pub kind: ExchangeKind,
+}
+
+/// A queue's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueKind {
+    /// A classic queue with `x-expires` (durable with `--durable`).
+    Classic,
+    /// A RabbitMQ stream: always durable, never expires (the run deletes it), read from
+    /// the start by every reader.
+    Stream,
+}
+
+/// A queue of a run and what it is bound to: `(exchange, routing key)` pairs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queue {
+    pub name: String,
+    pub kind: QueueKind,
+    pub bindings: Vec<(String, String)>,
+}
+
+impl Queue {
+    /// A classic queue bound as given.
+    pub fn classic(name: String, bindings: Vec<(String, String)>) -> Self {
+        Queue {
+            name,
+            kind: QueueKind::Classic,
+            bindings,
+        }
+    }
+}
+
+/// What a run (or one participant of it) declares.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wiring {
+    pub exchanges: Vec<Exchange>,
+    pub queues: Vec<Queue>,
+}
+
+fn queue_args(kind: QueueKind) -> FieldTable {
+    let mut t = FieldTable::default();
+    match kind {
+        QueueKind::Classic => {
+            t.insert("x-expires".into(), AMQPValue::LongLongInt(QUEUE_EXPIRES_MS));
+        }
+        QueueKind::Stream => {
+            t.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("stream".into()),
+            );
+        }
+    }
+    t
+}
+
+impl Wiring {
+    /// Declares the exchanges, then each queue and its bindings. Idempotent: whichever
+    /// participant starts first creates them, the others find them.
+    pub async fn declare(&self, ch: &Channel, durable: bool) -> Result<(), BrokerError> {
+        let xopts = ExchangeDeclareOptions {
+            auto_delete: true,
+            durable,
+            ..Default::default()
+        };
+        for x in &self.exchanges {
+            let kind = match x.kind {
+                ExchangeKind::Fanout => lapin::ExchangeKind::Fanout,
+                ExchangeKind::Direct => lapin::ExchangeKind::Direct,
+            };
+            ch.exchange_declare(x.name.as_str().into(), kind, xopts, FieldTable::default())
+                .await
+                .ctx(|| format!("declaring exchange {}", x.name))?;
+        }
+        for q in &self.queues {
+            let opts = QueueDeclareOptions {
+                durable: durable || q.kind == QueueKind::Stream,
+                ..Default::default()
+            };
+            ch.queue_declare(q.name.as_str().into(), opts, queue_args(q.kind))
+                .await
+                .ctx(|| format!("declaring queue {}", q.name))?;
+            for (exchange, key) in &q.bindings {
+                ch.queue_bind(
+                    q.name.as_str().into(),
+                    exchange.as_str().into(),
+                    key.as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .ctx(|| format!("binding {} to {exchange}", q.name))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every queue (pipelined: all deletes sent, then the answers awaited in
+    /// order — a thousand queues in one go), then every exchange. RabbitMQ treats deleting
+    /// a missing queue or exchange as success, so several participants may delete the same.
+    pub async fn delete(&self, ch: &Channel) -> Result<(), BrokerError> {
+        let deletes = self
+            .queues
+            .iter()
+            .map(|q| ch.queue_delete(q.name.as_str().into(), QueueDeleteOptions::default()));
+        for (r, q) in futures::future::join_all(deletes)
+            .await
+            .into_iter()
+            .zip(&self.queues)
+        {
+            r.ctx(|| format!("deleting queue {}", q.name))?;
+        }
+        for x in &self.exchanges {
+            ch.exchange_delete(x.name.as_str().into(), ExchangeDeleteOptions::default())
+                .await
+                .ctx(|| format!("deleting exchange {}", x.name))?;
+        }
+        Ok(())
+    }
+
+    /// Every queue name, for checks and leak reports.
+    pub fn queue_names(&self) -> impl Iterator<Item = &str> {
+        self.queues.iter().map(|q| q.name.as_str())
+    }
+}
+
+/// One queue a participant consumes.
+#[derive(Debug, Clone)]
+pub struct Consume {
+    pub queue: String,
+    /// Consumer arguments (a stream reader's `x-stream-offset`).
+    pub args: FieldTable,
+    /// The only consumer: a second participant started with the same id is refused
+    /// ([`Endpoint::taken`]).
+    pub exclusive: bool,
+}
+
+impl Consume {
+    /// An exclusive consumer of `queue`: the participant's own inbox.
+    pub fn own(queue: String) -> Self {
+        Consume {
+            queue,
+            args: FieldTable::default(),
+            exclusive: true,
+        }
+    }
+}
+
+/// One participant on the broker, as the drive loop needs it: what it consumes, where each
+/// of its routes goes, what it sets up on each (re)connection and what it deletes at the
+/// end. An algorithm implements this once per role, from its [`Wiring`]s; the drive loop,
+/// reconnect and pool are the same for every algorithm.
+pub trait Endpoint: Send + Sync {
+    /// What the participant deletes when it is done (decided from the machine's end).
+    type Cleanup: Send + Sync;
+    /// The connection's name (visible in the management UI).
+    fn conn_name(&self) -> &str;
+    /// The run this participant belongs to.
+    fn run_id(&self) -> &str;
+    /// Whether it takes a channel on the broker's pooled connections (when the broker has
+    /// a pool) instead of a connection of its own.
+    fn pooled(&self) -> bool {
+        false
+    }
+    /// The queues it consumes.
+    fn consumes(&self) -> Vec<Consume>;
+    /// The exchange and routing key of `route`. A route the algorithm never uses is a bug.
+    fn destination(&self, route: Route) -> (String, String);
+    /// On each new connection, before consuming: claim what must be this participant's
+    /// alone and declare what it needs. `known_declared`: the shared names are known to
+    /// exist (first connection of an in-process run), so need not be checked.
+    fn prepare<'a>(
+        &'a self,
+        conn: &'a Connection,
+        ch: &'a Channel,
+        broker: &'a Broker,
+        known_declared: bool,
+    ) -> BoxFuture<'a, Result<(), BrokerError>>;
+    /// The error when an exclusive consumer is refused (another participant has this id).
+    fn taken(&self) -> BrokerError;
+    /// Acknowledge refused deliveries instead of rejecting them (a stream cannot drop one
+    /// message; it is counted, logged and passed over).
+    fn acks_refused(&self) -> bool {
+        false
+    }
+    /// Deletes what `what` names over the participant's link at the end of the run.
+    fn delete<'a>(
+        &'a self,
+        link: &'a Link,
+        what: &'a Self::Cleanup,
+    ) -> BoxFuture<'a, Result<(), BrokerError>>;
+    /// Deletes what `what` names over a fresh channel of a fresh connection (the link
+    /// broke, or the first attempt was refused).
+    fn delete_fresh<'a>(
+        &'a self,
+        conn: &'a Connection,
+        ch: &'a Channel,
+        what: &'a Self::Cleanup,
+    ) -> BoxFuture<'a, Result<(), BrokerError>>;
+}

@@ -1,0 +1,150 @@
+//! The verdict every run ends with: named checks, each passed, failed or not run, turned
+//! into a human table, a JSON document and an exit code.
+//!
+//! A checker builds its checks from what the participants *reported* (their lists, their
+//! critical-section intervals, their event logs), never from the driver's own bookkeeping:
+//! the proof must not share the bugs of what it proves.
+
+use serde::Serialize;
+
+/// How one check came out. A check with nothing to look at is `not_run`: it neither passes
+/// nor fails, and the run is not verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Passed,
+    Failed,
+    NotRun,
+}
+
+/// One named promise of an algorithm and what the checker found about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub status: Status,
+    /// `status == passed`, kept for readers of the first report schema.
+    pub passed: bool,
+    pub detail: String,
+}
+
+/// A check that ran: passed or failed, with what it found.
+pub fn check(name: &'static str, passed: bool, detail: impl Into<String>) -> Check {
+    Check {
+        name,
+        status: if passed {
+            Status::Passed
+        } else {
+            Status::Failed
+        },
+        passed,
+        detail: detail.into(),
+    }
+}
+
+/// A check that had nothing to look at, and why.
+pub fn not_run(name: &'static str, why: impl Into<String>) -> Check {
+    Check {
+        name,
+        status: Status::NotRun,
+        passed: false,
+        detail: why.into(),
+    }
+}
+
+/// The checks of one run. Verified when every check passed (and there was at least one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub verified: bool,
+    pub checks: Vec<Check>,
+}
+
+impl Verdict {
+    pub fn new(checks: Vec<Check>) -> Self {
+        Verdict {
+            verified: !checks.is_empty() && checks.iter().all(|c| c.status == Status::Passed),
+            checks,
+        }
+    }
+
+    /// `0` verified, `1` not: the plain exit code (an algorithm may refine it).
+    pub fn exit_code(&self) -> i32 {
+        if self.verified {
+            crate::exit::VERIFIED
+        } else {
+            crate::exit::FAILED
+        }
+    }
+
+    /// The check lines of the human report: `  [ok] name: detail`.
+    pub fn lines(&self) -> String {
+        let mut s = String::new();
+        for c in &self.checks {
+            let mark = match c.status {
+                Status::Passed => "ok",
+                Status::Failed => "FAIL",
+                Status::NotRun => "--",
+            };
+            s += &format!("  [{mark}] {}: {}\n", c.name, c.detail);
+        }
+        s
+    }
+
+    /// `FAILED: <first failed check> (<detail>); N more checks failed; M not run`, or
+    /// `None` when verified (the algorithm says what was verified).
+    pub fn failure_line(&self) -> Option<String> {
+        if self.verified {
+            return None;
+        }
+        let failed: Vec<_> = self
+            .checks
+            .iter()
+            .filter(|c| c.status == Status::Failed)
+            .collect();
+        let not_run = self
+            .checks
+            .iter()
+            .filter(|c| c.status == Status::NotRun)
+            .count();
+        let mut line = match failed.first() {
+            Some(c) => format!("FAILED: {} ({})", c.name, c.detail),
+            None => "FAILED: nothing to verify".to_string(),
+        };
+        if failed.len() > 1 {
+            line += &format!("; {} more checks failed", failed.len() - 1);
+        }
+        if not_run > 0 {
+            line += &format!("; {not_run} not run");
+        }
+        Some(line)
+    }
+}
+
+/// At most this many ids are named in a check's detail; the rest are counted.
+const IDS_SHOWN: usize = 8;
+
+/// `1, 2, 3 … and 190 more`: a list of ids that stays one short line however large N is.
+pub fn ids<T: std::fmt::Display>(ids: &[T]) -> String {
+    let shown: Vec<String> = ids.iter().take(IDS_SHOWN).map(|i| i.to_string()).collect();
+    match ids.len().saturating_sub(IDS_SHOWN) {
+        0 => shown.join(", "),
+        more => format!("{} … and {more} more", shown.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verified_only_when_every_check_passed() {
+        assert!(Verdict::new(vec![check("a", true, "")]).verified);
+        assert!(!Verdict::new(vec![]).verified);
+        assert!(!Verdict::new(vec![check("a", true, ""), not_run("b", "nothing")]).verified);
+        let v = Verdict::new(vec![check("a", false, "x"), check("b", false, "y")]);
+        assert_eq!(
+            v.failure_line().as_deref(),
+            Some("FAILED: a (x); 1 more checks failed")
+        );
+        assert_eq!(ids(&[1, 2, 3]), "1, 2, 3");
+    }
+}
