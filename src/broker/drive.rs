@@ -117,7 +117,7 @@ async fn open_link_unbounded<E: Endpoint>(
         Some(pool) if role.pooled() => (pool.get().await?, true),
         _ => (
             std::sync::Arc::new(
-                connect(&broker.url, &role.conn_name(), broker.connect_timeout).await?,
+                connect(&broker.url, role.conn_name(), broker.connect_timeout).await?,
             ),
             false,
         ),

@@ -8,6 +8,8 @@
 pub mod bench;
 pub mod broker;
 pub mod checks;
+pub mod cli;
+pub mod command;
 pub mod master;
 pub mod protocol;
 pub mod report;

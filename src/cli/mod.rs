@@ -1,0 +1,180 @@
+//! Command-line options and their validation. Every usage error exits with code 2 and a
+//! message that says what to do instead.
+
+pub mod session;
+
+use crate::algorithms::list::cli::{AllArgs, BenchArgs, MasterArgs, WorkerArgs};
+use crate::algorithms::list::protocol::validate_run_id;
+use crate::broker::BrokerUrl;
+pub use crate::contract::Topology;
+use clap::{Args, CommandFactory, Parser, Subcommand, error::ErrorKind};
+use std::time::Duration;
+
+/// Exits 2 with `msg` and the usage line, as clap does for its own errors.
+pub fn usage_error(msg: impl std::fmt::Display) -> ! {
+    Cli::command().error(ErrorKind::ValueValidation, msg).exit()
+}
+
+pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+const AFTER_HELP: &str = "\
+Examples:
+  sync-run --slaves 10                      master + 10 workers in one process
+  sync-run --slaves 50 --seed 7 --json      reproducible run, one JSON document on stdout
+  sync-run master --slaves 3 --run-id demo  the master alone (start workers anywhere)
+  sync-run worker --run-id demo --id 1      one worker (repeat with --id 2, 3)
+  sync-run --slaves 20 --report run.svg     and a timeline picture of the run
+  sync-run --slaves 100 --window 1          strictly turn by turn (no pipelining)
+  sync-run bench --sizes 10,100             measure against the broker and the original
+  sync-run completions bash                 shell completions
+
+Exit codes:
+  0    verified: all lists identical and every check passed
+  1    a check failed (lists differ, entries missing) or the run did not finish
+  2    usage error (bad option or value; a worker not started with the run's options)
+  3    broker error: unreachable, not AMQP, credentials refused, or lost mid-run
+  4    verified for the surviving workers, but some workers were evicted or lost
+  5    conflict: another master holds the run id, or another worker has this --id
+  129  stopped by SIGHUP, 130 by Ctrl-C (SIGINT), 143 by SIGTERM: the run's queues and
+       exchanges are deleted first";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sync-run",
+    version,
+    about = "A master and N workers agree on one list over RabbitMQ, and prove it.",
+    long_about = "A master and N workers agree on one list over RabbitMQ, and prove it.\n\n\
+        Workers join; turn by turn the master grants one worker that has not written yet, \
+        chosen at random; the granted worker publishes a random number and every worker \
+        places it by its sequence number. At the end every worker reports its list and \
+        sync-run checks that all lists are identical and match the grant order.",
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Run the master and the workers in this process (the default command).
+    #[command(flatten)]
+    pub all: AllArgs,
+
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run only the master: wait for --slaves workers, run the turns, verify their lists.
+    Master(MasterArgs),
+    /// Run only one worker of the run named by --run-id.
+    Worker(WorkerArgs),
+    /// Measure: full runs for several N against the broker's round trip, its raw fanout
+    /// rate and the original protocol; prints a table, optionally JSON and an SVG plot.
+    Bench(BenchArgs),
+    /// Print a shell completion script, e.g. `sync-run completions bash > /etc/bash_completion.d/sync-run`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Broker URL (the password is never printed).
+    #[arg(long, env = "AMQP_URL", default_value = DEFAULT_URL, global = true, hide_env_values = true)]
+    pub amqp_url: String,
+    /// How long to wait for the broker to answer a connection attempt (e.g. 5s, 500ms).
+    #[arg(long, default_value = "5s", value_parser = parse_duration, global = true)]
+    pub connect_timeout: Duration,
+    /// Durable exchanges and queues and persistent messages, so a run survives a broker
+    /// restart. Every participant of a run must agree on it.
+    #[arg(long, global = true)]
+    pub durable: bool,
+    /// How the run's broadcasts reach the workers: `queues`, one queue per worker bound to
+    /// the fanout exchange; or `stream`, one RabbitMQ stream bound to it that every worker
+    /// reads (one stored copy; a reconnecting worker replays it from the start; faster to
+    /// start; RabbitMQ 3.9+ and a file descriptor in the broker per worker). Every
+    /// participant of a run must agree on it.
+    #[arg(long, global = true, value_enum, default_value_t = Topology::Queues)]
+    pub topology: Topology,
+    /// Print one JSON document on stdout instead of the table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only the verdict line (and errors).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(long, short, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+pub fn parse_svg_path(s: &str) -> Result<std::path::PathBuf, String> {
+    if !s.to_ascii_lowercase().ends_with(".svg") {
+        return Err(format!(
+            "{s:?}: the report is an SVG picture; give a file name ending in .svg"
+        ));
+    }
+    Ok(std::path::PathBuf::from(s))
+}
+
+pub fn parse_run_id(s: &str) -> Result<String, String> {
+    validate_run_id(s).map(|_| s.to_owned())
+}
+
+/// `30s`, `500ms`, `2m`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = if let Ok(secs) = s.trim().parse::<f64>() {
+        if !(secs.is_finite() && secs > 0.0) {
+            return Err(format!("{s:?} must be a positive duration"));
+        }
+        Duration::from_secs_f64(secs)
+    } else {
+        humantime::parse_duration(s.trim())
+            .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. 30s, 500ms or 2m"))?
+    };
+    if d.is_zero() {
+        return Err(format!("{s:?} must be a positive duration"));
+    }
+    Ok(d)
+}
+
+impl GlobalArgs {
+    pub fn broker_url(&self) -> Result<BrokerUrl, String> {
+        BrokerUrl::parse(&self.amqp_url)
+    }
+}
+
+/// Runs the parsed command; returns the process exit code. One line per command: adding an
+/// algorithm adds its commands here and nothing else outside its folder.
+pub async fn dispatch(cli: Cli) -> i32 {
+    use crate::algorithms::list;
+    let s = session::Session::new(cli.global);
+    match &cli.command {
+        None => list::command::all(&s, &cli.all).await,
+        Some(Command::Master(m)) => list::command::master(&s, m).await,
+        Some(Command::Worker(w)) => list::command::worker(&s, w).await,
+        Some(Command::Bench(b)) => list::command::bench(&s, b).await,
+        // Printed before connecting (see main).
+        Some(Command::Completions { .. }) => crate::exit::VERIFIED,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+}
