@@ -12,6 +12,7 @@
 pub mod connect;
 pub mod drive;
 pub mod error;
+pub mod peers;
 pub mod pool;
 pub mod reconnect;
 pub mod url;

@@ -47,7 +47,7 @@ pub fn not_run(name: &'static str, why: impl Into<String>) -> Check {
         name,
         status: Status::NotRun,
         passed: false,
-        detail: why.into(),
+        detail: format!("not run: {}", why.into()),
     }
 }
 

@@ -9,76 +9,19 @@ use super::protocol::{Entry, WorkerId};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// How one check came out. A check with nothing to look at (no list was reported) is
-/// `not_run`: it neither passes nor fails, and the run is not verified.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Passed,
-    Failed,
-    NotRun,
-}
+pub use crate::verdict::{Check, Status, Verdict, ids};
+use crate::verdict::{check, not_run};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Check {
-    pub name: &'static str,
-    pub status: Status,
-    /// `status == passed`, kept for readers of the first report schema.
-    pub passed: bool,
-    pub detail: String,
-}
-
-/// At most this many ids are named in a check's detail; the rest are counted.
-const IDS_SHOWN: usize = 8;
-
-/// `1, 2, 3 … and 190 more`: a list of ids that stays one short line however large N is.
-pub fn ids(ids: &[WorkerId]) -> String {
-    let shown: Vec<String> = ids.iter().take(IDS_SHOWN).map(|i| i.to_string()).collect();
-    match ids.len().saturating_sub(IDS_SHOWN) {
-        0 => shown.join(", "),
-        more => format!("{} … and {more} more", shown.join(", ")),
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Verdict {
-    pub verified: bool,
-    pub checks: Vec<Check>,
-}
-
-impl Verdict {
-    /// The process exit code this verdict calls for.
-    pub fn exit_code(&self, record: &RunRecord) -> i32 {
-        match (
-            self.verified,
-            record.evicted.is_empty() && record.lost.is_empty(),
-        ) {
-            (false, _) => crate::exit::FAILED,
-            (true, true) => crate::exit::VERIFIED,
-            (true, false) => crate::exit::VERIFIED_WITH_EVICTIONS,
-        }
-    }
-}
-
-fn check(name: &'static str, passed: bool, detail: impl Into<String>) -> Check {
-    Check {
-        name,
-        status: if passed {
-            Status::Passed
-        } else {
-            Status::Failed
-        },
-        passed,
-        detail: detail.into(),
-    }
-}
-
-fn not_run(name: &'static str, why: &str) -> Check {
-    Check {
-        name,
-        status: Status::NotRun,
-        passed: false,
-        detail: format!("not run: {why}"),
+/// The exit code a list run's verdict calls for: 0 verified, 4 verified for the
+/// survivors with some workers evicted or lost, 1 not verified.
+pub fn exit_code(v: &Verdict, record: &RunRecord) -> i32 {
+    match (
+        v.verified,
+        record.evicted.is_empty() && record.lost.is_empty(),
+    ) {
+        (false, _) => crate::exit::FAILED,
+        (true, true) => crate::exit::VERIFIED,
+        (true, false) => crate::exit::VERIFIED_WITH_EVICTIONS,
     }
 }
 
@@ -289,8 +232,5 @@ pub fn verify(r: &RunRecord) -> Verdict {
         ),
     });
 
-    Verdict {
-        verified: checks.iter().all(|c| c.status == Status::Passed),
-        checks,
-    }
+    Verdict::new(checks)
 }

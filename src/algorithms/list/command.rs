@@ -56,7 +56,7 @@ fn print_record(
     stopped: &Stopped,
 ) -> i32 {
     let verdict = verify::verify(record);
-    let code = or_signal(verdict.exit_code(record), stopped);
+    let code = or_signal(verify::exit_code(&verdict, record), stopped);
     let out = if g.json {
         report::json(
             record,

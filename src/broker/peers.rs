@@ -1,0 +1,334 @@
+//! Runs of peers that talk point to point (mutual exclusion, logical clocks, and the
+//! algorithms after them): each of N peers has an inbox queue on the run's direct
+//! exchange, and every peer's final report goes to the run's results queue, where whoever
+//! renders the verdict reads them.
+//!
+//! Names (every one carries the run id, so cleanup knows exactly what to delete):
+//!
+//! | name | what |
+//! |---|---|
+//! | `sync-run.<alg>.<run>.direct` | direct exchange |
+//! | `sync-run.<alg>.<run>.peer.<k>` | peer k's inbox, bound with key `peer.<k>` |
+//! | `sync-run.<alg>.<run>.results` | the reports, bound with key `results` |
+//!
+//! Every peer declares *every* inbox when it starts: a message to a peer that has not
+//! started yet then waits in its queue instead of being dropped by the exchange, so
+//! peers may start in any order, on any machine.
+
+use super::drive::{Start, drive};
+use super::error::{BrokerError, Context};
+use super::wiring::{Consume, Endpoint, Exchange, ExchangeKind, Queue, Wiring};
+use super::{Broker, Link, Shutdown, bounded, close_quietly, connect, op_limit, open_channel};
+use crate::contract::{PeerId, Route, StateMachine};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicRejectOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// One run of `processes` peers of algorithm `alg`.
+#[derive(Debug, Clone)]
+pub struct PeerRun {
+    pub alg: &'static str,
+    pub run_id: String,
+    pub processes: u32,
+}
+
+impl PeerRun {
+    fn prefix(&self) -> String {
+        format!("sync-run.{}.{}", self.alg, self.run_id)
+    }
+
+    /// The run's direct exchange.
+    pub fn exchange(&self) -> String {
+        format!("{}.direct", self.prefix())
+    }
+
+    /// Peer `k`'s inbox.
+    pub fn inbox(&self, k: PeerId) -> String {
+        format!("{}.peer.{k}", self.prefix())
+    }
+
+    /// The queue the reports go to.
+    pub fn results(&self) -> String {
+        format!("{}.results", self.prefix())
+    }
+
+    /// Everything of the run: the exchange, every inbox and the results queue.
+    pub fn wiring(&self) -> Wiring {
+        let x = self.exchange();
+        let mut queues: Vec<Queue> = (1..=self.processes)
+            .map(|k| Queue::classic(self.inbox(k), vec![(x.clone(), format!("peer.{k}"))]))
+            .collect();
+        queues.push(Queue::classic(
+            self.results(),
+            vec![(x.clone(), "results".into())],
+        ));
+        Wiring {
+            exchanges: vec![Exchange {
+                name: x,
+                kind: ExchangeKind::Direct,
+            }],
+            queues,
+        }
+    }
+
+    /// Peer `k` of this run, as the drive loop sees it.
+    pub fn endpoint(&self, k: PeerId) -> PeerEndpoint {
+        PeerEndpoint {
+            run: self.clone(),
+            id: k,
+            conn_name: format!("sync-run {} {} peer {k}", self.alg, self.run_id),
+        }
+    }
+
+    /// Deletes everything of the run over a connection of its own (after the verdict, or
+    /// when a run is stopped). Deleting what is already gone is not an error.
+    pub async fn delete(&self, broker: &Broker) -> Result<(), BrokerError> {
+        let conn = connect(&broker.url, "sync-run cleanup", broker.connect_timeout).await?;
+        let r = async {
+            let ch = open_channel(&conn, 1).await?;
+            self.wiring().delete(&ch).await
+        };
+        let r = bounded(op_limit(broker), "deleting the run", r).await;
+        close_quietly(&conn, "cleanup done").await;
+        r
+    }
+}
+
+/// Peer `id` of a [`PeerRun`].
+pub struct PeerEndpoint {
+    run: PeerRun,
+    id: PeerId,
+    conn_name: String,
+}
+
+/// What a peer deletes when it is done: its own inbox (nothing more arrives there: every
+/// other peer said `done`), or nothing (it stopped early; the collector deletes the run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerCleanup {
+    OwnInbox,
+    Nothing,
+}
+
+impl Endpoint for PeerEndpoint {
+    type Cleanup = PeerCleanup;
+
+    fn conn_name(&self) -> &str {
+        &self.conn_name
+    }
+
+    fn run_id(&self) -> &str {
+        &self.run.run_id
+    }
+
+    fn pooled(&self) -> bool {
+        true
+    }
+
+    fn consumes(&self) -> Vec<Consume> {
+        vec![Consume::own(self.run.inbox(self.id))]
+    }
+
+    fn destination(&self, route: Route) -> (String, String) {
+        let key = match route {
+            Route::Peer(k) => format!("peer.{k}"),
+            Route::Results => "results".into(),
+            // Point-to-point algorithms address peers one by one; a broadcast or a
+            // coordinator message has no queue bound for it and would be dropped.
+            Route::Broadcast | Route::Coordinator => {
+                tracing::error!(?route, "a peer algorithm used a route it has no queue for");
+                "unrouted".into()
+            }
+        };
+        (self.run.exchange(), key)
+    }
+
+    fn prepare<'a>(
+        &'a self,
+        _conn: &'a Connection,
+        ch: &'a Channel,
+        broker: &'a Broker,
+        _known_declared: bool,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(async move { self.run.wiring().declare(ch, broker.durable).await })
+    }
+
+    fn taken(&self) -> BrokerError {
+        BrokerError::IdTaken {
+            run: self.run.run_id.clone(),
+            id: self.id,
+        }
+    }
+
+    fn delete<'a>(
+        &'a self,
+        link: &'a Link,
+        what: &'a PeerCleanup,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(delete_own(&link.ch, self, *what))
+    }
+
+    fn delete_fresh<'a>(
+        &'a self,
+        _conn: &'a Connection,
+        ch: &'a Channel,
+        what: &'a PeerCleanup,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(delete_own(ch, self, *what))
+    }
+}
+
+async fn delete_own(ch: &Channel, p: &PeerEndpoint, what: PeerCleanup) -> Result<(), BrokerError> {
+    if what == PeerCleanup::OwnInbox {
+        let q = p.run.inbox(p.id);
+        ch.queue_delete(q.as_str().into(), Default::default())
+            .await
+            .ctx(|| format!("deleting queue {q}"))?;
+    }
+    Ok(())
+}
+
+/// Drives peer `id`'s machine until it finishes; `clean` says from its end whether its
+/// inbox may go.
+pub async fn drive_peer<M: StateMachine>(
+    broker: &Broker,
+    run: &PeerRun,
+    id: PeerId,
+    m: M,
+    t0: Instant,
+    shutdown: Shutdown,
+    clean: impl Fn(&Result<M::Finished, BrokerError>) -> bool,
+) -> Result<M::Finished, BrokerError> {
+    let start = Start {
+        role: run.endpoint(id),
+        link: None,
+        ready: None,
+    };
+    drive(broker, start, m, t0, shutdown, |_| {}, |_, r| {
+        if clean(r) {
+            PeerCleanup::OwnInbox
+        } else {
+            PeerCleanup::Nothing
+        }
+    })
+    .await
+}
+
+/// Reads the run's results queue until every one of `expect` peers has reported, the
+/// deadline passes or a stop signal comes. `decode` turns a delivery into (peer, report):
+/// a delivery it refuses (malformed, another run, a forgery) is rejected, counted and
+/// logged, and reading goes on; a second report of the same peer (a re-publish after a
+/// reconnect) keeps the first. Returns the reports by peer and the rejected count.
+pub async fn collect_reports<R>(
+    broker: &Broker,
+    run: &PeerRun,
+    expect: &[PeerId],
+    limit: Duration,
+    mut shutdown: Shutdown,
+    decode: impl Fn(&[u8]) -> Option<(PeerId, R)>,
+) -> Result<(BTreeMap<PeerId, R>, u64), BrokerError> {
+    let conn = connect(
+        &broker.url,
+        &format!("sync-run {} {} results", run.alg, run.run_id),
+        broker.connect_timeout,
+    )
+    .await?;
+    let r = async {
+        let ch = open_channel(&conn, 64).await?;
+        run.wiring().declare(&ch, broker.durable).await?;
+        let mut consumer = ch
+            .basic_consume(
+                run.results().as_str().into(),
+                "".into(),
+                BasicConsumeOptions {
+                    exclusive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .ctx(|| format!("consuming {}", run.results()))?;
+        let mut reports = BTreeMap::new();
+        let mut rejected = 0u64;
+        let deadline = tokio::time::Instant::now() + limit;
+        while expect.iter().any(|k| !reports.contains_key(k)) {
+            let d = tokio::select! {
+                d = consumer.next() => d,
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = super::stopped(&mut shutdown) => break,
+            };
+            let d = match d {
+                Some(Ok(d)) => d,
+                Some(Err(e)) => {
+                    return Err(BrokerError::Amqp {
+                        context: "reading the results".into(),
+                        source: e,
+                    });
+                }
+                None => {
+                    return Err(BrokerError::Lost {
+                        what: "results consumer".into(),
+                    });
+                }
+            };
+            match decode(&d.data) {
+                Some((k, rep)) if expect.contains(&k) => {
+                    reports.entry(k).or_insert(rep);
+                    d.ack(BasicAckOptions::default())
+                        .await
+                        .ctx(|| "acknowledging a report".into())?;
+                }
+                _ => {
+                    rejected += 1;
+                    tracing::warn!(run = %run.run_id, "rejected a delivery on the results queue");
+                    d.reject(BasicRejectOptions { requeue: false })
+                        .await
+                        .ctx(|| "rejecting a delivery".into())?;
+                }
+            }
+        }
+        Ok((reports, rejected))
+    }
+    .await;
+    close_quietly(&conn, "results read").await;
+    r
+}
+
+/// Drives the given peers' machines in this process, concurrently, each on a channel of
+/// the broker's pool (one is made for them when the broker has none), until every one has
+/// finished. Returns each peer's end, in the order given.
+pub async fn drive_local<M: StateMachine>(
+    broker: &Broker,
+    run: &PeerRun,
+    machines: Vec<(PeerId, M)>,
+    t0: Instant,
+    shutdown: &Shutdown,
+    clean: impl Fn(&Result<M::Finished, BrokerError>) -> bool + Copy,
+) -> Vec<(PeerId, Result<M::Finished, BrokerError>)> {
+    let mut broker = broker.clone();
+    let pool = broker.pool.clone().unwrap_or_else(|| {
+        std::sync::Arc::new(super::ConnectionPool::new(
+            broker.url.clone(),
+            broker.connect_timeout,
+            format!("sync-run {} {}", run.alg, run.run_id),
+            16,
+        ))
+    });
+    broker.pool = Some(pool.clone());
+    let broker = &broker;
+    let ends = futures::future::join_all(machines.into_iter().map(|(k, m)| async move {
+        let span = tracing::info_span!("peer", alg = run.alg, run = %run.run_id, id = k);
+        let r = tracing::Instrument::instrument(
+            drive_peer(broker, run, k, m, t0, shutdown.clone(), clean),
+            span,
+        )
+        .await;
+        (k, r)
+    }))
+    .await;
+    pool.close().await;
+    ends
+}
