@@ -19,6 +19,7 @@ pub mod broker;
 pub mod cli;
 pub mod contract;
 pub mod progress;
+pub mod sim;
 pub mod verdict;
 
 /// Process exit codes, documented in the README and `--help`.

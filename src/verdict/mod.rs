@@ -5,6 +5,8 @@
 //! critical-section intervals, their event logs), never from the driver's own bookkeeping:
 //! the proof must not share the bugs of what it proves.
 
+pub mod spacetime;
+
 use serde::Serialize;
 
 /// How one check came out. A check with nothing to look at is `not_run`: it neither passes

@@ -1,0 +1,273 @@
+//! The wire format of the logical-clock exercise.
+//!
+//! Every message is a JSON object with the protocol version `v`, the run id `run`, the
+//! sender `from` (a process id, 1..=N) and an explicit `type`:
+//!
+//! ```json
+//! {"v":1,"run":"r1","from":1,"type":"msg","to":2,"seq":1,"lamport":4,"vc":[3,1,0]}
+//! {"v":1,"run":"r1","from":1,"type":"done","to":2,"seq":2,"sent":1}
+//! {"v":1,"run":"r1","from":1,"type":"report","report":{...}}
+//! ```
+//!
+//! `msg` and `done` travel on one channel per (sender, receiver) and share its sequence
+//! numbers (1, 2, …, see [`crate::contract::fifo`]): `done` is the last message on its
+//! channel, so a receiver that has applied it in FIFO order has applied every `msg` before
+//! it. `sent` repeats that count in plain words (`seq - 1`) so a reader of a log does not
+//! have to know the rule. `report` goes to the results queue.
+//!
+//! Decoding is strict, as in the list agreement: the size first, then the version (before
+//! the shape: a v2 message may carry fields v1 does not know), then the shape with no
+//! unknown field at any level, then the run. Checks that need the run's size (is `from` a
+//! process, is `vc` N entries long) belong to [`super::process`].
+
+use super::report::Report;
+use crate::contract::{PeerId, Rejection, Wire};
+use serde::{Deserialize, Serialize};
+
+/// Protocol version carried in every message (`"v": 1`).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest body accepted, in bytes. A report is the biggest message: about 40 bytes plus
+/// 8 per process for each event, so this allows reports of tens of thousands of events
+/// while keeping a stray publisher from making a process buffer megabytes.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// What a message says, tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Body {
+    /// An application message: the send event's clocks, on channel `from → to`.
+    Msg {
+        to: PeerId,
+        seq: u64,
+        lamport: u64,
+        vc: Vec<u64>,
+    },
+    /// The sender's last message to `to`: it sent `sent` messages before this one. Not an
+    /// event of the computation (it carries no clocks): it only tells the receiver when it
+    /// has heard everything.
+    Done { to: PeerId, seq: u64, sent: u64 },
+    /// A process's final record, to the results queue.
+    Report { report: Report },
+}
+
+impl Body {
+    /// The `type` field's value, for logs and counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Body::Msg { .. } => "msg",
+            Body::Done { .. } => "done",
+            Body::Report { .. } => "report",
+        }
+    }
+}
+
+/// A whole message as it travels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub v: u32,
+    pub run: String,
+    pub from: PeerId,
+    #[serde(flatten)]
+    pub body: Body,
+}
+
+impl Message {
+    pub fn new(run: &str, from: PeerId, body: Body) -> Self {
+        Message {
+            v: PROTOCOL_VERSION,
+            run: run.to_owned(),
+            from,
+            body,
+        }
+    }
+
+    /// Checks, in order: size, version, shape (no unknown fields anywhere), run.
+    pub fn decode(bytes: &[u8], run: &str) -> Result<Message, Rejection> {
+        if bytes.len() > MAX_BODY_BYTES {
+            return Err(Rejection::TooLarge(bytes.len(), MAX_BODY_BYTES));
+        }
+        /// Only the version, read before the shape so that a newer message is refused as
+        /// a newer version rather than as garbage.
+        #[derive(Deserialize)]
+        struct Probe {
+            v: Option<serde_json::Value>,
+        }
+        let malformed = |e: serde_json::Error| Rejection::Malformed(e.to_string());
+        let probe: Probe = serde_json::from_slice(bytes).map_err(malformed)?;
+        match probe.v.as_ref().map(serde_json::Value::as_u64) {
+            Some(Some(v)) if v == PROTOCOL_VERSION as u64 => {}
+            Some(Some(v)) => {
+                return Err(Rejection::Version(
+                    Some(v.min(u32::MAX as u64) as u32),
+                    PROTOCOL_VERSION,
+                ));
+            }
+            _ => return Err(Rejection::Version(None, PROTOCOL_VERSION)),
+        }
+        let msg: Message = serde_json::from_slice(bytes).map_err(malformed)?;
+        if msg.run != run {
+            return Err(Rejection::WrongRun(msg.run));
+        }
+        Ok(msg)
+    }
+}
+
+impl Wire for Message {
+    fn encode(&self) -> Vec<u8> {
+        // Serialising these plain structs cannot fail: no maps with non-string keys, no
+        // custom Serialize impls. An empty body would be refused by any receiver.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    fn kind(&self) -> &'static str {
+        self.body.kind()
+    }
+}
+
+/// Reads a process's report from a delivery on the results queue.
+pub fn decode_report(bytes: &[u8], run: &str) -> Result<Report, Rejection> {
+    let msg = Message::decode(bytes, run)?;
+    match msg.body {
+        Body::Report { report } if report.id == msg.from => Ok(report),
+        Body::Report { report } => Err(Rejection::Refused(format!(
+            "process {} sent the report of process {}",
+            msg.from, report.id
+        ))),
+        other => Err(Rejection::Refused(format!(
+            "a {} message on the results queue",
+            other.kind()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algorithms::clocks::report::{Counts, Event, EventKind, Outcome};
+
+    #[test]
+    fn messages_round_trip_in_the_documented_form() {
+        let msg = Message::new(
+            "r1",
+            1,
+            Body::Msg {
+                to: 2,
+                seq: 1,
+                lamport: 4,
+                vc: vec![3, 1, 0],
+            },
+        );
+        let json = String::from_utf8(msg.encode()).unwrap();
+        assert_eq!(
+            json,
+            r#"{"v":1,"run":"r1","from":1,"type":"msg","to":2,"seq":1,"lamport":4,"vc":[3,1,0]}"#
+        );
+        assert_eq!(Message::decode(json.as_bytes(), "r1").unwrap(), msg);
+        let done = Message::new(
+            "r1",
+            1,
+            Body::Done {
+                to: 2,
+                seq: 2,
+                sent: 1,
+            },
+        );
+        let json = String::from_utf8(done.encode()).unwrap();
+        assert_eq!(
+            json,
+            r#"{"v":1,"run":"r1","from":1,"type":"done","to":2,"seq":2,"sent":1}"#
+        );
+        assert_eq!(Message::decode(json.as_bytes(), "r1").unwrap(), done);
+    }
+
+    #[test]
+    fn a_report_round_trips_and_is_read_from_the_results_queue() {
+        let report = Report {
+            id: 2,
+            outcome: Outcome::Completed,
+            events: vec![
+                Event {
+                    index: 1,
+                    kind: EventKind::Internal,
+                    lamport: 1,
+                    vc: vec![0, 1],
+                },
+                Event {
+                    index: 2,
+                    kind: EventKind::Send { to: 1, seq: 1 },
+                    lamport: 2,
+                    vc: vec![0, 2],
+                },
+                Event {
+                    index: 3,
+                    kind: EventKind::Receive { from: 1, seq: 1 },
+                    lamport: 5,
+                    vc: vec![3, 3],
+                },
+            ],
+            counts: Counts {
+                internal: 1,
+                sent: 1,
+                received: 1,
+            },
+            rejected: 4,
+        };
+        let bytes = Message::new(
+            "r",
+            2,
+            Body::Report {
+                report: report.clone(),
+            },
+        )
+        .encode();
+        assert_eq!(decode_report(&bytes, "r").unwrap(), report);
+        let forged = Message::new("r", 3, Body::Report { report }).encode();
+        assert_eq!(decode_report(&forged, "r").unwrap_err().label(), "refused");
+        let done = Message::new(
+            "r",
+            1,
+            Body::Done {
+                to: 2,
+                seq: 1,
+                sent: 0,
+            },
+        );
+        assert_eq!(
+            decode_report(&done.encode(), "r").unwrap_err().label(),
+            "refused"
+        );
+    }
+
+    #[test]
+    fn decode_rejects_each_kind_of_bad_input() {
+        let ok = r#"{"v":1,"run":"r","from":1,"type":"done","to":2,"seq":1,"sent":0}"#;
+        assert!(Message::decode(ok.as_bytes(), "r").is_ok());
+        let cases = [
+            (ok.replace("\"v\":1", "\"v\":2"), "version"),
+            (ok.replace("\"v\":1,", ""), "version"),
+            (ok.replace("\"run\":\"r\"", "\"run\":\"x\""), "wrong_run"),
+            (ok.replace("\"done\"", "\"teleport\""), "malformed"),
+            (
+                ok.replace("\"sent\":0", "\"sent\":0,\"extra\":1"),
+                "malformed",
+            ),
+            (ok.replace("\"seq\":1", "\"seq\":-1"), "malformed"),
+            ("{not json".to_string(), "malformed"),
+            (
+                r#"{"v":1,"run":"r","from":1,"type":"report","report":{"id":1,"extra":1}}"#
+                    .to_string(),
+                "malformed",
+            ),
+        ];
+        for (bytes, label) in cases {
+            assert_eq!(
+                Message::decode(bytes.as_bytes(), "r").unwrap_err().label(),
+                label,
+                "{bytes}"
+            );
+        }
+        let big = vec![b' '; MAX_BODY_BYTES + 1];
+        assert_eq!(Message::decode(&big, "r").unwrap_err().label(), "too_large");
+    }
+}

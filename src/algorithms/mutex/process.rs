@@ -1,0 +1,525 @@
+//! One Ricart–Agrawala process as a pure state machine ([`crate::contract::StateMachine`]):
+//! deliveries and the time in, requests, replies, `done` and its report out.
+
+use super::protocol::{Body, Lamport, Message, VectorClock};
+use super::report::{Event, Execution, Kind, Outcome, Report};
+use crate::contract::fifo::{Arrival, Fifo, Sequencer};
+use crate::contract::{Millis, Output, PeerId, Rejection, Route, StateMachine};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// One process's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessConfig {
+    pub run_id: String,
+    /// 1..=processes.
+    pub id: PeerId,
+    /// N, at least 2.
+    pub processes: u32,
+    /// K: how many times this process enters the critical section, at least 1.
+    pub entries: u32,
+    /// Time spent inside the critical section (0: enter, then exit at once).
+    pub hold_ms: Millis,
+    /// A peer this process waits on that sends nothing at all for this long is reported
+    /// silent and the process ends `Stalled`.
+    pub peer_timeout_ms: Millis,
+    /// The process ends `DeadlineExpired` at this time if it has not finished.
+    pub deadline: Option<Millis>,
+    /// Deliberately broken: reply at once, never defer. Only for showing that the checker
+    /// catches an unsafe process.
+    #[doc(hidden)]
+    pub never_defer: bool,
+}
+
+impl ProcessConfig {
+    /// Process `id` of `processes`, entering `entries` times; no hold, a 30 s peer timeout,
+    /// no deadline.
+    pub fn new(run_id: &str, id: PeerId, processes: u32, entries: u32) -> Self {
+        ProcessConfig {
+            run_id: run_id.to_owned(),
+            id,
+            processes,
+            entries,
+            hold_ms: 0,
+            peer_timeout_ms: 30_000,
+            deadline: None,
+            never_defer: false,
+        }
+    }
+
+    /// What the CLI checks before starting: N ≥ 2, K ≥ 1, id in 1..=N, a peer timeout.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.processes < 2 {
+            return Err(format!(
+                "mutual exclusion needs at least 2 processes, got {}",
+                self.processes
+            ));
+        }
+        if self.entries < 1 {
+            return Err("each process must enter at least once (entries ≥ 1)".into());
+        }
+        if !(1..=self.processes).contains(&self.id) {
+            return Err(format!(
+                "process id {} is not in 1..={}",
+                self.id, self.processes
+            ));
+        }
+        if self.peer_timeout_ms == 0 {
+            return Err("the peer timeout must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// Where the process is in its cycle request → enter → exit.
+#[derive(Debug)]
+enum State {
+    /// Asked; waiting for the replies of every peer.
+    Wanting {
+        request: (Lamport, PeerId),
+        request_vc: VectorClock,
+        replies: BTreeSet<PeerId>,
+    },
+    /// Inside the critical section until `until`.
+    Holding {
+        until: Millis,
+        request: (Lamport, PeerId),
+        request_vc: VectorClock,
+        enter_lamport: Lamport,
+        enter_vc: VectorClock,
+    },
+    /// K entries done and `done` sent: waiting for the peers' `done`.
+    Idle,
+    /// Finished; nothing more in or out.
+    Over,
+}
+
+/// Counts per peer that `done` announces and its receiver checks.
+#[derive(Debug, Default, Clone, Copy)]
+struct Channel {
+    requests: u64,
+    replies: u64,
+}
+
+/// A Ricart–Agrawala process.
+#[derive(Debug)]
+pub struct Process {
+    cfg: ProcessConfig,
+    lamport: Lamport,
+    vc: VectorClock,
+    state: State,
+    /// Peers whose requests wait for this process's exit.
+    deferred: Vec<PeerId>,
+    seq: Sequencer,
+    fifo: Fifo<Body>,
+    last_heard: BTreeMap<PeerId, Millis>,
+    /// Peers whose `done` was applied.
+    done_from: BTreeSet<PeerId>,
+    to: BTreeMap<PeerId, Channel>,
+    from: BTreeMap<PeerId, Channel>,
+    report: Report,
+    out: VecDeque<Output<Message, Report>>,
+}
+
+impl Process {
+    /// A process that starts now: it sends its first request at once.
+    pub fn new(cfg: ProcessConfig, now: Millis) -> Result<Self, String> {
+        cfg.validate()?;
+        let n = cfg.processes as usize;
+        let mut p = Process {
+            lamport: 0,
+            vc: vec![0; n],
+            state: State::Idle,
+            deferred: Vec::new(),
+            seq: Sequencer::default(),
+            fifo: Fifo::default(),
+            last_heard: BTreeMap::new(),
+            done_from: BTreeSet::new(),
+            to: BTreeMap::new(),
+            from: BTreeMap::new(),
+            report: Report::empty(cfg.id, Outcome::Completed),
+            out: VecDeque::new(),
+            cfg,
+        };
+        for j in p.peers() {
+            p.last_heard.insert(j, now);
+        }
+        p.request();
+        Ok(p)
+    }
+
+    pub fn config(&self) -> &ProcessConfig {
+        &self.cfg
+    }
+
+    fn peers(&self) -> impl Iterator<Item = PeerId> + use<> {
+        let me = self.cfg.id;
+        (1..=self.cfg.processes).filter(move |j| *j != me)
+    }
+
+    fn me(&self) -> usize {
+        self.cfg.id as usize - 1
+    }
+
+    /// A local event: a send, an entry, an exit.
+    fn tick(&mut self) {
+        self.lamport += 1;
+        let me = self.me();
+        self.vc[me] += 1;
+    }
+
+    /// The receive rule: L = max(L, Lm) + 1; VC = max(VC, VCm), then VC[self] += 1.
+    fn receive(&mut self, lamport: Lamport, vc: &[u64]) {
+        self.lamport = self.lamport.max(lamport) + 1;
+        for (mine, theirs) in self.vc.iter_mut().zip(vc) {
+            *mine = (*mine).max(*theirs);
+        }
+        let me = self.me();
+        self.vc[me] += 1;
+    }
+
+    fn send(&mut self, to: PeerId, kind: Kind, lamport: Lamport, vc: VectorClock) {
+        let seq = self.seq.stamp(Route::Peer(to));
+        let ch = self.to.entry(to).or_default();
+        let body = match kind {
+            Kind::Request => {
+                ch.requests += 1;
+                self.report.counts.requests_sent += 1;
+                Body::Request {
+                    to,
+                    seq,
+                    lamport,
+                    vc: vc.clone(),
+                }
+            }
+            Kind::Reply => {
+                ch.replies += 1;
+                self.report.counts.replies_sent += 1;
+                Body::Reply {
+                    to,
+                    seq,
+                    lamport,
+                    vc: vc.clone(),
+                }
+            }
+        };
+        self.report.sent.push(Event {
+            kind,
+            from: self.cfg.id,
+            to,
+            seq,
+            lamport,
+            vc,
+        });
+        self.publish(Route::Peer(to), body);
+    }
+
+    fn publish(&mut self, route: Route, body: Body) {
+        let msg = Message::new(&self.cfg.run_id, self.cfg.id, body);
+        self.out.push_back(Output::Publish { route, msg });
+    }
+
+    /// Asks every peer: one send event, the same stamp on every copy (the request's
+    /// timestamp is what orders it against the others).
+    fn request(&mut self) {
+        self.tick();
+        let request = (self.lamport, self.cfg.id);
+        let vc = self.vc.clone();
+        for j in self.peers() {
+            self.send(j, Kind::Request, self.lamport, vc.clone());
+        }
+        self.state = State::Wanting {
+            request,
+            request_vc: vc,
+            replies: BTreeSet::new(),
+        };
+    }
+
+    fn reply(&mut self, to: PeerId) {
+        self.tick();
+        self.send(to, Kind::Reply, self.lamport, self.vc.clone());
+    }
+
+    fn enter(&mut self, now: Millis, request: (Lamport, PeerId), request_vc: VectorClock) {
+        self.tick();
+        self.state = State::Holding {
+            until: now.saturating_add(self.cfg.hold_ms),
+            request,
+            request_vc,
+            enter_lamport: self.lamport,
+            enter_vc: self.vc.clone(),
+        };
+        if self.cfg.hold_ms == 0 {
+            self.exit();
+        }
+    }
+
+    fn exit(&mut self) {
+        let State::Holding {
+            request,
+            request_vc,
+            enter_lamport,
+            enter_vc,
+            ..
+        } = std::mem::replace(&mut self.state, State::Idle)
+        else {
+            return;
+        };
+        self.tick();
+        self.report.executions.push(Execution {
+            index: self.report.executions.len() as u32 + 1,
+            request,
+            request_vc,
+            enter_lamport,
+            enter_vc,
+            exit_lamport: self.lamport,
+            exit_vc: self.vc.clone(),
+        });
+        for j in std::mem::take(&mut self.deferred) {
+            self.reply(j);
+        }
+        if self.report.executions.len() < self.cfg.entries as usize {
+            self.request();
+            return;
+        }
+        for j in self.peers() {
+            self.tick();
+            let seq = self.seq.stamp(Route::Peer(j));
+            let ch = self.to.get(&j).copied().unwrap_or_default();
+            self.report.counts.done_sent += 1;
+            let body = Body::Done {
+                to: j,
+                seq,
+                lamport: self.lamport,
+                vc: self.vc.clone(),
+                requests: ch.requests,
+                replies: ch.replies,
+            };
+            self.publish(Route::Peer(j), body);
+        }
+        self.maybe_finish();
+    }
+
+    fn maybe_finish(&mut self) {
+        if matches!(self.state, State::Idle)
+            && self.done_from.len() + 1 == self.cfg.processes as usize
+        {
+            self.finish(Outcome::Completed);
+        }
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
+        if matches!(self.state, State::Over) {
+            return;
+        }
+        self.state = State::Over;
+        self.report.outcome = outcome;
+        self.report.held_at_end = self.fifo.held() as u64;
+        let report = self.report.clone();
+        self.publish(
+            Route::Results,
+            Body::Report {
+                report: report.clone(),
+            },
+        );
+        self.out.push_back(Output::Finished(report));
+    }
+
+    /// Applies one message from `from`, next in its channel's order.
+    fn apply(&mut self, now: Millis, from: PeerId, body: Body) {
+        let (lamport, vc) = match &body {
+            Body::Request { lamport, vc, .. }
+            | Body::Reply { lamport, vc, .. }
+            | Body::Done { lamport, vc, .. } => (*lamport, vc.as_slice()),
+            Body::Report { .. } => return,
+        };
+        self.receive(lamport, vc);
+        let log = |kind, seq, p: &mut Process| {
+            let event = Event {
+                kind,
+                from,
+                to: p.cfg.id,
+                seq,
+                lamport: p.lamport,
+                vc: p.vc.clone(),
+            };
+            p.report.received.push(event);
+        };
+        match body {
+            Body::Request { seq, lamport, .. } => {
+                log(Kind::Request, seq, self);
+                self.report.counts.requests_received += 1;
+                self.from.entry(from).or_default().requests += 1;
+                let defer = !self.cfg.never_defer
+                    && match &self.state {
+                        State::Holding { .. } => true,
+                        State::Wanting { request, .. } => *request < (lamport, from),
+                        State::Idle | State::Over => false,
+                    };
+                if defer {
+                    self.deferred.push(from);
+                } else {
+                    self.reply(from);
+                }
+            }
+            Body::Reply { seq, .. } => {
+                log(Kind::Reply, seq, self);
+                self.report.counts.replies_received += 1;
+                self.from.entry(from).or_default().replies += 1;
+                let State::Wanting {
+                    request,
+                    request_vc,
+                    replies,
+                } = &mut self.state
+                else {
+                    // A reply to no request: the sender is broken. Counted, not acted on.
+                    self.report.rejected += 1;
+                    return;
+                };
+                replies.insert(from);
+                if replies.len() + 1 == self.cfg.processes as usize {
+                    let (request, request_vc) = (*request, std::mem::take(request_vc));
+                    self.enter(now, request, request_vc);
+                }
+            }
+            Body::Done {
+                requests, replies, ..
+            } => {
+                self.report.counts.done_received += 1;
+                let ch = self.from.get(&from).copied().unwrap_or_default();
+                if (ch.requests, ch.replies) != (requests, replies) {
+                    // Everything before `done` on the channel was applied (FIFO): a
+                    // mismatch means the sender miscounted. Counted, the run goes on.
+                    self.report.rejected += 1;
+                }
+                self.done_from.insert(from);
+                self.maybe_finish();
+            }
+            Body::Report { .. } => {}
+        }
+    }
+
+    /// Peers this process waits on: a reply to its request, or their `done`.
+    fn waiting_on(&self) -> Vec<PeerId> {
+        let replies = match &self.state {
+            State::Wanting { replies, .. } => Some(replies),
+            _ => None,
+        };
+        self.peers()
+            .filter(|j| !self.done_from.contains(j) || replies.is_some_and(|r| !r.contains(j)))
+            .collect()
+    }
+
+    fn refuse(&mut self, why: Rejection) -> Result<(), Rejection> {
+        self.report.rejected += 1;
+        Err(why)
+    }
+}
+
+impl StateMachine for Process {
+    type Msg = Message;
+    type Finished = Report;
+
+    fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
+        if matches!(self.state, State::Over) {
+            return Ok(());
+        }
+        let msg = match Message::decode(bytes, &self.cfg.run_id) {
+            Ok(m) => m,
+            Err(e) => return self.refuse(e),
+        };
+        let from = msg.from;
+        let (to, seq, vc_len) = match &msg.body {
+            Body::Request { to, seq, vc, .. }
+            | Body::Reply { to, seq, vc, .. }
+            | Body::Done { to, seq, vc, .. } => (*to, *seq, vc.len()),
+            Body::Report { .. } => {
+                return self.refuse(Rejection::Refused("a report in a process's inbox".into()));
+            }
+        };
+        if from == self.cfg.id || !(1..=self.cfg.processes).contains(&from) {
+            return self.refuse(Rejection::Refused(format!("from {from}: not a peer")));
+        }
+        if to != self.cfg.id {
+            return self.refuse(Rejection::Refused(format!("for process {to}")));
+        }
+        if vc_len != self.cfg.processes as usize {
+            return self.refuse(Rejection::Refused(format!(
+                "a vector clock of {vc_len} entries (N = {})",
+                self.cfg.processes
+            )));
+        }
+        match self.fifo.offer(from, seq, msg.body) {
+            Arrival::Apply(bodies) => {
+                self.last_heard.insert(from, now);
+                for body in bodies {
+                    self.apply(now, from, body);
+                }
+            }
+            Arrival::Held => {
+                self.last_heard.insert(from, now);
+            }
+            Arrival::Duplicate => self.report.counts.duplicates += 1,
+            Arrival::TooFarAhead => {
+                return self.refuse(Rejection::Refused(format!("seq {seq} far ahead")));
+            }
+        }
+        Ok(())
+    }
+
+    fn next_timeout(&self) -> Option<Millis> {
+        if matches!(self.state, State::Over) {
+            return None;
+        }
+        let hold = match self.state {
+            State::Holding { until, .. } => Some(until),
+            _ => None,
+        };
+        let silence = self
+            .waiting_on()
+            .into_iter()
+            .filter_map(|j| self.last_heard.get(&j))
+            .min()
+            .map(|t| t.saturating_add(self.cfg.peer_timeout_ms));
+        [hold, silence, self.cfg.deadline]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn handle_timeout(&mut self, now: Millis) {
+        if matches!(self.state, State::Over) {
+            return;
+        }
+        if self.cfg.deadline.is_some_and(|d| d <= now) {
+            self.finish(Outcome::DeadlineExpired);
+            return;
+        }
+        if matches!(self.state, State::Holding { until, .. } if until <= now) {
+            self.exit();
+        }
+        let silent: Vec<PeerId> = self
+            .waiting_on()
+            .into_iter()
+            .filter(|j| {
+                self.last_heard
+                    .get(j)
+                    .is_some_and(|t| t.saturating_add(self.cfg.peer_timeout_ms) <= now)
+            })
+            .collect();
+        if !silent.is_empty() {
+            self.finish(Outcome::Stalled { silent });
+        }
+    }
+
+    fn poll_output(&mut self) -> Option<Output<Message, Report>> {
+        self.out.pop_front()
+    }
+
+    fn interrupt(&mut self, _now: Millis, reason: String) {
+        self.finish(Outcome::Interrupted { reason });
+    }
+}
+
+#[cfg(test)]
+#[path = "process_tests.rs"]
+mod tests;

@@ -1,0 +1,212 @@
+//! The process by hand: two or three processes, their outputs delivered one by one.
+
+use super::*;
+use crate::algorithms::mutex::protocol::decode_report;
+
+fn cfg(id: PeerId, n: u32, k: u32) -> ProcessConfig {
+    ProcessConfig::new("t", id, n, k)
+}
+
+/// Everything `p` published: (route, message).
+fn outputs(p: &mut Process) -> (Vec<(Route, Message)>, Option<Report>) {
+    let mut msgs = Vec::new();
+    let mut done = None;
+    while let Some(o) = p.poll_output() {
+        match o {
+            Output::Publish { route, msg } => msgs.push((route, msg)),
+            Output::Finished(r) => done = Some(r),
+        }
+    }
+    (msgs, done)
+}
+
+fn kinds(msgs: &[(Route, Message)]) -> Vec<(Route, &'static str)> {
+    msgs.iter().map(|(r, m)| (*r, m.body.kind())).collect()
+}
+
+#[test]
+fn configs_are_validated() {
+    assert!(cfg(1, 2, 1).validate().is_ok());
+    assert!(cfg(1, 1, 1).validate().is_err());
+    assert!(cfg(1, 2, 0).validate().is_err());
+    assert!(cfg(0, 2, 1).validate().is_err());
+    assert!(cfg(3, 2, 1).validate().is_err());
+    assert!(Process::new(cfg(3, 2, 1), 0).is_err());
+}
+
+#[test]
+fn the_older_request_wins_and_the_younger_is_deferred() {
+    let mut p1 = Process::new(cfg(1, 2, 1), 0).expect("p1");
+    let mut p2 = Process::new(cfg(2, 2, 1), 0).expect("p2");
+    let (m1, _) = outputs(&mut p1);
+    let (m2, _) = outputs(&mut p2);
+    assert_eq!(kinds(&m1), vec![(Route::Peer(2), "request")]);
+    // Both requests carry L=1: (1, 1) < (1, 2), so P1's is older.
+    p1.handle(1, &m2[0].1.encode()).expect("request to p1");
+    let (nothing, _) = outputs(&mut p1);
+    assert!(nothing.is_empty(), "P1 defers the younger request");
+    p2.handle(1, &m1[0].1.encode()).expect("request to p2");
+    let (reply, _) = outputs(&mut p2);
+    assert_eq!(kinds(&reply), vec![(Route::Peer(1), "reply")]);
+    // A duplicate of the request earns no second reply.
+    p2.handle(2, &m1[0].1.encode()).expect("duplicate");
+    assert!(outputs(&mut p2).0.is_empty());
+    p1.handle(2, &reply[0].1.encode()).expect("reply to p1");
+    let (after, _) = outputs(&mut p1);
+    // P1 entered and exited (hold 0), sent its deferred reply, then its done.
+    assert_eq!(
+        kinds(&after),
+        vec![(Route::Peer(2), "reply"), (Route::Peer(2), "done")]
+    );
+    for (_, m) in &after {
+        p2.handle(3, &m.encode()).expect("to p2");
+    }
+    let (end2, report2) = outputs(&mut p2);
+    assert_eq!(
+        kinds(&end2),
+        vec![(Route::Peer(1), "done"), (Route::Results, "report")]
+    );
+    let report2 = report2.expect("P2 finished");
+    assert_eq!(report2.outcome, Outcome::Completed);
+    assert_eq!(report2.counts.duplicates, 1);
+    assert_eq!(
+        decode_report(&end2[1].1.encode(), "t").expect("report"),
+        report2
+    );
+    p1.handle(4, &end2[0].1.encode()).expect("done to p1");
+    let report1 = outputs(&mut p1).1.expect("P1 finished");
+    let e1 = &report1.executions[0];
+    let e2 = &report2.executions[0];
+    assert_eq!(e1.request, (1, 1));
+    assert!(crate::algorithms::mutex::checks::vc_lt(
+        &e1.exit_vc,
+        &e2.enter_vc
+    ));
+    let v = crate::algorithms::mutex::verify(&[report1, report2], 2, 1);
+    assert!(v.verified, "{}", v.lines());
+}
+
+#[test]
+fn junk_and_foreign_messages_are_rejected_and_counted() {
+    let mut p = Process::new(cfg(1, 3, 1), 0).expect("p");
+    outputs(&mut p);
+    let ok = Message::new(
+        "t",
+        2,
+        Body::Reply {
+            to: 1,
+            seq: 1,
+            lamport: 1,
+            vc: vec![0, 1, 0],
+        },
+    );
+    let variants = [
+        b"{oops".to_vec(),
+        Message {
+            run: "x".into(),
+            ..ok.clone()
+        }
+        .encode(),
+        Message {
+            from: 1,
+            ..ok.clone()
+        }
+        .encode(),
+        Message {
+            from: 9,
+            ..ok.clone()
+        }
+        .encode(),
+        Message::new(
+            "t",
+            2,
+            Body::Reply {
+                to: 3,
+                seq: 1,
+                lamport: 1,
+                vc: vec![0, 1, 0],
+            },
+        )
+        .encode(),
+        Message::new(
+            "t",
+            2,
+            Body::Reply {
+                to: 1,
+                seq: 1,
+                lamport: 1,
+                vc: vec![1],
+            },
+        )
+        .encode(),
+    ];
+    for v in &variants {
+        assert!(p.handle(1, v).is_err());
+    }
+    assert!(p.handle(1, &ok.encode()).is_ok());
+    p.interrupt(2, "stop".into());
+    let report = outputs(&mut p).1.expect("finished");
+    assert_eq!(report.rejected, variants.len() as u64);
+    assert_eq!(
+        report.outcome,
+        Outcome::Interrupted {
+            reason: "stop".into()
+        }
+    );
+    assert_eq!(report.counts.replies_received, 1);
+}
+
+#[test]
+fn a_silent_peer_is_named_after_the_peer_timeout() {
+    let mut c = cfg(1, 3, 1);
+    c.peer_timeout_ms = 100;
+    let mut p = Process::new(c, 0).expect("p");
+    outputs(&mut p);
+    let reply = Message::new(
+        "t",
+        2,
+        Body::Reply {
+            to: 1,
+            seq: 1,
+            lamport: 2,
+            vc: vec![1, 2, 0],
+        },
+    );
+    p.handle(50, &reply.encode()).expect("reply");
+    assert_eq!(p.next_timeout(), Some(100), "peer 3 silent since 0");
+    p.handle_timeout(100);
+    let (msgs, report) = outputs(&mut p);
+    assert_eq!(kinds(&msgs), vec![(Route::Results, "report")]);
+    assert_eq!(
+        report.expect("finished").outcome,
+        Outcome::Stalled { silent: vec![3] }
+    );
+}
+
+#[test]
+fn the_hold_is_a_timeout_and_the_deadline_ends_the_run() {
+    let mut c = cfg(1, 2, 2);
+    c.hold_ms = 30;
+    c.deadline = Some(1_000);
+    let mut p = Process::new(c, 0).expect("p");
+    outputs(&mut p);
+    let reply = Message::new(
+        "t",
+        2,
+        Body::Reply {
+            to: 1,
+            seq: 1,
+            lamport: 2,
+            vc: vec![1, 2],
+        },
+    );
+    p.handle(10, &reply.encode()).expect("reply");
+    assert!(outputs(&mut p).0.is_empty(), "inside until 40");
+    assert_eq!(p.next_timeout(), Some(40));
+    p.handle_timeout(40);
+    assert_eq!(kinds(&outputs(&mut p).0), vec![(Route::Peer(2), "request")]);
+    p.handle_timeout(1_000);
+    let report = outputs(&mut p).1.expect("finished");
+    assert_eq!(report.outcome, Outcome::DeadlineExpired);
+    assert_eq!(report.executions.len(), 1);
+}

@@ -1,0 +1,224 @@
+//! The mutual exclusion wire format: JSON objects with the protocol version `v`, the run id
+//! `run`, the sender `from` and an explicit `type`.
+//!
+//! ```json
+//! {"v":1,"run":"r1","from":2,"type":"request","to":3,"seq":1,"lamport":7,"vc":[3,4,1]}
+//! ```
+//!
+//! `request`, `reply` and `done` travel point to point (`Route::Peer(to)`) and carry the
+//! sender's Lamport clock and vector clock as stamped at the send event, and `seq`, the
+//! message's number on its channel (sender → `to`), which makes delivery exactly once and
+//! FIFO ([`crate::contract::fifo`]). `to` lets a receiver refuse a message that is not for
+//! it. `report` travels on the results route and carries a process's [`Report`].
+//!
+//! Decoding is strict: another version, another run, an unknown field or an oversized body
+//! is a [`Rejection`]; the run goes on.
+
+use super::report::Report;
+use crate::contract::{PeerId, Rejection};
+use serde::{Deserialize, Serialize};
+
+/// Protocol version carried in every message (`"v": 1`).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest body accepted. A report logs every request and reply a process sent and
+/// received with its vector clock: at N = 64 and K = 16 about 2 × 2 × 63 × 16 records of
+/// ~300 bytes, 1.2 MB. 4 MiB keeps a misbehaving publisher from making a process buffer
+/// more.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// A Lamport timestamp.
+pub type Lamport = u64;
+
+/// A vector clock: entry `i - 1` counts the events of process `i`.
+pub type VectorClock = Vec<u64>;
+
+/// The message types.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Body {
+    /// "May I enter?" Its timestamp is `(lamport, from)`: the older request wins.
+    Request {
+        to: PeerId,
+        seq: u64,
+        lamport: Lamport,
+        vc: VectorClock,
+    },
+    /// "Go ahead": the answer to the receiver's current request.
+    Reply {
+        to: PeerId,
+        seq: u64,
+        lamport: Lamport,
+        vc: VectorClock,
+    },
+    /// The sender has made its last request: after `requests` requests and `replies`
+    /// replies to `to` (everything before this on the channel) it sends nothing more.
+    Done {
+        to: PeerId,
+        seq: u64,
+        lamport: Lamport,
+        vc: VectorClock,
+        requests: u64,
+        replies: u64,
+    },
+    /// A process's final report, on the results route.
+    Report { report: Report },
+}
+
+impl Body {
+    /// The `type` field's value, for logs and counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Body::Request { .. } => "request",
+            Body::Reply { .. } => "reply",
+            Body::Done { .. } => "done",
+            Body::Report { .. } => "report",
+        }
+    }
+}
+
+/// A whole message as it travels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub v: u32,
+    pub run: String,
+    pub from: PeerId,
+    #[serde(flatten)]
+    pub body: Body,
+}
+
+impl Message {
+    pub fn new(run: &str, from: PeerId, body: Body) -> Self {
+        Message {
+            v: PROTOCOL_VERSION,
+            run: run.to_owned(),
+            from,
+            body,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing these plain structs cannot fail (no maps with non-string keys, no
+        // custom Serialize impls).
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decodes and checks, in this order: the size, the version (before the shape: a v2
+    /// message may have fields v1 does not know), the shape (no unknown fields), the run.
+    /// Who may send what to whom is the process's business.
+    pub fn decode(bytes: &[u8], run: &str) -> Result<Message, Rejection> {
+        if bytes.len() > MAX_BODY_BYTES {
+            return Err(Rejection::TooLarge(bytes.len(), MAX_BODY_BYTES));
+        }
+        #[derive(Deserialize)]
+        struct Probe {
+            v: Option<serde_json::Value>,
+        }
+        let malformed = |e: serde_json::Error| Rejection::Malformed(e.to_string());
+        let probe: Probe = serde_json::from_slice(bytes).map_err(malformed)?;
+        match probe.v.as_ref().map(serde_json::Value::as_u64) {
+            Some(Some(v)) if v == PROTOCOL_VERSION as u64 => {}
+            Some(Some(v)) => {
+                return Err(Rejection::Version(
+                    Some(v.min(u32::MAX as u64) as u32),
+                    PROTOCOL_VERSION,
+                ));
+            }
+            _ => return Err(Rejection::Version(None, PROTOCOL_VERSION)),
+        }
+        let msg: Message = serde_json::from_slice(bytes).map_err(malformed)?;
+        if msg.run != run {
+            return Err(Rejection::WrongRun(msg.run));
+        }
+        Ok(msg)
+    }
+}
+
+impl crate::contract::Wire for Message {
+    fn encode(&self) -> Vec<u8> {
+        Message::encode(self)
+    }
+    fn kind(&self) -> &'static str {
+        self.body.kind()
+    }
+}
+
+/// Decodes a `report` message from the results route (for the runner and the tests).
+pub fn decode_report(bytes: &[u8], run: &str) -> Result<Report, Rejection> {
+    match Message::decode(bytes, run)? {
+        Message {
+            from,
+            body: Body::Report { report },
+            ..
+        } if report.id == from => Ok(report),
+        Message {
+            body: Body::Report { .. },
+            ..
+        } => Err(Rejection::Refused("a report for another process".into())),
+        m => Err(Rejection::Refused(format!(
+            "a {} on the results route",
+            m.body.kind()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str =
+        r#"{"v":1,"run":"r1","from":2,"type":"request","to":3,"seq":1,"lamport":7,"vc":[3,4,1]}"#;
+
+    #[test]
+    fn the_documented_example_round_trips() {
+        let msg = Message::decode(EXAMPLE.as_bytes(), "r1").expect("decodes");
+        assert_eq!(
+            msg,
+            Message::new(
+                "r1",
+                2,
+                Body::Request {
+                    to: 3,
+                    seq: 1,
+                    lamport: 7,
+                    vc: vec![3, 4, 1]
+                }
+            )
+        );
+        assert_eq!(String::from_utf8(msg.encode()).expect("utf8"), EXAMPLE);
+    }
+
+    #[test]
+    fn decode_rejects_each_kind_of_bad_input() {
+        let label = |s: &str| Message::decode(s.as_bytes(), "r1").expect_err(s).label();
+        assert_eq!(label(&EXAMPLE.replace("\"v\":1", "\"v\":2")), "version");
+        assert_eq!(label(&EXAMPLE.replace("\"v\":1,", "")), "version");
+        assert_eq!(label(&EXAMPLE.replace("r1", "r2")), "wrong_run");
+        assert_eq!(label(&EXAMPLE.replace("}", ",\"x\":1}")), "malformed");
+        assert_eq!(label(&EXAMPLE.replace("request", "teleport")), "malformed");
+        assert_eq!(label(&EXAMPLE.replace("\"seq\":1,", "")), "malformed");
+        assert_eq!(label("{oops"), "malformed");
+        let big = vec![b' '; MAX_BODY_BYTES + 1];
+        assert_eq!(
+            Message::decode(&big, "r1").expect_err("big").label(),
+            "too_large"
+        );
+    }
+
+    #[test]
+    fn only_a_report_of_its_sender_is_a_report() {
+        assert_eq!(
+            decode_report(EXAMPLE.as_bytes(), "r1")
+                .expect_err("a request")
+                .label(),
+            "refused"
+        );
+        let report = Report::empty(2, super::super::report::Outcome::Completed);
+        let ok = Message::new("r1", 2, Body::Report { report }).encode();
+        assert_eq!(decode_report(&ok, "r1").expect("report").id, 2);
+        let forged = String::from_utf8(ok)
+            .expect("utf8")
+            .replacen("\"from\":2", "\"from\":3", 1);
+        assert!(decode_report(forged.as_bytes(), "r1").is_err());
+    }
+}

@@ -1,0 +1,115 @@
+//! What a process reports at the end of a run: how it ended, every critical section it
+//! executed with its clocks, and every request and reply it sent and received with theirs.
+//! The checker ([`super::checks`]) works from these reports alone; they travel on the
+//! results route inside a `report` message, hence Serialize and Deserialize.
+
+use super::protocol::{Lamport, VectorClock};
+use crate::contract::PeerId;
+use serde::{Deserialize, Serialize};
+
+/// How a process ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Outcome {
+    /// K entries done, every deferred reply sent, every peer's `done` applied.
+    Completed,
+    /// It waited on these peers (a reply or their `done`) and they sent nothing at all for
+    /// `peer_timeout_ms`.
+    Stalled { silent: Vec<PeerId> },
+    /// The overall deadline passed first.
+    DeadlineExpired,
+    /// Stopped from outside (Ctrl-C).
+    Interrupted { reason: String },
+}
+
+/// One critical section this process executed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Execution {
+    /// 1, 2, …, K: the process's own count.
+    pub index: u32,
+    /// The request's timestamp `(lamport, id)`: requests are served in this order.
+    pub request: (Lamport, PeerId),
+    pub request_vc: VectorClock,
+    pub enter_lamport: Lamport,
+    pub enter_vc: VectorClock,
+    pub exit_lamport: Lamport,
+    pub exit_vc: VectorClock,
+}
+
+/// The algorithm's two counted message kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Request,
+    Reply,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Request => "request",
+            Kind::Reply => "reply",
+        }
+    }
+}
+
+/// One request or reply as its sender stamped it (in `sent`) or as its receiver applied
+/// it (in `received`: the clocks after the receive rule).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    pub kind: Kind,
+    pub from: PeerId,
+    pub to: PeerId,
+    /// The message's number on its channel `from → to`.
+    pub seq: u64,
+    pub lamport: Lamport,
+    pub vc: VectorClock,
+}
+
+/// Messages sent and received, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Counts {
+    pub requests_sent: u64,
+    pub replies_sent: u64,
+    pub done_sent: u64,
+    pub requests_received: u64,
+    pub replies_received: u64,
+    pub done_received: u64,
+    /// Deliveries dropped as duplicates (a redelivery or a re-publish).
+    pub duplicates: u64,
+}
+
+/// A process's final report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    pub id: PeerId,
+    pub outcome: Outcome,
+    pub executions: Vec<Execution>,
+    pub sent: Vec<Event>,
+    pub received: Vec<Event>,
+    pub counts: Counts,
+    /// Deliveries refused (malformed, another run, not for this process…).
+    pub rejected: u64,
+    /// Messages still held ahead of a gap when it ended (none in a complete run).
+    pub held_at_end: u64,
+}
+
+impl Report {
+    /// A report with nothing in it yet.
+    pub fn empty(id: PeerId, outcome: Outcome) -> Self {
+        Report {
+            id,
+            outcome,
+            executions: Vec::new(),
+            sent: Vec::new(),
+            received: Vec::new(),
+            counts: Counts::default(),
+            rejected: 0,
+            held_at_end: 0,
+        }
+    }
+}
