@@ -207,27 +207,40 @@ pub async fn drive_peer<M: StateMachine>(
         link: None,
         ready: None,
     };
-    drive(broker, start, m, t0, shutdown, |_| {}, |_, r| {
-        if clean(r) {
-            PeerCleanup::OwnInbox
-        } else {
-            PeerCleanup::Nothing
-        }
-    })
+    drive(
+        broker,
+        start,
+        m,
+        t0,
+        shutdown,
+        |_| {},
+        |_, r| {
+            if clean(r) {
+                PeerCleanup::OwnInbox
+            } else {
+                PeerCleanup::Nothing
+            }
+        },
+    )
     .await
 }
 
-/// Reads the run's results queue until every one of `expect` peers has reported, the
-/// deadline passes or a stop signal comes. `decode` turns a delivery into (peer, report):
+/// Reads the run's results queue until every one of `expect` peers has reported, `limit`
+/// passes, a stop signal comes, or `grace` after `local_done` turns true (the peers of
+/// this process have all ended: a peer elsewhere that has not reported by then crashed or
+/// never started, and the verdict names it). `decode` turns a delivery into (peer, report):
 /// a delivery it refuses (malformed, another run, a forgery) is rejected, counted and
 /// logged, and reading goes on; a second report of the same peer (a re-publish after a
 /// reconnect) keeps the first. Returns the reports by peer and the rejected count.
+#[allow(clippy::too_many_arguments)]
 pub async fn collect_reports<R>(
     broker: &Broker,
     run: &PeerRun,
     expect: &[PeerId],
     limit: Duration,
     mut shutdown: Shutdown,
+    mut local_done: tokio::sync::watch::Receiver<bool>,
+    grace: Duration,
     decode: impl Fn(&[u8]) -> Option<(PeerId, R)>,
 ) -> Result<(BTreeMap<PeerId, R>, u64), BrokerError> {
     let conn = connect(
@@ -253,12 +266,20 @@ pub async fn collect_reports<R>(
             .ctx(|| format!("consuming {}", run.results()))?;
         let mut reports = BTreeMap::new();
         let mut rejected = 0u64;
-        let deadline = tokio::time::Instant::now() + limit;
+        let mut deadline = tokio::time::Instant::now() + limit;
+        let mut waiting_for_locals = true;
         while expect.iter().any(|k| !reports.contains_key(k)) {
             let d = tokio::select! {
                 d = consumer.next() => d,
                 _ = tokio::time::sleep_until(deadline) => break,
                 _ = super::stopped(&mut shutdown) => break,
+                changed = local_done.changed(), if waiting_for_locals => {
+                    if changed.is_err() || *local_done.borrow() {
+                        waiting_for_locals = false;
+                        deadline = deadline.min(tokio::time::Instant::now() + grace);
+                    }
+                    continue;
+                }
             };
             let d = match d {
                 Some(Ok(d)) => d,
@@ -331,4 +352,63 @@ pub async fn drive_local<M: StateMachine>(
     .await;
     pool.close().await;
     ends
+}
+
+/// What [`run_and_collect`] gathered.
+#[derive(Debug)]
+pub struct Collected<R> {
+    /// The reports read from the results queue, by peer (the verdict's only input).
+    pub reports: BTreeMap<PeerId, R>,
+    /// Deliveries on the results queue that were not a report of this run.
+    pub rejected: u64,
+    /// Local peers whose driver failed (the broker went away, the id was taken…).
+    pub errors: Vec<(PeerId, BrokerError)>,
+}
+
+/// Runs the given local peers and, at the same time, reads every peer's report (local or
+/// started elsewhere) from the results queue; then deletes everything of the run. The
+/// reports come from the participants themselves, over the broker: the verdict is derived
+/// from them, never from this driver's bookkeeping.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_and_collect<M: StateMachine, R>(
+    broker: &Broker,
+    run: &PeerRun,
+    machines: Vec<(PeerId, M)>,
+    t0: Instant,
+    shutdown: &Shutdown,
+    limit: Duration,
+    grace: Duration,
+    decode: impl Fn(&[u8]) -> Option<(PeerId, R)>,
+) -> Result<Collected<R>, BrokerError> {
+    let expect: Vec<PeerId> = (1..=run.processes).collect();
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+    let drive = async {
+        let ends = drive_local(broker, run, machines, t0, shutdown, |r| r.is_ok()).await;
+        let _ = done_tx.send(true);
+        ends
+    };
+    let collect = collect_reports(
+        broker,
+        run,
+        &expect,
+        limit,
+        shutdown.clone(),
+        done_rx,
+        grace,
+        decode,
+    );
+    let (ends, collected) = tokio::join!(drive, collect);
+    if let Err(e) = run.delete(broker).await {
+        tracing::error!(error = %e, run = %run.run_id, "could not delete the run's queues; they expire on their own after {} s unused", super::QUEUE_EXPIRES_MS / 1000);
+    }
+    let (reports, rejected) = collected?;
+    let errors = ends
+        .into_iter()
+        .filter_map(|(k, r)| r.err().map(|e| (k, e)))
+        .collect();
+    Ok(Collected {
+        reports,
+        rejected,
+        errors,
+    })
 }

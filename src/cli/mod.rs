@@ -72,6 +72,16 @@ pub enum Command {
     /// Measure: full runs for several N against the broker's round trip, its raw fanout
     /// rate and the original protocol; prints a table, optionally JSON and an SVG plot.
     Bench(BenchArgs),
+    /// Ricart–Agrawala mutual exclusion with Lamport and vector clocks: N processes each
+    /// enter a critical section K times; safety is proven from the vector clocks alone.
+    Mutex(crate::algorithms::mutex::cli::MutexArgs),
+    /// One process of a mutual-exclusion run (start the others anywhere).
+    MutexProcess(crate::algorithms::mutex::cli::ProcessArgs),
+    /// The logical-clock exercise: N processes, random messages, every event stamped with
+    /// Lamport and vector clocks; happened-before rebuilt and checked against them.
+    Clocks(crate::algorithms::clocks::cli::ClocksArgs),
+    /// One process of a logical-clock run (start the others anywhere).
+    ClocksProcess(crate::algorithms::clocks::cli::ProcessArgs),
     /// Print a shell completion script, e.g. `sync-run completions bash > /etc/bash_completion.d/sync-run`.
     Completions {
         #[arg(value_enum)]
@@ -122,6 +132,15 @@ pub fn parse_run_id(s: &str) -> Result<String, String> {
     validate_run_id(s).map(|_| s.to_owned())
 }
 
+/// [`parse_duration`], and zero (`0`, `0s`, `0ms`) too.
+pub fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if t.parse::<f64>().is_ok_and(|x| x == 0.0) || t == "0s" || t == "0ms" {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(s)
+}
+
 /// `30s`, `500ms`, `2m`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = if let Ok(secs) = s.trim().parse::<f64>() {
@@ -148,13 +167,17 @@ impl GlobalArgs {
 /// Runs the parsed command; returns the process exit code. One line per command: adding an
 /// algorithm adds its commands here and nothing else outside its folder.
 pub async fn dispatch(cli: Cli) -> i32 {
-    use crate::algorithms::list;
+    use crate::algorithms::{clocks, list, mutex};
     let s = session::Session::new(cli.global);
     match &cli.command {
         None => list::command::all(&s, &cli.all).await,
         Some(Command::Master(m)) => list::command::master(&s, m).await,
         Some(Command::Worker(w)) => list::command::worker(&s, w).await,
         Some(Command::Bench(b)) => list::command::bench(&s, b).await,
+        Some(Command::Mutex(a)) => mutex::command::run(&s, a).await,
+        Some(Command::MutexProcess(a)) => mutex::command::process(&s, a).await,
+        Some(Command::Clocks(a)) => clocks::command::run(&s, a).await,
+        Some(Command::ClocksProcess(a)) => clocks::command::process_alone(&s, a).await,
         // Printed before connecting (see main).
         Some(Command::Completions { .. }) => crate::exit::VERIFIED,
     }

@@ -16,6 +16,8 @@
 //! * [`print`] — the text output.
 
 pub mod checks;
+pub mod cli;
+pub mod command;
 pub mod print;
 pub mod process;
 pub mod protocol;

@@ -6,7 +6,6 @@
 
 use super::master::{RunOutcome, RunRecord};
 use super::protocol::{Entry, WorkerId};
-use serde::Serialize;
 use std::collections::BTreeMap;
 
 pub use crate::verdict::{Check, Status, Verdict, ids};

@@ -23,6 +23,9 @@
 //! the results route.
 
 pub mod checks;
+pub mod cli;
+pub mod command;
+pub mod diagram;
 pub mod print;
 pub mod process;
 pub mod protocol;

@@ -1,0 +1,60 @@
+//! The options of `sync-run mutex` (a whole run, or some of its processes, here) and
+//! `sync-run mutex-process` (one process alone, on any machine).
+
+use crate::cli::{parse_duration, parse_duration_or_zero, parse_run_id, parse_svg_path};
+use clap::Args;
+use std::time::Duration;
+
+/// Most processes in one run: every entry costs 2(N−1) messages.
+pub const MAX_PROCESSES: u32 = 100;
+
+/// What a run and each of its processes agree on.
+#[derive(Debug, Args, Clone)]
+pub struct Shape {
+    /// N: processes in the run (2 to 100).
+    #[arg(long, short = 'n', value_parser = clap::value_parser!(u32).range(2..=MAX_PROCESSES as i64))]
+    pub processes: u32,
+    /// K: how many times each process enters the critical section (1 to 10000).
+    #[arg(long, short = 'k', value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub entries: u32,
+    /// Time spent inside the critical section (e.g. 0, 5ms, 1s).
+    #[arg(long, default_value = "0ms", value_parser = parse_duration_or_zero)]
+    pub hold: Duration,
+    /// A process waiting on a peer that sends nothing at all for this long ends and names
+    /// it: Ricart–Agrawala needs every process, so a crashed one stops the others.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub peer_timeout: Duration,
+    /// The whole run's limit: past it every process stops, the run is cleaned up and
+    /// the verdict says what did not finish.
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct MutexArgs {
+    #[command(flatten)]
+    pub shape: Shape,
+    /// Run id: names every exchange and queue of the run [default: random].
+    #[arg(long, value_parser = parse_run_id)]
+    pub run_id: Option<String>,
+    /// Run only these process ids here, comma-separated (e.g. 1,2,3); start the others
+    /// with `sync-run mutex-process --run-id R --id K ...` [default: all of them].
+    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    pub local: Option<Vec<u32>>,
+    /// Write the space-time diagram (a lane per process, an arrow per message, a bar per
+    /// critical section) to this SVG file.
+    #[arg(long, value_parser = parse_svg_path)]
+    pub report: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProcessArgs {
+    #[command(flatten)]
+    pub shape: Shape,
+    /// The run to join (as given to `sync-run mutex --run-id`).
+    #[arg(long, value_parser = parse_run_id)]
+    pub run_id: String,
+    /// This process's id, 1 to --processes.
+    #[arg(long)]
+    pub id: u32,
+}
