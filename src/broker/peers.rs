@@ -238,11 +238,60 @@ pub async fn collect_reports<R>(
     run: &PeerRun,
     expect: &[PeerId],
     limit: Duration,
-    mut shutdown: Shutdown,
-    mut local_done: tokio::sync::watch::Receiver<bool>,
+    shutdown: Shutdown,
+    local_done: tokio::sync::watch::Receiver<bool>,
     grace: Duration,
     decode: impl Fn(&[u8]) -> Option<(PeerId, R)>,
 ) -> Result<(BTreeMap<PeerId, R>, u64), BrokerError> {
+    let mut st = Reading {
+        reports: BTreeMap::new(),
+        rejected: 0,
+        deadline: tokio::time::Instant::now() + limit,
+        waiting_for_locals: true,
+        shutdown,
+        local_done,
+        grace,
+    };
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match read_reports(broker, run, expect, &mut st, &decode).await {
+            Ok(()) => return Ok((st.reports, st.rejected)),
+            // The connection went away (closed by an operator, a broker restart): the
+            // reports not yet acknowledged are still queued; read on over a new one.
+            Err(e)
+                if super::error::is_transient(&e)
+                    && tokio::time::Instant::now() + backoff < st.deadline
+                    && !*st.shutdown.borrow() =>
+            {
+                tracing::warn!(error = %e, run = %run.run_id, "results connection lost; reconnecting");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// What the reader of the results has so far, kept across reconnections.
+struct Reading<R> {
+    reports: BTreeMap<PeerId, R>,
+    rejected: u64,
+    deadline: tokio::time::Instant,
+    waiting_for_locals: bool,
+    shutdown: Shutdown,
+    local_done: tokio::sync::watch::Receiver<bool>,
+    grace: Duration,
+}
+
+/// One connection's worth of [`collect_reports`]: `Ok` when it is over (all reported, the
+/// deadline, a stop signal), `Err` when the connection failed.
+async fn read_reports<R>(
+    broker: &Broker,
+    run: &PeerRun,
+    expect: &[PeerId],
+    st: &mut Reading<R>,
+    decode: &impl Fn(&[u8]) -> Option<(PeerId, R)>,
+) -> Result<(), BrokerError> {
     let conn = connect(
         &broker.url,
         &format!("sync-run {} {} results", run.alg, run.run_id),
@@ -264,19 +313,15 @@ pub async fn collect_reports<R>(
             )
             .await
             .ctx(|| format!("consuming {}", run.results()))?;
-        let mut reports = BTreeMap::new();
-        let mut rejected = 0u64;
-        let mut deadline = tokio::time::Instant::now() + limit;
-        let mut waiting_for_locals = true;
-        while expect.iter().any(|k| !reports.contains_key(k)) {
+        while expect.iter().any(|k| !st.reports.contains_key(k)) {
             let d = tokio::select! {
                 d = consumer.next() => d,
-                _ = tokio::time::sleep_until(deadline) => break,
-                _ = super::stopped(&mut shutdown) => break,
-                changed = local_done.changed(), if waiting_for_locals => {
-                    if changed.is_err() || *local_done.borrow() {
-                        waiting_for_locals = false;
-                        deadline = deadline.min(tokio::time::Instant::now() + grace);
+                _ = tokio::time::sleep_until(st.deadline) => break,
+                _ = super::stopped(&mut st.shutdown) => break,
+                changed = st.local_done.changed(), if st.waiting_for_locals => {
+                    if changed.is_err() || *st.local_done.borrow() {
+                        st.waiting_for_locals = false;
+                        st.deadline = st.deadline.min(tokio::time::Instant::now() + st.grace);
                     }
                     continue;
                 }
@@ -297,13 +342,13 @@ pub async fn collect_reports<R>(
             };
             match decode(&d.data) {
                 Some((k, rep)) if expect.contains(&k) => {
-                    reports.entry(k).or_insert(rep);
+                    st.reports.entry(k).or_insert(rep);
                     d.ack(BasicAckOptions::default())
                         .await
                         .ctx(|| "acknowledging a report".into())?;
                 }
                 _ => {
-                    rejected += 1;
+                    st.rejected += 1;
                     tracing::warn!(run = %run.run_id, "rejected a delivery on the results queue");
                     d.reject(BasicRejectOptions { requeue: false })
                         .await
@@ -311,7 +356,7 @@ pub async fn collect_reports<R>(
                 }
             }
         }
-        Ok((reports, rejected))
+        Ok(())
     }
     .await;
     close_quietly(&conn, "results read").await;
