@@ -827,3 +827,74 @@ fn wait_within(
         err.join().unwrap_or_default(),
     )
 }
+
+/// Closes, with one `rabbitmqctl eval` on the private node, every client connection whose
+/// name contains one of `needles`; returns how many. (One call instead of
+/// `list_connections` and one `close_connection` per connection: each call is an Erlang VM
+/// of its own, seconds on a loaded machine.) Falls back to those two commands if `eval`
+/// fails.
+pub fn close_connections(pb: &PrivateBroker, needles: &[String]) -> usize {
+    let binaries: Vec<String> = needles
+        .iter()
+        .map(|n| {
+            assert!(!n.contains(['"', '\\']), "{n}");
+            format!(r#"<<"{n}">>"#)
+        })
+        .collect();
+    let expr = format!(
+        r#"Needles = [{}],
+        Name = fun(P) ->
+            case catch rabbit_networking:connection_info(P, [client_properties]) of
+                [{{client_properties, Props}}] ->
+                    case lists:keyfind(<<"connection_name">>, 1, Props) of
+                        {{_, longstr, N}} -> N;
+                        _ -> <<>>
+                    end;
+                _ -> <<>>
+            end
+        end,
+        Hits = [P || P <- rabbit_networking:connections(),
+                     lists:any(fun(X) -> binary:match(Name(P), X) =/= nomatch end, Needles)],
+        [rabbit_networking:close_connection(P, "sync-run fault test") || P <- Hits],
+        length(Hits)."#,
+        binaries.join(",")
+    );
+    let out = pb.ctl(&["-q", "eval", &expr]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if out.status.success()
+        && let Ok(n) = stdout.trim().parse()
+    {
+        return n;
+    }
+    eprintln!(
+        "rabbitmqctl eval failed ({stdout}{}); list_connections + close_connection instead",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = pb.ctl(&["-q", "list_connections", "pid", "client_properties"]);
+    let pids: Vec<String> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter(|l| {
+            l.split("\"connection_name\",\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .is_some_and(|name| needles.iter().any(|n| name.contains(n.as_str())))
+        })
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect();
+    for pid in &pids {
+        pb.ctl(&["close_connection", pid, "sync-run fault test"]);
+    }
+    pids.len()
+}
+
+pub fn ctl_ok(pb: &PrivateBroker, args: &[&str]) {
+    let out = pb.ctl(args);
+    assert!(
+        out.status.success(),
+        "rabbitmqctl -n {} {}: {}{}",
+        pb.node,
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
