@@ -1071,3 +1071,188 @@ async fn bad_messages_mid_run_are_rejected_counted_and_the_run_verifies() {
     assert_eq!(leftovers(&s.tb, &run, n as u32).await, Vec::<String>::new());
     s.done().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Point-to-point algorithms (mutual exclusion, logical clocks): connections closed mid-run.
+
+/// Watches everything sent to process 1 of a peer run: an exclusive, server-named queue
+/// bound to the run's direct exchange with process 1's key, declared before the run
+/// starts. Counts the messages by type.
+struct PeerObserver {
+    conn: Connection,
+    seen: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+impl PeerObserver {
+    async fn attach(pb: &PrivateBroker, run: &sync_run::broker::peers::PeerRun) -> PeerObserver {
+        let url = BrokerUrl::parse(&pb.url).expect("private broker URL");
+        // Named without the run id: closing the run's connections leaves it alone.
+        let conn =
+            sync_run::broker::connect(&url, "sync-run fault observer", Duration::from_secs(10))
+                .await
+                .expect("observer: connect");
+        let ch = conn.create_channel().await.expect("observer: channel");
+        // As the run declares it (broker::wiring): direct, auto-delete, not durable.
+        ch.exchange_declare(
+            run.exchange().as_str().into(),
+            ExchangeKind::Direct,
+            ExchangeDeclareOptions {
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("observer: declare the run's exchange");
+        let q = ch
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("observer: queue");
+        ch.queue_bind(
+            q.name().as_str().into(),
+            run.exchange().as_str().into(),
+            "peer.1".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("observer: bind");
+        let mut consumer = ch
+            .basic_consume(
+                q.name().as_str().into(),
+                "observer".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("observer: consume");
+        let seen: Arc<Mutex<BTreeMap<String, u64>>> = Default::default();
+        let into = seen.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(d)) = consumer.next().await {
+                if let Ok(m) = serde_json::from_slice::<serde_json::Value>(&d.data) {
+                    let kind = m["type"].as_str().unwrap_or("?").to_owned();
+                    *into.lock().unwrap().entry(kind).or_default() += 1;
+                }
+            }
+        });
+        PeerObserver { conn, seen }
+    }
+
+    fn count(&self, kind: &str) -> u64 {
+        self.seen.lock().unwrap().get(kind).copied().unwrap_or(0)
+    }
+
+    async fn wait_for(&self, kind: &str, n: u64) {
+        let t = Instant::now();
+        while self.count(kind) < n {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "{n} {kind} to process 1 not seen; seen {:?}",
+                self.seen.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    async fn close(self) {
+        let _ = self.conn.close(200, "observer done".into()).await;
+    }
+}
+
+/// Every connection of a mutual-exclusion run and of a logical-clock run (the processes'
+/// pooled connections and the results reader) is closed by the broker mid-run, while the
+/// run's process is frozen after process 1 has received its 3rd message and before it has
+/// every peer's `done` (so the run cannot be over). The processes reconnect, re-publish
+/// what was unconfirmed, get unacknowledged deliveries again, and drop the duplicates
+/// (per-sender FIFO): the run still verifies — safety, 2(N−1) messages per entry, every
+/// message received exactly once — and leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_runs_survive_connections_closed_mid_run() {
+    let _serial = SERIAL.lock().await;
+    let Some(s) = setup("peer_runs_survive_connections_closed_mid_run").await else {
+        return;
+    };
+    let n = 4u32;
+    let runs: [(&'static str, &str, &[&str]); 2] = [
+        ("mutex", "request", &["--entries", "15", "--hold", "10ms"]),
+        (
+            "clocks",
+            "msg",
+            &["--events", "40", "--step", "10ms", "--seed", "3"],
+        ),
+    ];
+    for (alg, first, shape) in runs {
+        for rep in 0..3 {
+            let run_id = unique(&format!("{alg}-cc"));
+            let run = sync_run::broker::peers::PeerRun {
+                alg,
+                run_id: run_id.clone(),
+                processes: n,
+            };
+            let obs = PeerObserver::attach(s.pb, &run).await;
+            let mut args = vec![
+                alg,
+                "--processes",
+                "4",
+                "--run-id",
+                &run_id,
+                "--json",
+                "--timeout",
+                "60s",
+            ];
+            args.extend(shape);
+            let t = Instant::now();
+            let child = spawn(&s.pb.url, &args);
+            obs.wait_for(first, 3).await;
+            let frozen = freeze(&[pid(&child)]);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(
+                obs.count("done") < u64::from(n - 1),
+                "{alg} rep {rep}: the run was over before the fault"
+            );
+            let closed = close_connections(s.pb, std::slice::from_ref(&run_id));
+            assert!(closed >= 2, "{alg} rep {rep}: closed {closed} connections");
+            drop(frozen);
+            let (code, out, err) = finish(child);
+            let took = t.elapsed();
+            obs.close().await;
+            assert_eq!(code, 0, "{alg} rep {rep}: {out}{err}");
+            let doc: serde_json::Value = serde_json::from_str(&out)
+                .unwrap_or_else(|e| panic!("{alg} rep {rep}: JSON: {e}: {out}"));
+            assert_eq!(doc["verified"], true, "{alg} rep {rep}: {}", doc["checks"]);
+            assert!(
+                err.contains("reconnecting"),
+                "{alg} rep {rep}: reconnected: {err}"
+            );
+            let duplicates: u64 = doc["reports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| r["counts"]["duplicates"].as_u64().unwrap_or(0))
+                .sum();
+            eprintln!(
+                "{alg} rep {rep}: {closed} connections closed mid-run; verified in {took:.1?}, {duplicates} duplicates dropped"
+            );
+            let left =
+                common::broker_objects_containing(&s.tb, &format!("sync-run.{alg}.{run_id}."));
+            assert_eq!(
+                left.unwrap_or_default(),
+                Vec::<String>::new(),
+                "{alg} rep {rep}"
+            );
+        }
+    }
+    s.done().await;
+}
