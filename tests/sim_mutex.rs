@@ -147,6 +147,7 @@ fn ten_thousand_hostile_schedules_verify() {
         stats.stalls += run.stats.stalls;
         stats.junk += run.stats.junk;
         stats.rejected += run.stats.rejected;
+        stats.timeouts += run.stats.timeouts;
         rejected_by_processes += run
             .finished
             .values()

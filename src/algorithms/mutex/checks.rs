@@ -244,7 +244,7 @@ fn messages(reports: &[Report], n: u32) -> Check {
             *received.entry(key(e)).or_insert(0) += 1;
         }
     }
-    for (k, _) in &sent {
+    for k in sent.keys() {
         match received.get(k).copied().unwrap_or(0) {
             1 => {}
             c => {

@@ -82,13 +82,13 @@ fn a_swapped_order_fails_order() {
         (execs[0].0, execs[0].1.index),
         (execs[1].0, execs[1].1.index),
     );
-    let req = |r: &mut Vec<Report>, (id, ix): (u32, u32)| -> &mut (u64, u32) {
+    fn req(r: &mut [Report], (id, ix): (u32, u32)) -> &mut (u64, u32) {
         let rep = r.iter_mut().find(|x| x.id == id).expect("report");
         &mut rep.executions[ix as usize - 1].request
-    };
+    }
     let a = *req(&mut r, first);
     let b = *req(&mut r, second);
-    // Give the first entered the second's timestamp and vice versa (keeping ids).
+    // The first entered now carries a later timestamp than the second (same id).
     *req(&mut r, first) = (b.0 + 100, a.1);
     assert_eq!(status(&r, ORDER), Status::Failed);
     assert_eq!(status(&r, SAFETY), Status::Passed);

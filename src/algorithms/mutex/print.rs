@@ -26,16 +26,24 @@ pub fn events(reports: &[Report]) -> String {
                 own(&e.enter_vc),
                 0,
                 format!(
-                    "P{} enter #{}  L={}  VC={:?}  request=({},{})",
-                    r.id, e.index, e.enter_lamport, e.enter_vc, e.request.0, e.request.1
+                    "P{} enter #{}  L={}  VC={}  request=({},{})",
+                    r.id,
+                    e.index,
+                    e.enter_lamport,
+                    vc(&e.enter_vc),
+                    e.request.0,
+                    e.request.1
                 ),
             ));
             lines.push((
                 own(&e.exit_vc),
                 0,
                 format!(
-                    "P{} exit  #{}  L={}  VC={:?}",
-                    r.id, e.index, e.exit_lamport, e.exit_vc
+                    "P{} exit  #{}  L={}  VC={}",
+                    r.id,
+                    e.index,
+                    e.exit_lamport,
+                    vc(&e.exit_vc)
                 ),
             ));
         }
@@ -44,13 +52,13 @@ pub fn events(reports: &[Report]) -> String {
                 own(&e.vc),
                 1,
                 format!(
-                    "P{} send {:<7} -> P{}  seq={}  L={}  VC={:?}",
+                    "P{} send {:<7} -> P{}  seq={}  L={}  VC={}",
                     r.id,
                     e.kind.name(),
                     e.to,
                     e.seq,
                     e.lamport,
-                    e.vc
+                    vc(&e.vc)
                 ),
             ));
         }
@@ -59,13 +67,13 @@ pub fn events(reports: &[Report]) -> String {
                 own(&e.vc),
                 2,
                 format!(
-                    "P{} recv {:<7} <- P{}  seq={}  L={}  VC={:?}",
+                    "P{} recv {:<7} <- P{}  seq={}  L={}  VC={}",
                     r.id,
                     e.kind.name(),
                     e.from,
                     e.seq,
                     e.lamport,
-                    e.vc
+                    vc(&e.vc)
                 ),
             ));
         }
@@ -77,6 +85,12 @@ pub fn events(reports: &[Report]) -> String {
         out += &format!("P{} {}\n", r.id, outcome_line(r));
     }
     out
+}
+
+/// `[3,4,1,0,0]`: a vector clock as the protocol writes it.
+fn vc(v: &[u64]) -> String {
+    let parts: Vec<String> = v.iter().map(u64::to_string).collect();
+    format!("[{}]", parts.join(","))
 }
 
 fn outcome_line(r: &Report) -> String {

@@ -409,6 +409,21 @@ impl Process {
             .collect()
     }
 
+    /// The peers it waits on, when every one of them has been silent for the peer
+    /// timeout. Not the first silent one: a peer blocked behind a crashed one is as silent
+    /// as the crashed one, and may simply have been heard last a moment earlier. Waiting
+    /// until all are silent always names the crashed peer (everyone waits on it and it
+    /// never speaks again); while something it waits on still speaks, the run moves.
+    fn stalled(&self, now: Millis) -> Option<Vec<PeerId>> {
+        let waiting = self.waiting_on();
+        let silent = |j: &PeerId| {
+            self.last_heard
+                .get(j)
+                .is_none_or(|t| t.saturating_add(self.cfg.peer_timeout_ms) <= now)
+        };
+        (!waiting.is_empty() && waiting.iter().all(silent)).then_some(waiting)
+    }
+
     fn refuse(&mut self, why: Rejection) -> Result<(), Rejection> {
         self.report.rejected += 1;
         Err(why)
@@ -474,11 +489,12 @@ impl StateMachine for Process {
             State::Holding { until, .. } => Some(until),
             _ => None,
         };
+        // Stuck: every peer it waits on silent for the peer timeout (see `stalled`).
         let silence = self
             .waiting_on()
             .into_iter()
             .filter_map(|j| self.last_heard.get(&j))
-            .min()
+            .max()
             .map(|t| t.saturating_add(self.cfg.peer_timeout_ms));
         [hold, silence, self.cfg.deadline]
             .into_iter()
@@ -497,16 +513,7 @@ impl StateMachine for Process {
         if matches!(self.state, State::Holding { until, .. } if until <= now) {
             self.exit();
         }
-        let silent: Vec<PeerId> = self
-            .waiting_on()
-            .into_iter()
-            .filter(|j| {
-                self.last_heard
-                    .get(j)
-                    .is_some_and(|t| t.saturating_add(self.cfg.peer_timeout_ms) <= now)
-            })
-            .collect();
-        if !silent.is_empty() {
+        if let Some(silent) = self.stalled(now) {
             self.finish(Outcome::Stalled { silent });
         }
     }

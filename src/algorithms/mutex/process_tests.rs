@@ -173,13 +173,16 @@ fn a_silent_peer_is_named_after_the_peer_timeout() {
         },
     );
     p.handle(50, &reply.encode()).expect("reply");
-    assert_eq!(p.next_timeout(), Some(100), "peer 3 silent since 0");
-    p.handle_timeout(100);
+    // Peer 2 spoke at 50: stuck once both are silent for 100 ms.
+    assert_eq!(p.next_timeout(), Some(150));
+    p.handle_timeout(149);
+    assert!(outputs(&mut p).0.is_empty());
+    p.handle_timeout(150);
     let (msgs, report) = outputs(&mut p);
     assert_eq!(kinds(&msgs), vec![(Route::Results, "report")]);
     assert_eq!(
         report.expect("finished").outcome,
-        Outcome::Stalled { silent: vec![3] }
+        Outcome::Stalled { silent: vec![2, 3] }
     );
 }
 
