@@ -211,7 +211,9 @@ async fn a_silent_process_is_named_and_the_run_ends_cleanly() {
     assert!(detail.contains('3'), "names the silent process: {detail}");
     for r in doc["reports"].as_array().into_iter().flatten() {
         assert_eq!(r["outcome"]["outcome"], "stalled", "{r}");
-        assert_eq!(r["outcome"]["silent"], serde_json::json!([3]), "{r}");
+        // Every survivor names it (a live peer blocked behind it may be named too).
+        let silent = r["outcome"]["silent"].as_array().cloned().unwrap_or_default();
+        assert!(silent.contains(&serde_json::json!(3)), "{r}");
     }
     assert!(took < Duration::from_secs(30), "{took:?}");
     assert!(peer_leftovers(&tb, "mutex", &run, 3).await.is_empty());
@@ -234,7 +236,7 @@ async fn junk_on_an_inbox_is_rejected_counted_and_the_run_goes_on() {
     let junk: Vec<Vec<u8>> = vec![
         b"{not json".to_vec(),
         br#"{"v":99,"run":"x","type":"request"}"#.to_vec(),
-        format!(r#"{{"v":1,"run":"other-run","type":"request","from":2,"seq":1,"lamport":1,"vc":[0,1,0]}}"#).into_bytes(),
+        br#"{"v":1,"run":"other-run","type":"request","from":2,"to":1,"seq":1,"lamport":1,"vc":[0,1,0]}"#.to_vec(),
     ];
     for body in &junk {
         ch.basic_publish(
