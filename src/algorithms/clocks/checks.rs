@@ -12,7 +12,7 @@
 //!
 //! A failed check names its first counter-example: the two events, their kinds and clocks.
 
-use super::report::{EventKind, Outcome, Report, name, vc_text};
+use super::report::{Event, EventKind, Outcome, Report, name, vc_text};
 use crate::contract::PeerId;
 use crate::verdict::{Check, Verdict, check, ids, not_run};
 use std::collections::{BTreeMap, BTreeSet};
@@ -282,7 +282,7 @@ impl MessageLog {
 /// The true happened-before relation over every reported event.
 struct Causality<'a> {
     /// Every event, (process, report) flattened; `at[k]` is event k's place.
-    at: Vec<(PeerId, &'a super::report::Event)>,
+    at: Vec<(PeerId, &'a Event)>,
     /// `anc[k]`: bitset of the events that happened before event k.
     anc: Vec<Vec<u64>>,
     messages: usize,
