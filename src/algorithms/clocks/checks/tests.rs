@@ -287,3 +287,23 @@ fn too_many_events_are_not_proved_rather_than_exhausting_memory() {
     assert!(detail(&v, "vector_clocks").contains("covers at most"));
     assert!(!v.verified);
 }
+
+/// How long the proof takes near its limit: `cargo test --lib near_the_limit -- --ignored
+/// --nocapture`.
+#[test]
+#[ignore]
+fn near_the_limit() {
+    let cfgs = (1..=10)
+        .map(|id| {
+            let mut c = testing::config(id, 10, 900, 3);
+            c.send_probability = 0.5;
+            c
+        })
+        .collect();
+    let reports = testing::run(cfgs, 11);
+    let m: usize = reports.iter().map(|r| r.events.len()).sum();
+    let t = std::time::Instant::now();
+    let v = verify(&reports, 10, 900);
+    eprintln!("{m} events proved in {:?}", t.elapsed());
+    assert!(v.verified, "{}", v.lines());
+}
