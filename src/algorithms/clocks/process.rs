@@ -141,7 +141,9 @@ impl Process {
             events: Vec::new(),
             counts: Counts::default(),
             seqs: Sequencer::default(),
-            fifo: Fifo::new(10_000),
+            // A channel carries at most E messages and a `done`: nothing legitimate is
+            // further ahead than that, and memory stays bounded whatever arrives.
+            fifo: Fifo::new(u64::from(cfg.events) + 1),
             done_from: BTreeMap::new(),
             last_heard,
             internal: 0,
@@ -304,8 +306,11 @@ impl Process {
                 self.cfg.id
             )));
         }
-        if seq == 0 {
-            return Err(refused("sequence numbers start at 1".into()));
+        if seq == 0 || seq > u64::from(self.cfg.events) + 1 {
+            return Err(refused(format!(
+                "seq {seq} on a channel that carries at most {} messages and a done",
+                self.cfg.events
+            )));
         }
         if let Some(last) = self.done_from.get(&from)
             && seq > *last

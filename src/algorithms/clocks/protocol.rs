@@ -239,6 +239,30 @@ mod tests {
         );
     }
 
+    /// Every message example in docs/clocks.md decodes and re-encodes to the same JSON: the
+    /// document cannot drift from the code.
+    #[test]
+    fn the_documented_examples_are_valid_messages() {
+        let doc = include_str!("../../../docs/clocks.md");
+        let examples: Vec<&str> = doc
+            .split("```json\n")
+            .skip(1)
+            .filter_map(|block| block.split("\n```").next())
+            .collect();
+        let mut kinds = Vec::new();
+        for ex in examples {
+            let msg = Message::decode(ex.as_bytes(), "demo")
+                .unwrap_or_else(|e| panic!("example does not decode: {e}\n{ex}"));
+            assert_eq!(
+                String::from_utf8(msg.encode()).unwrap(),
+                ex,
+                "canonical form"
+            );
+            kinds.push(msg.kind());
+        }
+        assert_eq!(kinds, ["msg", "done", "report"]);
+    }
+
     #[test]
     fn decode_rejects_each_kind_of_bad_input() {
         let ok = r#"{"v":1,"run":"r","from":1,"type":"done","to":2,"seq":1,"sent":0}"#;

@@ -266,3 +266,44 @@ fn thousands_of_events_verify_quickly() {
         t.elapsed()
     );
 }
+
+#[test]
+fn too_many_events_are_not_proved_rather_than_exhausting_memory() {
+    let mut reports = good();
+    let last = reports[0].events.last().cloned().expect("events");
+    for k in 0..MAX_EVENTS_PROVED as u64 {
+        let mut vc = last.vc.clone();
+        vc[0] += k + 1;
+        push(
+            &mut reports,
+            1,
+            EventKind::Internal,
+            last.lamport + k + 1,
+            vc,
+        );
+    }
+    let v = verify(&reports, N, E);
+    assert_eq!(status(&v, "vector_clocks"), Status::NotRun, "{}", v.lines());
+    assert!(detail(&v, "vector_clocks").contains("covers at most"));
+    assert!(!v.verified);
+}
+
+/// How long the proof takes near its limit: `cargo test --lib near_the_limit -- --ignored
+/// --nocapture`.
+#[test]
+#[ignore]
+fn near_the_limit() {
+    let cfgs = (1..=10)
+        .map(|id| {
+            let mut c = testing::config(id, 10, 900, 3);
+            c.send_probability = 0.5;
+            c
+        })
+        .collect();
+    let reports = testing::run(cfgs, 11);
+    let m: usize = reports.iter().map(|r| r.events.len()).sum();
+    let t = std::time::Instant::now();
+    let v = verify(&reports, 10, 900);
+    eprintln!("{m} events proved in {:?}", t.elapsed());
+    assert!(v.verified, "{}", v.lines());
+}

@@ -119,7 +119,7 @@ fn all_at_once_then_done_to_each_peer() {
 
 #[test]
 fn receives_follow_the_rules_and_duplicates_are_applied_once() {
-    let mut cfg = testing::config(2, 3, 1, 0);
+    let mut cfg = testing::config(2, 3, 3, 0);
     cfg.send_probability = 0.0;
     let mut p = process(cfg);
     let _ = outputs(&mut p);
@@ -144,8 +144,10 @@ fn receives_follow_the_rules_and_duplicates_are_applied_once() {
         got,
         vec![
             (EventKind::Internal, 1, vec![0, 1, 0]),
-            (EventKind::Receive { from: 1, seq: 1 }, 4, vec![3, 2, 0]),
-            (EventKind::Receive { from: 1, seq: 2 }, 10, vec![5, 3, 2]),
+            (EventKind::Internal, 2, vec![0, 2, 0]),
+            (EventKind::Internal, 3, vec![0, 3, 0]),
+            (EventKind::Receive { from: 1, seq: 1 }, 4, vec![3, 4, 0]),
+            (EventKind::Receive { from: 1, seq: 2 }, 10, vec![5, 5, 2]),
         ]
     );
     assert_eq!(r.counts.received, 2);
