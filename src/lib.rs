@@ -15,6 +15,7 @@
 //! * [`cli`] and [`progress`] — options and what the user sees while a run goes.
 
 pub mod algorithms;
+pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod contract;

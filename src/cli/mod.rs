@@ -71,7 +71,8 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Measure: full runs for several N against the broker's round trip, its raw fanout
     /// rate and the original protocol; prints a table, optionally JSON and an SVG plot.
-    Bench(BenchArgs),
+    /// `sync-run bench mutex` measures mutual exclusion instead.
+    Bench(BenchCmd),
     /// Ricart–Agrawala mutual exclusion with Lamport and vector clocks: N processes each
     /// enter a critical section K times; safety is proven from the vector clocks alone.
     Mutex(crate::algorithms::mutex::cli::MutexArgs),
@@ -87,6 +88,23 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// `sync-run bench` (the list agreement) or `sync-run bench <algorithm>`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchCmd {
+    #[command(subcommand)]
+    pub algorithm: Option<BenchAlgorithm>,
+    #[command(flatten)]
+    pub list: BenchArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchAlgorithm {
+    /// Mutual exclusion: entries per second, the handover time (one process's exit → the
+    /// next one's entry) and messages per entry at several N, beside the broker's one hop.
+    Mutex(crate::algorithms::mutex::cli::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -173,7 +191,10 @@ pub async fn dispatch(cli: Cli) -> i32 {
         None => list::command::all(&s, &cli.all).await,
         Some(Command::Master(m)) => list::command::master(&s, m).await,
         Some(Command::Worker(w)) => list::command::worker(&s, w).await,
-        Some(Command::Bench(b)) => list::command::bench(&s, b).await,
+        Some(Command::Bench(b)) => match &b.algorithm {
+            None => list::command::bench(&s, &b.list).await,
+            Some(BenchAlgorithm::Mutex(a)) => mutex::command::bench(&s, a).await,
+        },
         Some(Command::Mutex(a)) => mutex::command::run(&s, a).await,
         Some(Command::MutexProcess(a)) => mutex::command::process(&s, a).await,
         Some(Command::Clocks(a)) => clocks::command::run(&s, a).await,

@@ -19,6 +19,7 @@
 //! from the binary's place in `target/`, see [`default_original_script`]). Nothing is
 //! installed: what is missing is reported in the table as skipped, with the reason.
 
+use crate::bench::{broker_rtt, machine, percentile};
 use crate::broker::{BrokerError, BrokerUrl, connect};
 use crate::contract::Topology;
 use anyhow::{Context, Result, bail};
@@ -191,86 +192,6 @@ pub async fn run(cfg: &BenchConfig) -> Result<BenchReport> {
         original,
         machine: machine(),
     })
-}
-
-fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
-    if sorted_ms.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted_ms.len() as f64 * p).ceil() as usize).clamp(1, sorted_ms.len()) - 1;
-    sorted_ms[i]
-}
-
-fn machine() -> String {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    format!("{cores} cores, {cpu}")
-}
-
-/// Publish → consume between two connections, one message in flight; sorted, in ms.
-async fn broker_rtt(url: &BrokerUrl, timeout: Duration, samples: usize) -> Result<Vec<f64>> {
-    let a = connect(url, "sync-run bench rtt publisher", timeout).await?;
-    let b = connect(url, "sync-run bench rtt consumer", timeout).await?;
-    let pch = a.create_channel().await.map_err(amqp("channel"))?;
-    let cch = b.create_channel().await.map_err(amqp("channel"))?;
-    let q = cch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(amqp("declaring the round-trip queue"))?;
-    let qname = q.name().as_str().to_owned();
-    let mut consumer = cch
-        .basic_consume(
-            qname.as_str().into(),
-            "rtt".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(amqp("consuming"))?;
-    let body = vec![b'x'; 160];
-    let warmup = 50;
-    let mut out = Vec::with_capacity(samples);
-    for i in 0..samples + warmup {
-        let t = Instant::now();
-        pch.basic_publish(
-            "".into(),
-            qname.as_str().into(),
-            BasicPublishOptions::default(),
-            &body,
-            BasicProperties::default(),
-        )
-        .await
-        .map_err(amqp("publishing"))?;
-        match tokio::time::timeout(Duration::from_secs(10), consumer.next()).await {
-            Ok(Some(Ok(_))) => {}
-            _ => bail!("no delivery within 10 s during the round-trip measurement"),
-        }
-        if i >= warmup {
-            out.push(t.elapsed().as_secs_f64() * 1000.0);
-        }
-    }
-    let _ = a.close(200, "bench done".into()).await;
-    let _ = b.close(200, "bench done".into()).await;
-    out.sort_by(f64::total_cmp);
-    Ok(out)
 }
 
 fn amqp(what: &'static str) -> impl Fn(lapin::Error) -> BrokerError {

@@ -98,14 +98,7 @@ impl Resources {
     }
 }
 
-/// Peak resident set size of this process, from `/proc/self/status` (Linux only).
-pub fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
+pub use crate::bench::peak_rss_kib;
 
 /// The `--json` report; `exit_code` is the code the process exits with (the verdict's, or
 /// a signal's when one stopped the run).

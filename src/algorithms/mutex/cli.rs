@@ -58,3 +58,20 @@ pub struct ProcessArgs {
     #[arg(long)]
     pub id: u32,
 }
+
+/// `sync-run bench mutex`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Process counts to run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "2,5,10,50", value_parser = clap::value_parser!(u32).range(2..=MAX_PROCESSES as i64))]
+    pub sizes: Vec<u32>,
+    /// Entries per process in each run.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub entries: u32,
+    /// Broker one-hop samples.
+    #[arg(long, default_value_t = 1000)]
+    pub rtt_samples: usize,
+    /// Each run's time limit.
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}

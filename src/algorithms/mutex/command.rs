@@ -113,6 +113,7 @@ pub async fn run(s: &Session, a: &MutexArgs) -> i32 {
             "exit_code": code,
             "wall_ms": wall.as_millis() as u64,
             "rejected_on_results": c.rejected,
+            "peak_rss_kib": crate::bench::peak_rss_kib(),
             "reports": reports,
         });
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
@@ -185,5 +186,47 @@ pub async fn process(s: &Session, a: &ProcessArgs) -> i32 {
             code
         }
         Err(e) => s.broker_failure(&a.run_id, &e),
+    }
+}
+
+/// `sync-run bench mutex`.
+pub async fn bench(s: &Session, a: &super::cli::BenchArgs) -> i32 {
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("sync-run bench mutex: cannot find its own executable: {e}");
+            return exit::FAILED;
+        }
+    };
+    let cfg = super::bench::Config {
+        url: s.broker.url.clone(),
+        connect_timeout: s.global.connect_timeout,
+        sizes: a.sizes.clone(),
+        entries: a.entries,
+        rtt_samples: a.rtt_samples.max(1),
+        timeout: a.timeout,
+        exe,
+    };
+    match super::bench::run(&cfg).await {
+        Ok(r) => {
+            if s.global.json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                print!("{}", super::bench::render(&r));
+            }
+            if r.runs.iter().all(|f| f.verified) {
+                exit::VERIFIED
+            } else {
+                exit::FAILED
+            }
+        }
+        Err(e) => {
+            eprintln!("sync-run bench mutex: {e:#}");
+            if e.downcast_ref::<BrokerError>().is_some() {
+                exit::BROKER
+            } else {
+                exit::FAILED
+            }
+        }
     }
 }

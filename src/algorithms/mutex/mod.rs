@@ -22,6 +22,7 @@
 //! every peer's `done` (hence everything before it). It then publishes its [`report`] on
 //! the results route.
 
+pub mod bench;
 pub mod checks;
 pub mod cli;
 pub mod command;

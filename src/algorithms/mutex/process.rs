@@ -82,6 +82,7 @@ enum State {
     /// Inside the critical section until `until`.
     Holding {
         until: Millis,
+        entered_at: Millis,
         request: (Lamport, PeerId),
         request_vc: VectorClock,
         enter_lamport: Lamport,
@@ -243,18 +244,20 @@ impl Process {
         self.tick();
         self.state = State::Holding {
             until: now.saturating_add(self.cfg.hold_ms),
+            entered_at: now,
             request,
             request_vc,
             enter_lamport: self.lamport,
             enter_vc: self.vc.clone(),
         };
         if self.cfg.hold_ms == 0 {
-            self.exit();
+            self.exit(now);
         }
     }
 
-    fn exit(&mut self) {
+    fn exit(&mut self, now: Millis) {
         let State::Holding {
+            entered_at,
             request,
             request_vc,
             enter_lamport,
@@ -273,6 +276,8 @@ impl Process {
             enter_vc,
             exit_lamport: self.lamport,
             exit_vc: self.vc.clone(),
+            enter_ms: entered_at,
+            exit_ms: now,
         });
         for j in std::mem::take(&mut self.deferred) {
             self.reply(j);
@@ -511,7 +516,7 @@ impl StateMachine for Process {
             return;
         }
         if matches!(self.state, State::Holding { until, .. } if until <= now) {
-            self.exit();
+            self.exit(now);
         }
         if let Some(silent) = self.stalled(now) {
             self.finish(Outcome::Stalled { silent });

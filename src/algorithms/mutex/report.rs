@@ -35,6 +35,13 @@ pub struct Execution {
     pub enter_vc: VectorClock,
     pub exit_lamport: Lamport,
     pub exit_vc: VectorClock,
+    /// The driver's clock at entry and exit (ms since the process started; one clock for
+    /// the processes of one `sync-run mutex`). For the benchmark's handover time only:
+    /// no check uses wall-clock time.
+    #[serde(default)]
+    pub enter_ms: u64,
+    #[serde(default)]
+    pub exit_ms: u64,
 }
 
 /// The algorithm's two counted message kinds.
