@@ -105,8 +105,11 @@ pub struct PeerEndpoint {
     conn_name: String,
 }
 
-/// What a peer deletes when it is done: its own inbox (nothing more arrives there: every
-/// other peer said `done`), or nothing (it stopped early; the collector deletes the run).
+/// What a peer deletes when it is done: its own inbox (its machine ended with a report:
+/// completed, or stalled / timed out, after which nothing it would act on can arrive), or
+/// nothing (its driver failed). The collector of the run deletes everything of the run
+/// at the end in any case; a process started alone with no collector leaves the other
+/// names to expire (`x-expires`, 120 s unused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerCleanup {
     OwnInbox,

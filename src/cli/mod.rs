@@ -4,11 +4,17 @@
 pub mod session;
 
 use crate::algorithms::list::cli::{AllArgs, BenchArgs, MasterArgs, WorkerArgs};
-use crate::algorithms::list::protocol::validate_run_id;
 use crate::broker::BrokerUrl;
 pub use crate::contract::Topology;
+use crate::contract::validate_run_id;
 use clap::{Args, CommandFactory, Parser, Subcommand, error::ErrorKind};
 use std::time::Duration;
+
+/// A fresh random run id, e.g. `r-5f1c09ab`.
+pub fn random_run_id() -> String {
+    use rand::RngCore;
+    format!("r-{:08x}", rand::rng().next_u32())
+}
 
 /// Exits 2 with `msg` and the usage line, as clap does for its own errors.
 pub fn usage_error(msg: impl std::fmt::Display) -> ! {

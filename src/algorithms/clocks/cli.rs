@@ -23,9 +23,10 @@ pub struct Shape {
     #[arg(long, default_value = "20ms", value_parser = parse_duration_or_zero)]
     pub step: Duration,
     /// A process still waiting for a peer that sends nothing at all for this long ends
-    /// and names it.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub peer_timeout: Duration,
+    /// and names it [default: 10 s, or 2 × events × step if longer: a live peer may send
+    /// this process nothing for most of its own run].
+    #[arg(long, value_parser = parse_duration)]
+    pub peer_timeout: Option<Duration>,
     /// The whole run's limit.
     #[arg(long, default_value = "300s", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -71,4 +72,13 @@ pub struct ProcessArgs {
     /// This process's id, 1 to --processes.
     #[arg(long)]
     pub id: u32,
+}
+
+impl Shape {
+    /// `--peer-timeout`, or its default for this run's length.
+    pub fn peer_timeout(&self) -> Duration {
+        self.peer_timeout.unwrap_or_else(|| {
+            (self.step * self.events.saturating_mul(2)).max(Duration::from_secs(10))
+        })
+    }
 }

@@ -26,7 +26,7 @@ fn process(run_id: &str, id: PeerId, s: &Shape) -> Process {
         events: s.events,
         send_probability: s.send_probability,
         step_ms: s.step.as_millis() as Millis,
-        peer_timeout_ms: s.peer_timeout.as_millis() as Millis,
+        peer_timeout_ms: s.peer_timeout().as_millis() as Millis,
         deadline: Some(s.timeout.as_millis() as Millis),
     };
     // Each process its own stream: the same seed gives the same scripts, and two
@@ -44,10 +44,7 @@ fn process(run_id: &str, id: PeerId, s: &Shape) -> Process {
 /// the results queue, the checks.
 pub async fn run(s: &Session, a: &ClocksArgs) -> i32 {
     let shape = &a.shape;
-    let run_id = a
-        .run_id
-        .clone()
-        .unwrap_or_else(crate::algorithms::list::run::random_run_id);
+    let run_id = a.run_id.clone().unwrap_or_else(crate::cli::random_run_id);
     let local: Vec<PeerId> = a
         .local
         .clone()
@@ -82,7 +79,7 @@ pub async fn run(s: &Session, a: &ClocksArgs) -> i32 {
         t0,
         &s.shutdown,
         shape.timeout + Duration::from_secs(5),
-        shape.peer_timeout + Duration::from_secs(2),
+        shape.peer_timeout() + Duration::from_secs(2),
         decode,
     )
     .await;

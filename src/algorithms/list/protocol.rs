@@ -402,31 +402,7 @@ impl Names {
     }
 }
 
-/// Checks a run id: 1 to 64 characters from `[A-Za-z0-9_-]`, starting with a letter or a
-/// digit, so it is safe in queue names, cannot contain the `.` that separates the parts of
-/// a name, and can never be taken for an option on a command line.
-pub fn validate_run_id(id: &str) -> Result<(), String> {
-    if id.is_empty() || id.len() > 64 {
-        return Err(format!(
-            "run id {id:?} must be 1 to 64 characters long (got {})",
-            id.len()
-        ));
-    }
-    if let Some(c) = id
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
-    {
-        return Err(format!(
-            "run id {id:?} contains {c:?}; use letters, digits, '-' and '_' only"
-        ));
-    }
-    if !id.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return Err(format!(
-            "run id {id:?} must start with a letter or a digit (so that it is never read as an option)"
-        ));
-    }
-    Ok(())
-}
+pub use crate::contract::validate_run_id;
 
 #[cfg(test)]
 mod tests {

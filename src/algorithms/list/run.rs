@@ -40,10 +40,7 @@ pub struct RunOptions {
 /// (measured at N=100: joining takes ≈ 100 ms on 4–16 connections, ≈ 150 ms on 64).
 pub const DEFAULT_CONNECTIONS: usize = 16;
 
-/// A fresh random run id, e.g. `r-5f1c09ab`.
-pub fn random_run_id() -> String {
-    format!("r-{:08x}", rand::rng().next_u32())
-}
+pub use crate::cli::random_run_id;
 
 /// The master's RNG: seeded when `--seed` is given, from the OS otherwise.
 pub fn master_rng(seed: Option<u64>) -> Box<dyn RngCore + Send> {

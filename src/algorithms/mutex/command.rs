@@ -31,10 +31,7 @@ fn config(run_id: &str, id: PeerId, s: &Shape) -> ProcessConfig {
 /// the results queue, the five checks.
 pub async fn run(s: &Session, a: &MutexArgs) -> i32 {
     let shape = &a.shape;
-    let run_id = a
-        .run_id
-        .clone()
-        .unwrap_or_else(crate::algorithms::list::run::random_run_id);
+    let run_id = a.run_id.clone().unwrap_or_else(crate::cli::random_run_id);
     let local: Vec<PeerId> = a
         .local
         .clone()

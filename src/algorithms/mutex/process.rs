@@ -468,6 +468,10 @@ impl StateMachine for Process {
                 self.cfg.processes
             )));
         }
+        if seq == 0 {
+            // Channels count from 1: a 0 is not a copy of anything, it is malformed.
+            return self.refuse(Rejection::Refused("seq 0 (channels count from 1)".into()));
+        }
         match self.fifo.offer(from, seq, msg.body) {
             Arrival::Apply(bodies) => {
                 self.last_heard.insert(from, now);

@@ -51,8 +51,10 @@ pub enum Body {
         lamport: Lamport,
         vc: VectorClock,
     },
-    /// The sender has made its last request: after `requests` requests and `replies`
-    /// replies to `to` (everything before this on the channel) it sends nothing more.
+    /// The sender has made its K entries: it makes no more requests. `requests` and
+    /// `replies` count what it sent to `to` before this on the channel. It may still send
+    /// `to` replies afterwards (to requests `to` makes later); `to` applies them before it
+    /// can finish, since it needs them to enter.
     Done {
         to: PeerId,
         seq: u64,
