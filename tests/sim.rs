@@ -1,6 +1,7 @@
-//! Property test of the core: thousands of random hostile schedules on the in-memory broker
-//! (reordering across publishers, duplicates, stalls, crashes, junk). Every schedule must
-//! end, and the surviving workers must hold identical lists that match the master's log.
+//! Property test of the core: thousands of random hostile schedules on the generic
+//! simulator (reordering across publishers, redeliveries, re-publishes, connection losses,
+//! crashes, junk). Every schedule must end, the surviving workers must hold identical lists
+//! that match the master's log, and a crashed worker must never count as a survivor.
 //!
 //! A failure prints the seed; replay it with `SIM_SEED=<seed> cargo test --test sim replay`.
 
@@ -14,6 +15,9 @@ use sync_run::algorithms::list::worker::WorkerOutcome;
 
 /// Checks one simulated run; `Err` says which property broke.
 fn check(r: &SimResult) -> Result<(), String> {
+    if r.step_limit_hit {
+        return Err("the step limit ended the run (a livelock?)".into());
+    }
     let rec = r.record.as_ref().ok_or("the run did not end (no record)")?;
     // Every surviving, non-crashed worker ends too.
     for (w, o) in &r.outcomes {
@@ -59,6 +63,16 @@ fn check(r: &SimResult) -> Result<(), String> {
             }
         }
     }
+    // A crashed worker never reports: a completed run must have evicted it (it missed a
+    // lease) or named it lost (it wrote its turns, then went silent), never waited for it.
+    if matches!(rec.outcome, RunOutcome::Completed) {
+        let survivors = rec.survivors();
+        for w in &r.crashed {
+            if survivors.contains(w) || rec.results.contains_key(w) {
+                return Err(format!("crashed worker {w} counted as a survivor"));
+            }
+        }
+    }
     if matches!(rec.outcome, RunOutcome::Completed) && r.crashed.is_empty() && !lists.is_empty() {
         // With no crash, every survivor reports and the verifier agrees.
         let v = verify(rec);
@@ -83,6 +97,9 @@ fn ten_thousand_hostile_schedules_agree() {
         .unwrap_or(10_000);
     let mut evictions: u64 = 0;
     let mut deliveries = 0;
+    let mut crashes = 0;
+    let mut duplicates = 0;
+    let mut stalls = 0;
     for seed in 0..count {
         let r = schedule(seed);
         if let Err(e) = check(&r) {
@@ -92,12 +109,22 @@ fn ten_thousand_hostile_schedules_agree() {
         }
         evictions += r.record.as_ref().map_or(0, |x| x.evicted.len() as u64);
         deliveries += r.deliveries;
+        crashes += r.crashed.len() as u64;
+        duplicates += r.stats.duplicates;
+        stalls += r.stats.stalls;
     }
-    println!("{count} schedules, {deliveries} deliveries, {evictions} evictions: all agree");
+    println!(
+        "{count} schedules, {deliveries} deliveries ({duplicates} duplicates, {stalls} \
+         connection losses), {crashes} crashes, {evictions} evictions: all agree"
+    );
     // The schedules must actually exercise the fault paths, or the test proves little.
     assert!(
         evictions > count / 20,
         "too few evictions ({evictions}) to exercise fencing"
+    );
+    assert!(
+        crashes > count / 20,
+        "too few crashes ({crashes}) to exercise the leases"
     );
 }
 

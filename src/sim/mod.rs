@@ -11,17 +11,20 @@
 //!   confirms were lost with the connection: a re-publish),
 //! * drop a participant's connection for a while: it stops consuming, the delivery in
 //!   flight (handled or not) comes back first, its timers wait, its state stays,
-//! * crash chosen participants for good after some number of deliveries,
+//! * crash chosen participants for good after some number of deliveries, or random ones
+//!   of a given set at random moments,
 //! * put junk bytes into inboxes,
 //! * advance virtual time by random steps, so timeouts fire at awkward moments.
 //!
-//! The machines are the real ones ([`crate::contract::StateMachine`]): the simulator
-//! exercises the very code the broker adapter drives. It is for simulation and property
-//! tests, in addition to — never instead of — the tests against a real RabbitMQ.
+//! The machines are the real ones ([`crate::contract::StateMachine`]), and each step's
+//! messages are packed ([`crate::contract::drain`]) and published as the broker adapter
+//! does: the simulator exercises the very code the adapter drives. It is for simulation
+//! and property tests, in addition to — never instead of — the tests against a real
+//! RabbitMQ.
 
 mod inbox;
 
-use crate::contract::{Millis, Output, PeerId, Route, StateMachine, Wire};
+use crate::contract::{Millis, PeerId, Route, StateMachine, Wire};
 use inbox::{Inbox, Lane};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -33,6 +36,19 @@ use std::collections::BTreeMap;
 pub struct Crash {
     pub peer: PeerId,
     pub after: u64,
+}
+
+/// Crashes drawn as the schedule goes: after each delivery, with probability `rate`, one
+/// participant of `among` that is still running crashes for good, `max` at most. A
+/// [`Crash`] counts its moment in the victim's own deliveries, and a count drawn blindly
+/// often falls after the victim finished, when there is nothing left to crash; these strike
+/// at any moment of the whole run (while the others wait on the victim, say) and only
+/// whoever is still running.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RandomCrashes {
+    pub among: Vec<PeerId>,
+    pub rate: f64,
+    pub max: usize,
 }
 
 /// The knobs of one simulated schedule. Probabilities are per delivery (`republish`: per
@@ -56,6 +72,11 @@ pub struct SimConfig {
     pub extra_junk: Vec<Vec<u8>>,
     /// Participants that crash for good.
     pub crash: Vec<Crash>,
+    /// More crashes, at random moments (none if `None`).
+    pub random_crashes: Option<RandomCrashes>,
+    /// Most messages a machine may pack into one publish per step
+    /// ([`crate::contract::StateMachine::pack`]); 1: every message on its own.
+    pub batch: usize,
     /// Steps (deliveries, timer rounds and idle jumps) before the simulator gives up.
     pub max_steps: u64,
 }
@@ -72,6 +93,8 @@ impl SimConfig {
             junk: false,
             extra_junk: Vec::new(),
             crash: Vec::new(),
+            random_crashes: None,
+            batch: PACK_LIMIT,
             max_steps: 1_000_000,
         }
     }
@@ -87,10 +110,15 @@ impl SimConfig {
             junk: rng.random_bool(0.5),
             extra_junk: Vec::new(),
             crash: Vec::new(),
+            random_crashes: None,
+            batch: PACK_LIMIT,
             max_steps: 1_000_000,
         }
     }
 }
+
+/// The packing limit of the constructors: the broker adapter's.
+const PACK_LIMIT: usize = 256;
 
 /// What the schedule did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -163,14 +191,18 @@ struct Sim<'r, M: StateMachine, R> {
     index: BTreeMap<PeerId, usize>,
     results: Vec<(PeerId, Vec<u8>)>,
     stats: SimStats,
+    /// Crashes drawn from `cfg.random_crashes` so far.
+    random_crashes: usize,
 }
 
 /// Runs `machines` under the schedule `cfg` draws with `seed`, until every surviving
 /// participant finished, nothing more can happen, or `cfg.max_steps`.
 ///
 /// `route(from, route)` names the participants a message published by `from` on `route`
-/// reaches ([`Route::Results`] is collected into [`SimRun::results`] instead). Ids it names
-/// that are not participants are ignored.
+/// reaches. Ids it names that are not participants are ignored. [`Route::Results`] is
+/// collected into [`SimRun::results`]; participants `route` names for it (one that reads
+/// the results queue, like the list agreement's master) also get it, on lanes apart from
+/// their own queue's: on the broker it is another queue.
 pub fn run<M: StateMachine>(
     machines: Vec<(PeerId, M)>,
     route: impl Fn(PeerId, Route) -> Vec<PeerId>,
@@ -186,6 +218,7 @@ pub fn run<M: StateMachine>(
         index: BTreeMap::new(),
         results: Vec::new(),
         stats: SimStats::default(),
+        random_crashes: 0,
     };
     for (id, machine) in machines {
         sim.index.insert(id, sim.parts.len());
@@ -327,6 +360,7 @@ impl<M: StateMachine, R: Fn(PeerId, Route) -> Vec<PeerId>> Sim<'_, M, R> {
             self.parts[i].inbox.push(Lane::Redelivery, bytes);
         }
         self.maybe_crash(i);
+        self.maybe_crash_at_random();
         if self.cfg.junk && self.rng.random_bool(0.01) {
             let j = self.rng.random_range(0..self.parts.len());
             self.inject_junk(j);
@@ -348,35 +382,58 @@ impl<M: StateMachine, R: Fn(PeerId, Route) -> Vec<PeerId>> Sim<'_, M, R> {
         }
     }
 
-    /// Publishes everything participant `i` has to say.
+    /// One crash drawn from `cfg.random_crashes`, if the draw says so and any is left.
+    fn maybe_crash_at_random(&mut self) {
+        let Some(rc) = &self.cfg.random_crashes else {
+            return;
+        };
+        if self.random_crashes >= rc.max || !self.rng.random_bool(rc.rate) {
+            return;
+        }
+        let running: Vec<usize> = rc
+            .among
+            .iter()
+            .filter_map(|id| self.index.get(id).copied())
+            .filter(|&i| !self.parts[i].over())
+            .collect();
+        if running.is_empty() {
+            return;
+        }
+        let victim = running[self.rng.random_range(0..running.len())];
+        self.parts[victim].crashed = true;
+        self.random_crashes += 1;
+    }
+
+    /// Publishes everything participant `i` has to say, packed as the machine packs it.
     fn drain(&mut self, i: usize) {
-        while let Some(out) = self.parts[i].machine.poll_output() {
-            match out {
-                Output::Publish { route, msg } => self.publish(i, route, msg.encode()),
-                Output::Finished(f) => self.parts[i].finished = Some(f),
-            }
+        let p = &mut self.parts[i];
+        for (route, msg) in crate::contract::drain(&mut p.machine, &mut p.finished, self.cfg.batch)
+        {
+            self.publish(i, route, msg.encode());
         }
     }
 
     fn publish(&mut self, i: usize, route: Route, bytes: Vec<u8>) {
         let from = self.parts[i].id;
-        if route == Route::Results {
+        let lane = if route == Route::Results {
             if self.rng.random_bool(self.cfg.republish) {
                 self.stats.duplicates += 1;
                 self.results.push((from, bytes.clone()));
             }
-            self.results.push((from, bytes));
-            return;
-        }
+            self.results.push((from, bytes.clone()));
+            Lane::Results(from)
+        } else {
+            Lane::Publisher(from)
+        };
         for to in (self.route)(from, route) {
             let Some(&j) = self.index.get(&to) else {
                 continue;
             };
             let inbox = &mut self.parts[j].inbox;
-            inbox.publish(from, bytes.clone());
+            inbox.publish(lane, bytes.clone());
             if self.rng.random_bool(self.cfg.republish) {
                 let last = self.rng.random_range(1..=3);
-                self.stats.duplicates += inbox.republish(from, last);
+                self.stats.duplicates += inbox.republish(lane, last);
             }
         }
     }

@@ -2,7 +2,7 @@
 //! numbered notes to every other and finishes at a fixed virtual time with what it got.
 
 use super::*;
-use crate::contract::Rejection;
+use crate::contract::{Output, Rejection};
 use std::collections::VecDeque;
 
 #[derive(Debug, Clone)]
@@ -66,7 +66,7 @@ impl StateMachine for Talker {
             self.end_at = None;
             self.out.push_back(Output::Publish {
                 route: Route::Results,
-                msg: Note(self.id.to_string().into_bytes()),
+                msg: Note(format!("{}:0", self.id).into_bytes()),
             });
             self.out.push_back(Output::Finished(self.got.clone()));
         }
@@ -174,6 +174,44 @@ fn a_crashed_participant_stops_and_the_others_end() {
     assert!(r.all_survivors_finished() && !r.step_limit_hit);
     // It published before it crashed.
     assert_eq!(from(r.finished[&1].as_ref().expect("1"), 2).len(), 5);
+}
+
+#[test]
+fn random_crashes_hit_running_participants_of_the_set_only() {
+    let cfg = SimConfig {
+        random_crashes: Some(RandomCrashes {
+            among: vec![2, 3],
+            rate: 1.0,
+            max: 1,
+        }),
+        ..SimConfig::calm()
+    };
+    let r = run(talkers(3, 5, 1_000), point_to_point, &cfg, 4);
+    assert_eq!(r.crashed.len(), 1, "at most `max`");
+    assert!(r.crashed[0] == 2 || r.crashed[0] == 3, "only from `among`");
+    assert!(r.all_survivors_finished() && !r.step_limit_hit);
+}
+
+#[test]
+fn a_participant_that_reads_the_results_queue_gets_them_too() {
+    let ids = [1, 2, 3];
+    // Talker 1 reads the results queue and stays until every other talker has finished.
+    let machines = ids
+        .iter()
+        .map(|&i| (i, Talker::new(i, &ids, 3, if i == 1 { 5_000 } else { 500 })))
+        .collect();
+    let route = |from, r| match r {
+        Route::Results => vec![1],
+        r => point_to_point(from, r),
+    };
+    let r = run(machines, route, &SimConfig::calm(), 2);
+    assert!(r.all_survivors_finished());
+    assert_eq!(r.results.len(), 3, "collected, the reader's own included");
+    let got = r.finished[&1].as_ref().expect("1 finished");
+    for p in [2, 3] {
+        // Its three notes on its own queue, and its result ("p:0") on the results queue.
+        assert_eq!(from(got, p), [1, 2, 3, 0], "{p}'s notes, then its result");
+    }
 }
 
 #[test]
