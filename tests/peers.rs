@@ -212,7 +212,10 @@ async fn a_silent_process_is_named_and_the_run_ends_cleanly() {
     for r in doc["reports"].as_array().into_iter().flatten() {
         assert_eq!(r["outcome"]["outcome"], "stalled", "{r}");
         // Every survivor names it (a live peer blocked behind it may be named too).
-        let silent = r["outcome"]["silent"].as_array().cloned().unwrap_or_default();
+        let silent = r["outcome"]["silent"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         assert!(silent.contains(&serde_json::json!(3)), "{r}");
     }
     assert!(took < Duration::from_secs(30), "{took:?}");

@@ -1,6 +1,7 @@
 //! Command-line options and their validation. Every usage error exits with code 2 and a
 //! message that says what to do instead.
 
+pub mod peers;
 pub mod session;
 
 use crate::algorithms::list::cli::{AllArgs, BenchArgs, MasterArgs, WorkerArgs};
@@ -202,7 +203,7 @@ pub async fn dispatch(cli: Cli) -> i32 {
             Some(BenchAlgorithm::Mutex(a)) => mutex::command::bench(&s, a).await,
         },
         Some(Command::Mutex(a)) => mutex::command::run(&s, a).await,
-        Some(Command::MutexProcess(a)) => mutex::command::process(&s, a).await,
+        Some(Command::MutexProcess(a)) => mutex::command::process_alone(&s, a).await,
         Some(Command::Clocks(a)) => clocks::command::run(&s, a).await,
         Some(Command::ClocksProcess(a)) => clocks::command::process_alone(&s, a).await,
         // Printed before connecting (see main).

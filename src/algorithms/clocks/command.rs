@@ -6,14 +6,11 @@ use super::cli::{ClocksArgs, ProcessArgs, Shape};
 use super::process::{ClockConfig, Process};
 use super::report::{Outcome, Report};
 use super::{checks, print, protocol, report};
-use crate::broker::BrokerError;
-use crate::broker::peers::{PeerRun, run_and_collect};
+use crate::broker::peers::PeerRun;
 use crate::cli::session::Session;
-use crate::cli::usage_error;
+use crate::cli::{peers, usage_error};
 use crate::contract::{Millis, PeerId};
-use crate::exit;
 use rand::SeedableRng;
-use std::time::{Duration, Instant};
 
 /// The JSON document's schema name (docs/clocks.md).
 pub const SCHEMA: &str = "sync-run/clocks/v1";
@@ -44,79 +41,53 @@ fn process(run_id: &str, id: PeerId, s: &Shape) -> Process {
 /// the results queue, the checks.
 pub async fn run(s: &Session, a: &ClocksArgs) -> i32 {
     let shape = &a.shape;
-    let run_id = a.run_id.clone().unwrap_or_else(crate::cli::random_run_id);
-    let local: Vec<PeerId> = a
-        .local
-        .clone()
-        .unwrap_or_else(|| (1..=shape.processes).collect());
-    if let Some(bad) = local.iter().find(|k| !(1..=shape.processes).contains(*k)) {
-        usage_error(format!(
-            "--local {bad}: process ids are 1 to --processes {}",
-            shape.processes
-        ));
-    }
-    let run = PeerRun {
-        alg: "clocks",
-        run_id: run_id.clone(),
-        processes: shape.processes,
-    };
-    if !s.global.json && !s.global.quiet && local.len() < shape.processes as usize {
-        eprintln!(
-            "clocks run {run_id}: processes {:?} here; start the others with `sync-run clocks-process --run-id {run_id} --id K --processes {} --events {}`",
-            local, shape.processes, shape.events
-        );
-    }
-    let t0 = Instant::now();
+    let (run, local) = peers::plan(
+        s,
+        "clocks",
+        a.run_id.clone(),
+        shape.processes,
+        a.local.clone(),
+        "clocks-process",
+    );
     let machines: Vec<(PeerId, Process)> = local
         .iter()
-        .map(|k| (*k, process(&run_id, *k, shape)))
+        .map(|k| (*k, process(&run.run_id, *k, shape)))
         .collect();
-    let decode = |b: &[u8]| protocol::decode_report(b, &run_id).ok().map(|r| (r.id, r));
-    let collected = run_and_collect(
-        &s.broker,
+    let decode = |b: &[u8]| {
+        protocol::decode_report(b, &run.run_id)
+            .ok()
+            .map(|r| (r.id, r))
+    };
+    let f = match peers::run_local(
+        s,
         &run,
         machines,
-        t0,
-        &s.shutdown,
-        shape.timeout + Duration::from_secs(5),
-        shape.peer_timeout() + Duration::from_secs(2),
+        shape.timeout,
+        shape.peer_timeout(),
         decode,
     )
-    .await;
-    let wall = t0.elapsed();
-    let c = match collected {
-        Ok(c) => c,
-        Err(e) => return s.broker_failure(&run_id, &e),
-    };
-    let reports: Vec<Report> = c.reports.into_values().collect();
-    if let Some((k, e)) = c.errors.first()
-        && !reports.iter().any(|r| r.id == *k)
+    .await
     {
-        eprintln!("sync-run: process {k}: {e}");
-        if reports.is_empty() {
-            return s.broker_failure(&run_id, e);
-        }
-    }
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let reports: Vec<Report> = f.reports;
     let verdict = checks::verify(&reports, shape.processes, shape.events);
     let code = s.or_signal(verdict.exit_code());
-    if let Some(path) = &a.report {
-        let d = report::diagram(&format!("clocks run {run_id}"), &reports);
-        match crate::verdict::spacetime::write(&d, path) {
-            Ok(()) => eprintln!("space-time diagram written to {}", path.display()),
-            Err(e) => eprintln!("sync-run: could not write {}: {e:#}", path.display()),
-        }
-    }
+    peers::write_diagram(a.report.as_deref(), || {
+        report::diagram(&format!("clocks run {}", run.run_id), &reports)
+    });
     if s.global.json {
         let doc = serde_json::json!({
             "schema": SCHEMA,
-            "run_id": run_id,
+            "run_id": run.run_id,
             "processes": shape.processes,
             "events": shape.events,
             "verified": verdict.verified,
             "checks": verdict.checks,
             "exit_code": code,
-            "wall_ms": wall.as_millis() as u64,
-            "rejected_on_results": c.rejected,
+            "wall_ms": f.wall.as_millis() as u64,
+            "rejected_on_results": f.rejected_on_results,
             "reports": reports,
         });
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
@@ -124,10 +95,11 @@ pub async fn run(s: &Session, a: &ClocksArgs) -> i32 {
         println!("{}", print::summary(&reports, &verdict));
     } else {
         println!(
-            "clocks run {run_id}: {} processes, {} internal events each, in {:.3} s",
+            "clocks run {}: {} processes, {} internal events each, in {:.3} s",
+            run.run_id,
             shape.processes,
             shape.events,
-            wall.as_secs_f64()
+            f.wall.as_secs_f64()
         );
         print!("{}", print::text(&reports, &verdict));
     }
@@ -137,48 +109,17 @@ pub async fn run(s: &Session, a: &ClocksArgs) -> i32 {
 /// `sync-run clocks-process`: one process; prints its own events and how it ended. The
 /// verdict is rendered by `sync-run clocks`, which reads every process's report.
 pub async fn process_alone(s: &Session, a: &ProcessArgs) -> i32 {
-    let p = process(&a.run_id, a.id, &a.shape);
     let run = PeerRun {
         alg: "clocks",
         run_id: a.run_id.clone(),
         processes: a.shape.processes,
     };
-    let t0 = Instant::now();
-    let r = crate::broker::peers::drive_peer(
-        &s.broker,
-        &run,
-        a.id,
-        p,
-        t0,
-        s.shutdown.clone(),
-        |r: &Result<Report, BrokerError>| r.is_ok(),
-    )
-    .await;
-    match r {
-        Ok(report) => {
-            let code = s.or_signal(match report.outcome {
-                Outcome::Completed => exit::VERIFIED,
-                _ => exit::FAILED,
-            });
-            if s.global.json {
-                let doc = serde_json::json!({
-                    "schema": "sync-run/clocks-process/v1",
-                    "run_id": a.run_id,
-                    "exit_code": code,
-                    "report": report,
-                });
-                println!("{doc}");
-            } else {
-                if !s.global.quiet {
-                    print!("{}", print::events(std::slice::from_ref(&report)));
-                }
-                println!(
-                    "process {} of clocks run {}: {:?}",
-                    a.id, a.run_id, report.outcome
-                );
-            }
-            code
-        }
-        Err(e) => s.broker_failure(&a.run_id, &e),
-    }
+    let p = process(&a.run_id, a.id, &a.shape);
+    let how = peers::Alone {
+        schema: "sync-run/clocks-process/v1",
+        completed: &|r: &Report| r.outcome == Outcome::Completed,
+        events: &|r: &Report| print::events(std::slice::from_ref(r)),
+        outcome: &|r: &Report| format!("{:?}", r.outcome),
+    };
+    peers::alone(s, &run, a.id, p, how).await
 }

@@ -6,15 +6,20 @@ use super::process::{Process, ProcessConfig};
 use super::report::{Outcome, Report};
 use super::{diagram, print, protocol};
 use crate::broker::BrokerError;
-use crate::broker::peers::{PeerRun, run_and_collect};
+use crate::broker::peers::PeerRun;
 use crate::cli::session::Session;
-use crate::cli::usage_error;
+use crate::cli::{peers, usage_error};
 use crate::contract::{Millis, PeerId};
 use crate::exit;
-use std::time::{Duration, Instant};
 
 /// The JSON document's schema name (docs/mutex.md).
 pub const SCHEMA: &str = "sync-run/mutex/v1";
+
+/// Process `id` of the run, as the options describe it (a bad combination is a usage
+/// error).
+fn process(run_id: &str, id: PeerId, s: &Shape) -> Process {
+    Process::new(config(run_id, id, s), 0).unwrap_or_else(|e| usage_error(e))
+}
 
 fn config(run_id: &str, id: PeerId, s: &Shape) -> ProcessConfig {
     let mut cfg = ProcessConfig::new(run_id, id, s.processes, s.entries);
@@ -31,85 +36,51 @@ fn config(run_id: &str, id: PeerId, s: &Shape) -> ProcessConfig {
 /// the results queue, the five checks.
 pub async fn run(s: &Session, a: &MutexArgs) -> i32 {
     let shape = &a.shape;
-    let run_id = a.run_id.clone().unwrap_or_else(crate::cli::random_run_id);
-    let local: Vec<PeerId> = a
-        .local
-        .clone()
-        .unwrap_or_else(|| (1..=shape.processes).collect());
-    if let Some(bad) = local.iter().find(|k| !(1..=shape.processes).contains(*k)) {
-        usage_error(format!(
-            "--local {bad}: process ids are 1 to --processes {}",
-            shape.processes
-        ));
-    }
-    let run = PeerRun {
-        alg: "mutex",
-        run_id: run_id.clone(),
-        processes: shape.processes,
-    };
-    if !s.global.json && !s.global.quiet && local.len() < shape.processes as usize {
-        eprintln!(
-            "mutex run {run_id}: processes {:?} here; start the others with `sync-run mutex-process --run-id {run_id} --id K --processes {} --entries {}`",
-            local, shape.processes, shape.entries
-        );
-    }
-    let t0 = Instant::now();
+    let (run, local) = peers::plan(
+        s,
+        "mutex",
+        a.run_id.clone(),
+        shape.processes,
+        a.local.clone(),
+        "mutex-process",
+    );
     let machines: Vec<(PeerId, Process)> = local
         .iter()
-        .map(|k| {
-            let p = Process::new(config(&run_id, *k, shape), 0).unwrap_or_else(|e| usage_error(e));
-            (*k, p)
-        })
+        .map(|k| (*k, process(&run.run_id, *k, shape)))
         .collect();
-    let decode = |b: &[u8]| protocol::decode_report(b, &run_id).ok().map(|r| (r.id, r));
-    let collected = run_and_collect(
-        &s.broker,
-        &run,
-        machines,
-        t0,
-        &s.shutdown,
-        shape.timeout + Duration::from_secs(5),
-        shape.peer_timeout + Duration::from_secs(2),
-        decode,
-    )
-    .await;
-    let wall = t0.elapsed();
-    let c = match collected {
-        Ok(c) => c,
-        Err(e) => return s.broker_failure(&run_id, &e),
+    let decode = |b: &[u8]| {
+        protocol::decode_report(b, &run.run_id)
+            .ok()
+            .map(|r| (r.id, r))
     };
-    let reports: Vec<Report> = c.reports.into_values().collect();
-    // A local process whose driver failed reported nothing: the broker's error says why
-    // (the verdict would only say "did not report").
-    if let Some((k, e)) = c.errors.first()
-        && !reports.iter().any(|r| r.id == *k)
+    let f = match peers::run_local(s, &run, machines, shape.timeout, shape.peer_timeout, decode)
+        .await
     {
-        eprintln!("sync-run: process {k}: {e}");
-        if reports.is_empty() {
-            return s.broker_failure(&run_id, e);
-        }
-    }
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let reports: Vec<Report> = f.reports;
     let verdict = super::verify(&reports, shape.processes, shape.entries);
     let code = s.or_signal(verdict.exit_code());
-    if let Some(path) = &a.report {
-        let d = diagram::diagram(&format!("mutex run {run_id}"), shape.processes, &reports);
-        match crate::verdict::spacetime::write(&d, path) {
-            Ok(()) => eprintln!("space-time diagram written to {}", path.display()),
-            Err(e) => eprintln!("sync-run: could not write {}: {e:#}", path.display()),
-        }
-    }
+    peers::write_diagram(a.report.as_deref(), || {
+        diagram::diagram(
+            &format!("mutex run {}", run.run_id),
+            shape.processes,
+            &reports,
+        )
+    });
     if s.global.json {
         let doc = serde_json::json!({
             "schema": SCHEMA,
-            "run_id": run_id,
+            "run_id": run.run_id,
             "processes": shape.processes,
             "entries": shape.entries,
             "hold_ms": shape.hold.as_millis() as u64,
             "verified": verdict.verified,
             "checks": verdict.checks,
             "exit_code": code,
-            "wall_ms": wall.as_millis() as u64,
-            "rejected_on_results": c.rejected,
+            "wall_ms": f.wall.as_millis() as u64,
+            "rejected_on_results": f.rejected_on_results,
             "peak_rss_kib": crate::bench::peak_rss_kib(),
             "reports": reports,
         });
@@ -121,11 +92,12 @@ pub async fn run(s: &Session, a: &MutexArgs) -> i32 {
         );
     } else {
         println!(
-            "mutex run {run_id}: {} processes, {} entries each, hold {} ms, in {:.3} s",
+            "mutex run {}: {} processes, {} entries each, hold {} ms, in {:.3} s",
+            run.run_id,
             shape.processes,
             shape.entries,
             shape.hold.as_millis(),
-            wall.as_secs_f64()
+            f.wall.as_secs_f64()
         );
         print!("{}{}", print::events(&reports), verdict.lines());
         println!(
@@ -138,52 +110,20 @@ pub async fn run(s: &Session, a: &MutexArgs) -> i32 {
 
 /// `sync-run mutex-process`: one process; prints its own events and how it ended. The
 /// verdict is rendered by `sync-run mutex`, which reads every process's report.
-pub async fn process(s: &Session, a: &ProcessArgs) -> i32 {
-    let cfg = config(&a.run_id, a.id, &a.shape);
+pub async fn process_alone(s: &Session, a: &ProcessArgs) -> i32 {
     let run = PeerRun {
         alg: "mutex",
         run_id: a.run_id.clone(),
         processes: a.shape.processes,
     };
-    let t0 = Instant::now();
-    let p = Process::new(cfg, 0).unwrap_or_else(|e| usage_error(e));
-    let r = crate::broker::peers::drive_peer(
-        &s.broker,
-        &run,
-        a.id,
-        p,
-        t0,
-        s.shutdown.clone(),
-        |r: &Result<Report, BrokerError>| r.is_ok(),
-    )
-    .await;
-    match r {
-        Ok(report) => {
-            let code = s.or_signal(match report.outcome {
-                Outcome::Completed => exit::VERIFIED,
-                _ => exit::FAILED,
-            });
-            if s.global.json {
-                let doc = serde_json::json!({
-                    "schema": "sync-run/mutex-process/v1",
-                    "run_id": a.run_id,
-                    "exit_code": code,
-                    "report": report,
-                });
-                println!("{doc}");
-            } else {
-                if !s.global.quiet {
-                    print!("{}", print::events(std::slice::from_ref(&report)));
-                }
-                println!(
-                    "process {} of mutex run {}: {:?}",
-                    a.id, a.run_id, report.outcome
-                );
-            }
-            code
-        }
-        Err(e) => s.broker_failure(&a.run_id, &e),
-    }
+    let p = process(&a.run_id, a.id, &a.shape);
+    let how = peers::Alone {
+        schema: "sync-run/mutex-process/v1",
+        completed: &|r: &Report| r.outcome == Outcome::Completed,
+        events: &|r: &Report| print::events(std::slice::from_ref(r)),
+        outcome: &|r: &Report| format!("{:?}", r.outcome),
+    };
+    peers::alone(s, &run, a.id, p, how).await
 }
 
 /// `sync-run bench mutex`.

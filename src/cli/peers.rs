@@ -1,0 +1,170 @@
+//! What the commands of every point-to-point algorithm (mutex, clocks, and those after
+//! them) share: choosing the run id and which processes run here, running them while the
+//! reports are read from the results queue, writing the space-time diagram, and running
+//! one process alone.
+
+use super::session::Session;
+use super::usage_error;
+use crate::broker::peers::{PeerRun, drive_peer, run_and_collect};
+use crate::contract::{PeerId, StateMachine};
+use crate::exit;
+use crate::verdict::spacetime::Diagram;
+use serde::Serialize;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// A run of `processes` peers of `alg` and the ids that run in this process (`--local`,
+/// default all). An id out of range is a usage error; when some run elsewhere, says how
+/// to start them (`alone` is the command that runs one, e.g. `mutex-process`).
+pub fn plan(
+    s: &Session,
+    alg: &'static str,
+    run_id: Option<String>,
+    processes: u32,
+    local: Option<Vec<u32>>,
+    alone: &str,
+) -> (PeerRun, Vec<PeerId>) {
+    let run_id = run_id.unwrap_or_else(super::random_run_id);
+    let local: Vec<PeerId> = local.unwrap_or_else(|| (1..=processes).collect());
+    if let Some(bad) = local.iter().find(|k| !(1..=processes).contains(*k)) {
+        usage_error(format!(
+            "--local {bad}: process ids are 1 to --processes {processes}"
+        ));
+    }
+    if !s.global.json && !s.global.quiet && local.len() < processes as usize {
+        eprintln!(
+            "{alg} run {run_id}: processes {local:?} here; start the others with `sync-run {alone} --run-id {run_id} --id K` and the same options"
+        );
+    }
+    let run = PeerRun {
+        alg,
+        run_id,
+        processes,
+    };
+    (run, local)
+}
+
+/// The reports of a finished run, sorted by process, and what else was seen.
+pub struct Finished<R> {
+    pub reports: Vec<R>,
+    pub rejected_on_results: u64,
+    pub wall: Duration,
+}
+
+/// Runs the local `machines` and reads every process's report (`decode` turns a delivery
+/// into one); deletes the run at the end. `Err(exit code)` when the broker failed and no
+/// report at all could be read (the failure is reported). A local process whose driver
+/// failed is reported on stderr; the verdict then says it did not report.
+pub async fn run_local<M: StateMachine, R>(
+    s: &Session,
+    run: &PeerRun,
+    machines: Vec<(PeerId, M)>,
+    timeout: Duration,
+    peer_timeout: Duration,
+    decode: impl Fn(&[u8]) -> Option<(PeerId, R)>,
+) -> Result<Finished<R>, i32> {
+    let t0 = Instant::now();
+    let collected = run_and_collect(
+        &s.broker,
+        run,
+        machines,
+        t0,
+        &s.shutdown,
+        timeout + Duration::from_secs(5),
+        peer_timeout + Duration::from_secs(2),
+        decode,
+    )
+    .await;
+    let wall = t0.elapsed();
+    let c = collected.map_err(|e| s.broker_failure(&run.run_id, &e))?;
+    for (k, e) in &c.errors {
+        if !c.reports.contains_key(k) {
+            eprintln!("sync-run: process {k}: {e}");
+            if c.reports.is_empty() {
+                return Err(s.broker_failure(&run.run_id, e));
+            }
+        }
+    }
+    Ok(Finished {
+        reports: c.reports.into_values().collect(),
+        rejected_on_results: c.rejected,
+        wall,
+    })
+}
+
+/// `--report FILE.svg`: the space-time diagram. A failure to write it is reported and does
+/// not change the verdict.
+pub fn write_diagram(path: Option<&Path>, diagram: impl FnOnce() -> Diagram) {
+    if let Some(path) = path {
+        match crate::verdict::spacetime::write(&diagram(), path) {
+            Ok(()) => eprintln!("space-time diagram written to {}", path.display()),
+            Err(e) => eprintln!("sync-run: could not write {}: {e:#}", path.display()),
+        }
+    }
+}
+
+/// How one process's report reads, for [`alone`].
+pub struct Alone<'a, F> {
+    /// The JSON document's schema.
+    pub schema: &'static str,
+    /// Whether the process completed its part.
+    pub completed: &'a dyn Fn(&F) -> bool,
+    /// Its events, one line each.
+    pub events: &'a dyn Fn(&F) -> String,
+    /// How it ended, in a few words.
+    pub outcome: &'a dyn Fn(&F) -> String,
+}
+
+/// Runs process `id` of `run` alone (`mutex-process`, `clocks-process`): prints its events
+/// and how it ended (or, with `--json`, one document with its report), exits 0 when it
+/// completed. The verdict is rendered by whoever reads every process's report.
+pub async fn alone<M: StateMachine>(
+    s: &Session,
+    run: &PeerRun,
+    id: PeerId,
+    machine: M,
+    how: Alone<'_, M::Finished>,
+) -> i32
+where
+    M::Finished: Serialize,
+{
+    let r = drive_peer(
+        &s.broker,
+        run,
+        id,
+        machine,
+        Instant::now(),
+        s.shutdown.clone(),
+        |r| r.is_ok(),
+    )
+    .await;
+    let report = match r {
+        Ok(report) => report,
+        Err(e) => return s.broker_failure(&run.run_id, &e),
+    };
+    let code = s.or_signal(if (how.completed)(&report) {
+        exit::VERIFIED
+    } else {
+        exit::FAILED
+    });
+    if s.global.json {
+        let doc = serde_json::json!({
+            "schema": how.schema,
+            "run_id": run.run_id,
+            "exit_code": code,
+            "report": report,
+        });
+        println!("{doc}");
+    } else {
+        if !s.global.quiet {
+            print!("{}", (how.events)(&report));
+        }
+        println!(
+            "process {id} of {} run {}: {}",
+            run.alg,
+            run.run_id,
+            (how.outcome)(&report)
+        );
+    }
+    code
+}
