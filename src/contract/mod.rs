@@ -8,6 +8,7 @@
 //! against RabbitMQ and one deterministic simulator ([`crate::sim`]) can drive it under
 //! hostile schedules, and why both exercise the very same code.
 
+pub mod envelope;
 pub mod fifo;
 
 use std::fmt;

@@ -84,28 +84,8 @@ impl Message {
 
     /// Checks, in order: size, version, shape (no unknown fields anywhere), run.
     pub fn decode(bytes: &[u8], run: &str) -> Result<Message, Rejection> {
-        if bytes.len() > MAX_BODY_BYTES {
-            return Err(Rejection::TooLarge(bytes.len(), MAX_BODY_BYTES));
-        }
-        /// Only the version, read before the shape so that a newer message is refused as
-        /// a newer version rather than as garbage.
-        #[derive(Deserialize)]
-        struct Probe {
-            v: Option<serde_json::Value>,
-        }
-        let malformed = |e: serde_json::Error| Rejection::Malformed(e.to_string());
-        let probe: Probe = serde_json::from_slice(bytes).map_err(malformed)?;
-        match probe.v.as_ref().map(serde_json::Value::as_u64) {
-            Some(Some(v)) if v == PROTOCOL_VERSION as u64 => {}
-            Some(Some(v)) => {
-                return Err(Rejection::Version(
-                    Some(v.min(u32::MAX as u64) as u32),
-                    PROTOCOL_VERSION,
-                ));
-            }
-            _ => return Err(Rejection::Version(None, PROTOCOL_VERSION)),
-        }
-        let msg: Message = serde_json::from_slice(bytes).map_err(malformed)?;
+        crate::contract::envelope::precheck(bytes, MAX_BODY_BYTES, PROTOCOL_VERSION)?;
+        let msg: Message = crate::contract::envelope::parse(bytes)?;
         if msg.run != run {
             return Err(Rejection::WrongRun(msg.run));
         }

@@ -158,27 +158,8 @@ pub fn verdict_line(r: &RunRecord, v: &Verdict, wall: Duration) -> String {
         )
     } else {
         // The first failed check says why; the count says how much else did not hold.
-        let failed: Vec<_> = v
-            .checks
-            .iter()
-            .filter(|c| c.status == Status::Failed)
-            .collect();
-        let not_run = v
-            .checks
-            .iter()
-            .filter(|c| c.status == Status::NotRun)
-            .count();
-        let mut line = match failed.first() {
-            Some(c) => format!("FAILED: {} ({})", c.name, c.detail),
-            None => "FAILED: nothing to verify".to_string(),
-        };
-        if failed.len() > 1 {
-            line += &format!("; {} more checks failed", failed.len() - 1);
-        }
-        if not_run > 0 {
-            line += &format!("; {not_run} not run");
-        }
-        line
+        v.failure_line()
+            .unwrap_or_else(|| "FAILED: nothing to verify".into())
     }
 }
 
