@@ -10,7 +10,7 @@
 //! to the verifier.
 //!
 //! No I/O, no clock, no global RNG: [`super::broker`] drives it against RabbitMQ and
-//! [`super::sim`] against an in-memory broker, with the same code.
+//! [`super::sim`] on the generic simulator ([`crate::sim`]), with the same code.
 
 use super::protocol::{Body, Commit, Entry, Message, Rejection, Sender, Seq, Topology, WorkerId};
 use crate::contract::{Millis, Route, StateMachine};
