@@ -33,11 +33,18 @@ Examples:
   sync-run --slaves 20 --report run.svg     and a timeline picture of the run
   sync-run --slaves 100 --window 1          strictly turn by turn (no pipelining)
   sync-run bench --sizes 10,100             measure against the broker and the original
+  sync-run mutex --processes 5 --entries 3  Ricart–Agrawala mutual exclusion, checked by
+                                            vector clocks (mutex-process: one process)
+  sync-run clocks --processes 3 --events 5  Lamport and vector clocks, checked against
+                                            happened-before (clocks-process: one process)
+  sync-run bench mutex                      handover and entries/s against the broker
   sync-run completions bash                 shell completions
 
 Exit codes:
-  0    verified: all lists identical and every check passed
-  1    a check failed (lists differ, entries missing) or the run did not finish
+  0    verified: every check passed (all lists identical; no two critical sections
+       overlapped; the clocks characterise happened-before)
+  1    a check failed (lists differ, entries missing, a process went silent) or the run
+       did not finish
   2    usage error (bad option or value; a worker not started with the run's options)
   3    broker error: unreachable, not AMQP, credentials refused, or lost mid-run
   4    verified for the surviving workers, but some workers were evicted or lost
@@ -49,12 +56,14 @@ Exit codes:
 #[command(
     name = "sync-run",
     version,
-    about = "A master and N workers agree on one list over RabbitMQ, and prove it.",
-    long_about = "A master and N workers agree on one list over RabbitMQ, and prove it.\n\n\
+    about = "Coordination algorithms over RabbitMQ, each proven by a checker at the end of every run.",
+    long_about = "Coordination algorithms over RabbitMQ, each proven by a checker at the end of every run.\n\n\
+        The default command is the list agreement: a master and N workers agree on one list. \
         Workers join; turn by turn the master grants one worker that has not written yet, \
         chosen at random; the granted worker publishes a random number and every worker \
         places it by its sequence number. At the end every worker reports its list and \
-        sync-run checks that all lists are identical and match the grant order.",
+        sync-run checks that all lists are identical and match the grant order. \
+        `sync-run mutex` and `sync-run clocks` run the other algorithms (see their --help).",
     after_help = AFTER_HELP,
     args_conflicts_with_subcommands = true
 )]
