@@ -145,31 +145,54 @@ async fn mutex_json_has_every_check_and_every_section() {
     assert_eq!(sent, 20 * 6);
 }
 
+/// Runs `alg` split over processes: the collector runs `local` (with `flags`) and renders
+/// the verdict; every other id runs alone as `<alg>-process`. Returns the collector's exit
+/// code, stdout and stderr, after checking that every process alone completed.
+fn split_run(
+    url: &str,
+    alg: &str,
+    run: &str,
+    shape: &[&str],
+    local: &[u32],
+    flags: &[&str],
+) -> (i32, String, String) {
+    let n: u32 = shape[1].parse().expect("--processes N first in the shape");
+    let local_ids = local
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut args = vec![alg, "--run-id", run, "--local", &local_ids];
+    args.extend(flags);
+    args.extend(shape);
+    let collector = spawn(url, &args);
+    let alone = format!("{alg}-process");
+    let others: Vec<_> = (1..=n)
+        .filter(|k| !local.contains(k))
+        .map(|k| {
+            let id = k.to_string();
+            let mut a = vec![alone.as_str(), "--run-id", run, "--id", &id];
+            a.extend(shape);
+            spawn(url, &a)
+        })
+        .collect();
+    let collected = finish(collector);
+    for p in others {
+        let (c, o, e) = finish(p);
+        assert_eq!(c, 0, "{alone}: {o}{e}");
+        assert!(o.contains("Completed"), "{alone}: {o}");
+    }
+    collected
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutex_split_over_separate_processes() {
     let tb = broker().await;
     let run = unique("mxs");
     let shape = ["--processes", "4", "--entries", "3"];
-    let mut args = vec!["mutex", "--run-id", &run, "--local", "1,2", "--quiet"];
-    args.extend(shape);
-    let collector = spawn(&tb.url, &args);
-    let others: Vec<_> = [3, 4]
-        .iter()
-        .map(|k| {
-            let id = k.to_string();
-            let mut a = vec!["mutex-process", "--run-id", &run, "--id", &id];
-            a.extend(shape);
-            spawn(&tb.url, &a)
-        })
-        .collect();
-    let (code, out, err) = finish(collector);
+    let (code, out, err) = split_run(&tb.url, "mutex", &run, &shape, &[1, 2], &["--quiet"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("VERIFIED: 4 processes, 12 entries"), "{out}");
-    for p in others {
-        let (c, o, e) = finish(p);
-        assert_eq!(c, 0, "{o}{e}");
-        assert!(o.contains("Completed"), "{o}");
-    }
     assert!(peer_leftovers(&tb, "mutex", &run, 4).await.is_empty());
 }
 
@@ -373,26 +396,10 @@ async fn clocks_split_over_separate_processes() {
     let tb = broker().await;
     let run = unique("clks");
     let shape = ["--processes", "3", "--events", "6"];
-    let mut args = vec!["clocks", "--run-id", &run, "--local", "1", "--json"];
-    args.extend(shape);
-    let collector = spawn(&tb.url, &args);
-    let others: Vec<_> = [2, 3]
-        .iter()
-        .map(|k| {
-            let id = k.to_string();
-            let mut a = vec!["clocks-process", "--run-id", &run, "--id", &id];
-            a.extend(shape);
-            spawn(&tb.url, &a)
-        })
-        .collect();
-    let (code, out, err) = finish(collector);
+    let (code, out, err) = split_run(&tb.url, "clocks", &run, &shape, &[1], &["--json"]);
     assert_eq!(code, 0, "{out}{err}");
     let doc = json(&out);
     assert_eq!(doc["schema"], "sync-run/clocks/v1");
     assert_eq!(doc["verified"], true, "{doc}");
-    for p in others {
-        let (c, o, e) = finish(p);
-        assert_eq!(c, 0, "{o}{e}");
-    }
     assert!(peer_leftovers(&tb, "clocks", &run, 3).await.is_empty());
 }
