@@ -249,7 +249,13 @@ pub async fn run_all(
         (Err(BrokerError::Lost { .. } | BrokerError::Stalled { .. }), Some(w)) => return Err(w),
         (Err(e), _) => return Err(e),
         // A worker's broker failure stops the run; report it as the broker error it is.
-        (Ok(r), Some(e)) if !matches!(r.outcome, super::master::RunOutcome::Completed) => {
+        // Unless a signal stopped the run: then a worker failing on its way out (the
+        // master already deleted the run's queues under it) is a consequence, and the
+        // master's record of the interrupted run is what the user asked to see.
+        (Ok(r), Some(e))
+            if !matches!(r.outcome, super::master::RunOutcome::Completed)
+                && !*shutdown.borrow() =>
+        {
             return Err(e);
         }
         (Ok(r), _) => r,
