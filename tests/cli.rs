@@ -359,7 +359,7 @@ async fn malformed_messages_are_rejected_counted_and_the_run_goes_on() {
         .await
         .expect("confirm");
     }
-    let _ = conn.close(200, "bye".into()).await;
+    sync_run::broker::close_quietly(&conn, "bye").await;
     let master = spawn(
         &tb.url,
         &["master", "--slaves", "2", "--run-id", &run, "--json"],

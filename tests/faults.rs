@@ -189,10 +189,14 @@ impl Canary {
             .queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default())
             .await
             .expect("delete the canary queue");
-        self.conn
-            .close(200, "canary checked".into())
-            .await
-            .expect("close the canary's connection");
+        // Bounded: a close-ok the broker never sends must not hang the suite.
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            self.conn.close(200, "canary checked".into()),
+        )
+        .await
+        .expect("the canary's connection closes within 10 s")
+        .expect("close the canary's connection");
         eprintln!(
             "{test}: canary on {} intact (message kept, connection never closed)",
             self.url
@@ -469,7 +473,7 @@ impl Observer {
     /// Closes the observer (before the leak check: its binding keeps the fanout alive).
     async fn close(self) {
         if self.conn.status().connected() {
-            let _ = self.conn.close(200, "observer done".into()).await;
+            sync_run::broker::close_quietly(&self.conn, "observer done").await;
         }
     }
 }
@@ -500,7 +504,7 @@ async fn wait_queue(pb: &PrivateBroker, queue: &str) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _ = conn.close(200, "probe done".into()).await;
+    sync_run::broker::close_quietly(&conn, "probe done").await;
 }
 
 /// Parses the master's JSON report and checks the lists agree; returns the report.
@@ -1044,7 +1048,7 @@ async fn bad_messages_mid_run_are_rejected_counted_and_the_run_verifies() {
         .unwrap_or_else(|e| panic!("confirm {what}: {e}"));
     }
     drop(frozen);
-    let _ = conn.close(200, "bye".into()).await;
+    sync_run::broker::close_quietly(&conn, "bye").await;
     let (code, out, err) = finish(child);
     obs.close().await;
     assert_eq!(code, 0, "{out}{err}");
@@ -1167,7 +1171,7 @@ impl PeerObserver {
     }
 
     async fn close(self) {
-        let _ = self.conn.close(200, "observer done".into()).await;
+        sync_run::broker::close_quietly(&self.conn, "observer done").await;
     }
 }
 

@@ -184,7 +184,7 @@ async fn bad_batch_parts_are_refused_one_by_one_and_never_acted_on() {
         .await
         .expect("confirm");
     }
-    let _ = conn.close(200, "bye".into()).await;
+    sync_run::broker::close_quietly(&conn, "bye").await;
     signal(child.id(), "CONT");
     let (code, out, err) = finish(child);
     assert_eq!(code, 0, "no forged part was acted on: {out}{err}");
@@ -316,7 +316,7 @@ async fn wait_for_queue_with(url: &str, q: &str, consumed: bool) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _ = conn.close(200, "probe done".into()).await;
+    sync_run::broker::close_quietly(&conn, "probe done").await;
 }
 
 async fn wait_for_queue(url: &str, q: &str) {

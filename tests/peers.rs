@@ -57,7 +57,7 @@ async fn peer_leftovers(tb: &TestBroker, alg: &'static str, run_id: &str, n: u32
     {
         left.push(format!("exchange {}", run.exchange()));
     }
-    let _ = conn.close(200, "leak check done".into()).await;
+    sync_run::broker::close_quietly(&conn, "leak check done").await;
     if let Some(objs) = broker_objects_containing(tb, &format!("sync-run.{alg}.{run_id}.")) {
         left.extend(objs.into_iter().map(|o| format!("rabbitmqctl: {o}")));
     }
@@ -277,7 +277,7 @@ async fn junk_on_an_inbox_is_rejected_counted_and_the_run_goes_on() {
         .await
         .expect("confirm");
     }
-    let _ = conn.close(200, "done".into()).await;
+    sync_run::broker::close_quietly(&conn, "done").await;
     let out = sync_run(
         &tb.url,
         &["mutex", "-n", "3", "-k", "2", "--run-id", &run_id, "--json"],

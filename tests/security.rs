@@ -68,7 +68,7 @@ async fn forge(url: &str, run: &str, body: &Value, user_id: Option<&str>) -> boo
         Ok(confirm) => matches!(confirm.await, Ok(lapin::Confirmation::Ack(_))),
         Err(_) => false,
     };
-    let _ = conn.close(200, "forger done".into()).await;
+    sync_run::broker::close_quietly(&conn, "forger done").await;
     accepted
 }
 

@@ -2,7 +2,7 @@
 //! (the yardstick every figure is a ratio of), percentiles, the machine's description and
 //! the process's peak memory.
 
-use crate::broker::{BrokerError, BrokerUrl, connect};
+use crate::broker::{BrokerError, BrokerUrl, close_quietly, connect};
 use anyhow::{Result, bail};
 use futures::StreamExt;
 use lapin::BasicProperties;
@@ -95,8 +95,8 @@ pub async fn broker_rtt(url: &BrokerUrl, timeout: Duration, samples: usize) -> R
             out.push(t.elapsed().as_secs_f64() * 1000.0);
         }
     }
-    let _ = a.close(200, "bench done".into()).await;
-    let _ = b.close(200, "bench done".into()).await;
+    close_quietly(&a, "bench done").await;
+    close_quietly(&b, "bench done").await;
     out.sort_by(f64::total_cmp);
     Ok(out)
 }

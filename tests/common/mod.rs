@@ -739,7 +739,7 @@ pub async fn leftovers(tb: &TestBroker, run_id: &str, workers: u32) -> Vec<Strin
             left.push(format!("exchange {x}"));
         }
     }
-    let _ = conn.close(200, "leak check done".into()).await;
+    sync_run::broker::close_quietly(&conn, "leak check done").await;
     if let Some(objs) = broker_objects_containing(tb, &format!("sync-run.{run_id}.")) {
         left.extend(objs.into_iter().map(|o| format!("rabbitmqctl: {o}")));
     }

@@ -131,7 +131,7 @@ impl Observer {
     }
 
     pub async fn close(self) {
-        let _ = self.conn.close(200, "observer done".into()).await;
+        sync_run::broker::close_quietly(&self.conn, "observer done").await;
     }
 }
 

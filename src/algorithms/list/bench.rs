@@ -20,7 +20,7 @@
 //! installed: what is missing is reported in the table as skipped, with the reason.
 
 use crate::bench::{broker_rtt, machine, percentile};
-use crate::broker::{BrokerError, BrokerUrl, connect};
+use crate::broker::{BrokerError, BrokerUrl, close_quietly, connect};
 use crate::contract::Topology;
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
@@ -306,9 +306,9 @@ async fn fanout_rate(
     let _ = pch
         .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
         .await;
-    let _ = publisher.close(200, "bench done".into()).await;
+    close_quietly(&publisher, "bench done").await;
     for c in consumers {
-        let _ = c.close(200, "bench done".into()).await;
+        close_quietly(&c, "bench done").await;
     }
     if delivered < queues * messages {
         bail!(
