@@ -1200,11 +1200,7 @@ async fn peer_runs_survive_connections_closed_mid_run() {
     for (alg, first, shape) in runs {
         for rep in 0..3 {
             let run_id = unique(&format!("{alg}-cc"));
-            let run = sync_run::broker::peers::PeerRun {
-                alg,
-                run_id: run_id.clone(),
-                processes: n,
-            };
+            let run = sync_run::broker::peers::PeerRun::numbered(alg, run_id.clone(), n);
             let obs = PeerObserver::attach(s.pb, &run).await;
             let mut args = vec![
                 alg,

@@ -17,11 +17,7 @@ use sync_run::broker::peers::PeerRun;
 async fn peer_leftovers(tb: &TestBroker, alg: &'static str, run_id: &str, n: u32) -> Vec<String> {
     use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
     use lapin::types::FieldTable;
-    let run = PeerRun {
-        alg,
-        run_id: run_id.to_owned(),
-        processes: n,
-    };
+    let run = PeerRun::numbered(alg, run_id.to_owned(), n);
     let conn = sync_run::broker::connect(&tb.broker().url, "leak check", Duration::from_secs(10))
         .await
         .expect("connect for the leak check");
@@ -249,11 +245,7 @@ async fn a_silent_process_is_named_and_the_run_ends_cleanly() {
 async fn junk_on_an_inbox_is_rejected_counted_and_the_run_goes_on() {
     let tb = broker().await;
     let run_id = unique("mxjunk");
-    let run = PeerRun {
-        alg: "mutex",
-        run_id: run_id.clone(),
-        processes: 3,
-    };
+    let run = PeerRun::numbered("mutex", run_id.clone(), 3);
     let conn = sync_run::broker::connect(&tb.broker().url, "junk", Duration::from_secs(5))
         .await
         .expect("connect");

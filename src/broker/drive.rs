@@ -14,13 +14,14 @@ use super::wiring::{Consume, Endpoint, QUEUE_EXPIRES_MS};
 use super::{
     Broker, INTERRUPTED, Link, Shutdown, bounded, now_ms, op_limit, sleep_until_ms, stopped,
 };
-use crate::contract::{Route, StateMachine, Wire, drain};
+use crate::contract::{HoldId, Route, StateMachine, Wire, drain_with_releases};
 use futures::{FutureExt, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicRejectOptions,
 };
 use lapin::types::ShortString;
 use lapin::{BasicProperties, Channel, Confirmation};
+use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -259,11 +260,18 @@ pub async fn drive<M: StateMachine, E: Endpoint>(
     let mut outbox: VecDeque<(Route, M::Msg)> = Default::default();
     let mut finished: Option<M::Finished> = None;
     let mut reconnects = 0u32;
+    // Deliveries the machine keeps unacknowledged (`StateMachine::take_hold`), and the
+    // holds it has released but whose acknowledgement is still to be sent.
+    let mut held: HashMap<HoldId, lapin::message::Delivery> = HashMap::new();
+    let mut released: Vec<HoldId> = Vec::new();
     let outcome = loop {
         let step: Result<(), BrokerError> = async {
             loop {
-                outbox.extend(drain(&mut m, &mut finished, PACK_LIMIT));
-                bounded(op_limit(broker), "publishing", publish_all(&link.ch, &role, &mut outbox, broker)).await?;
+                outbox.extend(drain_with_releases(&mut m, &mut finished, PACK_LIMIT, &mut released));
+                bounded(op_limit(broker), "publishing", async {
+                    publish_all(&link.ch, &role, &mut outbox, broker).await?;
+                    release(&mut held, &mut released).await
+                }).await?;
                 if finished.is_some() {
                     return Ok(());
                 }
@@ -290,24 +298,38 @@ pub async fn drive<M: StateMachine, E: Endpoint>(
                         let now = now_ms(t0);
                         tracing::trace!(who = %role.conn_name(), deliveries = batch.len(), "batch in");
                         let mut accepted = Vec::with_capacity(batch.len());
+                        let mut holds: Vec<Option<HoldId>> = Vec::with_capacity(batch.len());
                         for d in &batch {
                             let publisher = d.properties.user_id().as_ref().map(|u| u.as_str());
-                            accepted.push(m.handle_from(now, &d.data, publisher).is_ok());
+                            let ok = m.handle_from(now, &d.data, publisher).is_ok();
+                            accepted.push(ok);
+                            holds.push(if ok { m.take_hold() } else { None });
                         }
                         // Everything this batch caused, packed: N workers get one delivery
                         // for the lot instead of one per message.
-                        outbox.extend(drain(&mut m, &mut finished, PACK_LIMIT));
+                        outbox.extend(drain_with_releases(&mut m, &mut finished, PACK_LIMIT, &mut released));
+                        // What the machine holds is acknowledged when it releases it, not now.
+                        let mut settled = Vec::with_capacity(batch.len());
+                        let mut settled_ok = Vec::with_capacity(batch.len());
+                        for ((d, ok), h) in batch.into_iter().zip(accepted).zip(holds) {
+                            match h {
+                                Some(h) => { held.insert(h, d); }
+                                None => { settled.push(d); settled_ok.push(ok); }
+                            }
+                        }
                         // Effects first, then the acknowledgement of their causes.
                         bounded(op_limit(broker), "publishing and acknowledging", async {
                             publish_all(&link.ch, &role, &mut outbox, broker).await?;
                             tracing::trace!(who = %role.conn_name(), "effects confirmed");
                             if role.acks_refused() {
-                                accepted.iter_mut().for_each(|a| *a = true);
+                                settled_ok.iter_mut().for_each(|a| *a = true);
                             }
-                            settle(&batch, &accepted, single_consumer).await
+                            release(&mut held, &mut released).await?;
+                            // One `multiple` ack would also acknowledge what is still held.
+                            settle(&settled, &settled_ok, single_consumer && held.is_empty()).await
                         }).await?;
                         tracing::trace!(who = %role.conn_name(), "batch settled");
-                        broker.stats.deliveries.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                        broker.stats.deliveries.fetch_add(settled.len() as u64, std::sync::atomic::Ordering::Relaxed);
                         on_progress(&m);
                     }
                     _ = sleep_until_ms(t0, m.next_timeout()) => m.handle_timeout(now_ms(t0)),
@@ -321,6 +343,11 @@ pub async fn drive<M: StateMachine, E: Endpoint>(
             Err(e) if is_transient(&e) && !*shutdown.borrow() => {
                 tracing::warn!(who = %role.conn_name(), error = %e, "connection lost; reconnecting");
                 link.close("reconnecting").await;
+                // The broker gives back everything that was held: the machine takes it
+                // again from the redeliveries.
+                held.clear();
+                released.clear();
+                m.link_lost();
                 match super::reconnect::reconnect(
                     broker,
                     &role,
@@ -362,6 +389,21 @@ pub async fn drive<M: StateMachine, E: Endpoint>(
     }
     link.close("done").await;
     outcome
+}
+
+/// Acknowledges the deliveries the machine released (each on its own: they may be
+/// anywhere among the unacknowledged). A release of a hold that is gone (voided by a lost
+/// connection) does nothing.
+async fn release(
+    held: &mut HashMap<HoldId, lapin::message::Delivery>,
+    released: &mut Vec<HoldId>,
+) -> Result<(), BrokerError> {
+    let ds: Vec<_> = released.drain(..).filter_map(|h| held.remove(&h)).collect();
+    let acks = ds.iter().map(|d| d.ack(BasicAckOptions::default()));
+    for r in futures::future::join_all(acks).await {
+        r.ctx(|| "acknowledging a held delivery".into())?;
+    }
+    Ok(())
 }
 
 /// Acknowledges the accepted deliveries of a batch and rejects the others (dead-lettered

@@ -40,6 +40,10 @@ pub enum BrokerError {
         "another worker of run {run} already has id {id} (its queue is in exclusive use): give each worker its own --id"
     )]
     IdTaken { run: String, id: PeerId },
+    #[error(
+        "run {run} already has a {role} (its queue is in exclusive use): a run has one {role}; pick another --run-id"
+    )]
+    RoleTaken { run: String, role: &'static str },
 }
 
 impl BrokerError {
@@ -47,7 +51,9 @@ impl BrokerError {
     /// is the user's to resolve (5); everything else is the broker's (3).
     pub fn exit_code(&self) -> i32 {
         match self {
-            BrokerError::NotLeader { .. } | BrokerError::IdTaken { .. } => crate::exit::CONFLICT,
+            BrokerError::NotLeader { .. }
+            | BrokerError::IdTaken { .. }
+            | BrokerError::RoleTaken { .. } => crate::exit::CONFLICT,
             _ => crate::exit::BROKER,
         }
     }
@@ -65,6 +71,7 @@ impl BrokerError {
             BrokerError::RunLost { .. } => "run_lost",
             BrokerError::NotLeader { .. } => "master_conflict",
             BrokerError::IdTaken { .. } => "worker_id_conflict",
+            BrokerError::RoleTaken { .. } => "role_conflict",
         }
     }
 }
@@ -114,7 +121,8 @@ pub fn is_transient(e: &BrokerError) -> bool {
         | BrokerError::NotAmqp { .. }
         | BrokerError::RunLost { .. }
         | BrokerError::NotLeader { .. }
-        | BrokerError::IdTaken { .. } => false,
+        | BrokerError::IdTaken { .. }
+        | BrokerError::RoleTaken { .. } => false,
     }
 }
 

@@ -28,15 +28,45 @@ use lapin::{Channel, Connection};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// One run of `processes` peers of algorithm `alg`.
+/// One run of algorithm `alg`: its peers, by id, and the participants that play a named
+/// role (the snapshot's `master` and `observer`), each with an inbox of its own.
 #[derive(Debug, Clone)]
 pub struct PeerRun {
     pub alg: &'static str,
     pub run_id: String,
-    pub processes: u32,
+    /// The peers' ids, ascending.
+    pub peers: Vec<PeerId>,
+    /// The named roles (`Route::Role`), each one participant.
+    pub roles: Vec<&'static str>,
+}
+
+/// One participant of a [`PeerRun`]: a peer by id or a named role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Member {
+    Peer(PeerId),
+    Role(&'static str),
+}
+
+impl std::fmt::Display for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Member::Peer(k) => write!(f, "peer {k}"),
+            Member::Role(r) => f.write_str(r),
+        }
+    }
 }
 
 impl PeerRun {
+    /// A run of peers 1 to `processes` and no roles (mutex, clocks).
+    pub fn numbered(alg: &'static str, run_id: impl Into<String>, processes: u32) -> Self {
+        PeerRun {
+            alg,
+            run_id: run_id.into(),
+            peers: (1..=processes).collect(),
+            roles: Vec::new(),
+        }
+    }
+
     fn prefix(&self) -> String {
         format!("sync-run.{}.{}", self.alg, self.run_id)
     }
@@ -51,6 +81,22 @@ impl PeerRun {
         format!("{}.peer.{k}", self.prefix())
     }
 
+    /// A member's inbox: `.peer.<k>` for a peer, `.<role>` for a role.
+    pub fn inbox_of(&self, m: Member) -> String {
+        match m {
+            Member::Peer(k) => self.inbox(k),
+            Member::Role(r) => format!("{}.{r}", self.prefix()),
+        }
+    }
+
+    /// The routing key of a member's inbox on the direct exchange.
+    fn key_of(m: Member) -> String {
+        match m {
+            Member::Peer(k) => format!("peer.{k}"),
+            Member::Role(r) => r.to_owned(),
+        }
+    }
+
     /// The queue the reports go to.
     pub fn results(&self) -> String {
         format!("{}.results", self.prefix())
@@ -59,8 +105,13 @@ impl PeerRun {
     /// Everything of the run: the exchange, every inbox and the results queue.
     pub fn wiring(&self) -> Wiring {
         let x = self.exchange();
-        let mut queues: Vec<Queue> = (1..=self.processes)
-            .map(|k| Queue::classic(self.inbox(k), vec![(x.clone(), format!("peer.{k}"))]))
+        let members = self
+            .peers
+            .iter()
+            .map(|k| Member::Peer(*k))
+            .chain(self.roles.iter().map(|r| Member::Role(r)));
+        let mut queues: Vec<Queue> = members
+            .map(|m| Queue::classic(self.inbox_of(m), vec![(x.clone(), Self::key_of(m))]))
             .collect();
         queues.push(Queue::classic(
             self.results(),
@@ -77,10 +128,15 @@ impl PeerRun {
 
     /// Peer `k` of this run, as the drive loop sees it.
     pub fn endpoint(&self, k: PeerId) -> PeerEndpoint {
+        self.member(Member::Peer(k))
+    }
+
+    /// Any member of this run, as the drive loop sees it.
+    pub fn member(&self, m: Member) -> PeerEndpoint {
         PeerEndpoint {
             run: self.clone(),
-            id: k,
-            conn_name: format!("sync-run {} {} peer {k}", self.alg, self.run_id),
+            id: m,
+            conn_name: format!("sync-run {} {} {m}", self.alg, self.run_id),
         }
     }
 
@@ -98,10 +154,10 @@ impl PeerRun {
     }
 }
 
-/// Peer `id` of a [`PeerRun`].
+/// A member of a [`PeerRun`].
 pub struct PeerEndpoint {
     run: PeerRun,
-    id: PeerId,
+    id: Member,
     conn_name: String,
 }
 
@@ -132,12 +188,13 @@ impl Endpoint for PeerEndpoint {
     }
 
     fn consumes(&self) -> Vec<Consume> {
-        vec![Consume::own(self.run.inbox(self.id))]
+        vec![Consume::own(self.run.inbox_of(self.id))]
     }
 
     fn destination(&self, route: Route) -> (String, String) {
         let key = match route {
-            Route::Peer(k) => format!("peer.{k}"),
+            Route::Peer(k) => PeerRun::key_of(Member::Peer(k)),
+            Route::Role(r) => PeerRun::key_of(Member::Role(r)),
             Route::Results => "results".into(),
             // Point-to-point algorithms address peers one by one; a broadcast or a
             // coordinator message has no queue bound for it and would be dropped.
@@ -160,9 +217,15 @@ impl Endpoint for PeerEndpoint {
     }
 
     fn taken(&self) -> BrokerError {
-        BrokerError::IdTaken {
-            run: self.run.run_id.clone(),
-            id: self.id,
+        match self.id {
+            Member::Peer(id) => BrokerError::IdTaken {
+                run: self.run.run_id.clone(),
+                id,
+            },
+            Member::Role(role) => BrokerError::RoleTaken {
+                run: self.run.run_id.clone(),
+                role,
+            },
         }
     }
 
@@ -186,7 +249,7 @@ impl Endpoint for PeerEndpoint {
 
 async fn delete_own(ch: &Channel, p: &PeerEndpoint, what: PeerCleanup) -> Result<(), BrokerError> {
     if what == PeerCleanup::OwnInbox {
-        let q = p.run.inbox(p.id);
+        let q = p.run.inbox_of(p.id);
         ch.queue_delete(q.as_str().into(), Default::default())
             .await
             .ctx(|| format!("deleting queue {q}"))?;
@@ -205,8 +268,21 @@ pub async fn drive_peer<M: StateMachine>(
     shutdown: Shutdown,
     clean: impl Fn(&Result<M::Finished, BrokerError>) -> bool,
 ) -> Result<M::Finished, BrokerError> {
+    drive_member(broker, run, Member::Peer(id), m, t0, shutdown, clean).await
+}
+
+/// [`drive_peer`] for any member, a peer or a named role.
+pub async fn drive_member<M: StateMachine>(
+    broker: &Broker,
+    run: &PeerRun,
+    id: Member,
+    m: M,
+    t0: Instant,
+    shutdown: Shutdown,
+    clean: impl Fn(&Result<M::Finished, BrokerError>) -> bool,
+) -> Result<M::Finished, BrokerError> {
     let start = Start {
-        role: run.endpoint(id),
+        role: run.member(id),
         link: None,
         ready: None,
     };
@@ -428,7 +504,7 @@ pub async fn run_and_collect<M: StateMachine, R>(
     grace: Duration,
     decode: impl Fn(&[u8]) -> Option<(PeerId, R)>,
 ) -> Result<Collected<R>, BrokerError> {
-    let expect: Vec<PeerId> = (1..=run.processes).collect();
+    let expect: Vec<PeerId> = run.peers.clone();
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
     let drive = async {
         let ends = drive_local(broker, run, machines, t0, shutdown, |r| r.is_ok()).await;

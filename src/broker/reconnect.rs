@@ -36,7 +36,13 @@ pub(crate) async fn reconnect<M: StateMachine, E: Endpoint>(
                 return Ok(link);
             }
             // After a reconnect our own old connection may still hold our id for a moment.
-            Err(e) if !is_transient(&e) && !matches!(e, BrokerError::IdTaken { .. }) => {
+            Err(e)
+                if !is_transient(&e)
+                    && !matches!(
+                        e,
+                        BrokerError::IdTaken { .. } | BrokerError::RoleTaken { .. }
+                    ) =>
+            {
                 return Err(e);
             }
             Err(e) => {
@@ -49,6 +55,8 @@ pub(crate) async fn reconnect<M: StateMachine, E: Endpoint>(
                     match out {
                         Output::Publish { route, msg } => outbox.push_back((route, msg)),
                         Output::Finished(_) => gave_up = true,
+                        // The holds went with the connection; the broker delivers again.
+                        Output::Release(_) => {}
                     }
                 }
                 if gave_up {

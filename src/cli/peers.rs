@@ -36,11 +36,7 @@ pub fn plan(
             "{alg} run {run_id}: processes {local:?} here; start the others with `sync-run {alone} --run-id {run_id} --id K` and the same options"
         );
     }
-    let run = PeerRun {
-        alg,
-        run_id,
-        processes,
-    };
+    let run = PeerRun::numbered(alg, run_id, processes);
     (run, local)
 }
 

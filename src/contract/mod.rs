@@ -32,7 +32,16 @@ pub enum Route {
     Results,
     /// To one participant, by id: its own inbox (point to point).
     Peer(PeerId),
+    /// To the one participant that plays a named role in the run (the snapshot's
+    /// `master` and `observer`): its own inbox, named for the role.
+    Role(&'static str),
 }
+
+/// A delivery a machine keeps unacknowledged ([`StateMachine::take_hold`]), named by the
+/// machine: it is acknowledged when the machine releases it ([`Output::Release`]). A
+/// machine that holds deliveries can leave content "in transit" on the broker until it
+/// chooses to take it (the snapshot's channels), and a lost connection gives it all back.
+pub type HoldId = u64;
 
 /// How [`Route::Broadcast`] reaches its readers on the broker. Every participant of a run
 /// must use the same one (the list agreement's `start` announces it).
@@ -104,6 +113,10 @@ pub enum Output<M, F> {
     Publish { route: Route, msg: M },
     /// This participant is done; nothing more will be published. `F` says how it ended.
     Finished(F),
+    /// Acknowledge the held delivery `HoldId` once everything published before this
+    /// output is confirmed. Releasing a hold that a lost connection voided (see
+    /// [`StateMachine::link_lost`]) does nothing: the broker delivers it again.
+    Release(HoldId),
 }
 
 /// A message as the drivers handle it: bytes on the wire and a short name for logs,
@@ -187,6 +200,17 @@ pub trait StateMachine {
     fn poll_output(&mut self) -> Option<Output<Self::Msg, Self::Finished>>;
     /// Stop now (Ctrl-C), ending with whatever the role does when interrupted.
     fn interrupt(&mut self, now: Millis, reason: String);
+    /// Called by the driver right after [`StateMachine::handle`] accepted a delivery:
+    /// `Some(id)` keeps that delivery unacknowledged until the machine emits
+    /// [`Output::Release`]`(id)`. The default never holds (every accepted delivery is
+    /// acknowledged once its effects are confirmed).
+    fn take_hold(&mut self) -> Option<HoldId> {
+        None
+    }
+    /// The connection that carried the held deliveries is gone: the broker will deliver
+    /// every one of them again (in their queue's order), so the machine forgets the holds
+    /// (not the messages' effects it has already applied).
+    fn link_lost(&mut self) {}
     /// Packs one step's messages for publishing, at most `max` to a packet, keeping their
     /// order per route (the list agreement's master sends `batch` messages). The default
     /// publishes each message on its own.
@@ -196,17 +220,30 @@ pub trait StateMachine {
 }
 
 /// Takes everything a machine has to say after a step: what it publishes (packed as the
-/// machine allows, at most `max` to a packet) and its outcome if it finished.
+/// machine allows, at most `max` to a packet) and its outcome if it finished. For
+/// machines that never hold a delivery; the drivers use [`drain_with_releases`].
 pub fn drain<M: StateMachine>(
     m: &mut M,
     finished: &mut Option<M::Finished>,
     max: usize,
+) -> Vec<(Route, M::Msg)> {
+    drain_with_releases(m, finished, max, &mut Vec::new())
+}
+
+/// [`drain`], and the holds the machine released in this step appended to `released`:
+/// the driver acknowledges them after this step's messages are confirmed.
+pub fn drain_with_releases<M: StateMachine>(
+    m: &mut M,
+    finished: &mut Option<M::Finished>,
+    max: usize,
+    released: &mut Vec<HoldId>,
 ) -> Vec<(Route, M::Msg)> {
     let mut step = Vec::new();
     while let Some(out) = m.poll_output() {
         match out {
             Output::Publish { route, msg } => step.push((route, msg)),
             Output::Finished(f) => *finished = Some(f),
+            Output::Release(h) => released.push(h),
         }
     }
     m.pack(step, max)

@@ -24,7 +24,7 @@
 
 mod inbox;
 
-use crate::contract::{Millis, PeerId, Route, StateMachine, Wire};
+use crate::contract::{HoldId, Millis, PeerId, Route, StateMachine, Wire};
 use inbox::{Inbox, Lane};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -173,6 +173,9 @@ struct Participant<M: StateMachine> {
     crashed: bool,
     handled: u64,
     stalled_until: Millis,
+    /// Deliveries the machine holds unacknowledged, by hold id (in arrival order): a lost
+    /// connection gives them back to the inbox.
+    held: BTreeMap<HoldId, (Lane, Vec<u8>)>,
 }
 
 impl<M: StateMachine> Participant<M> {
@@ -231,6 +234,7 @@ pub fn run<M: StateMachine>(
             crashed: false,
             handled: 0,
             stalled_until: 0,
+            held: BTreeMap::new(),
         });
     }
     if cfg.junk {
@@ -348,6 +352,8 @@ impl<M: StateMachine, R: Fn(PeerId, Route) -> Vec<PeerId>> Sim<'_, M, R> {
         self.stats.deliveries += 1;
         if self.parts[i].machine.handle(self.now, &bytes).is_err() {
             self.stats.rejected += 1;
+        } else if let Some(h) = self.parts[i].machine.take_hold() {
+            self.parts[i].held.insert(h, (lane, bytes.clone()));
         }
         self.parts[i].handled += 1;
         self.drain(i);
@@ -372,6 +378,13 @@ impl<M: StateMachine, R: Fn(PeerId, Route) -> Vec<PeerId>> Sim<'_, M, R> {
         let stall = self.rng.random_range(1..=self.cfg.max_stall_ms.max(1));
         let p = &mut self.parts[i];
         p.inbox.push_front(lane, bytes);
+        // Everything held comes back too, ahead of the rest of its lane, in its order.
+        if !p.held.is_empty() {
+            for (_, (lane, bytes)) in std::mem::take(&mut p.held).into_iter().rev() {
+                p.inbox.push_front(lane, bytes);
+            }
+            p.machine.link_lost();
+        }
         p.stalled_until = self.now + stall;
     }
 
@@ -407,8 +420,17 @@ impl<M: StateMachine, R: Fn(PeerId, Route) -> Vec<PeerId>> Sim<'_, M, R> {
     /// Publishes everything participant `i` has to say, packed as the machine packs it.
     fn drain(&mut self, i: usize) {
         let p = &mut self.parts[i];
-        for (route, msg) in crate::contract::drain(&mut p.machine, &mut p.finished, self.cfg.batch)
-        {
+        let mut released = Vec::new();
+        let step = crate::contract::drain_with_releases(
+            &mut p.machine,
+            &mut p.finished,
+            self.cfg.batch,
+            &mut released,
+        );
+        for h in released {
+            p.held.remove(&h);
+        }
+        for (route, msg) in step {
             self.publish(i, route, msg.encode());
         }
     }

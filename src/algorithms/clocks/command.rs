@@ -109,11 +109,7 @@ pub async fn run(s: &Session, a: &ClocksArgs) -> i32 {
 /// `sync-run clocks-process`: one process; prints its own events and how it ended. The
 /// verdict is rendered by `sync-run clocks`, which reads every process's report.
 pub async fn process_alone(s: &Session, a: &ProcessArgs) -> i32 {
-    let run = PeerRun {
-        alg: "clocks",
-        run_id: a.run_id.clone(),
-        processes: a.shape.processes,
-    };
+    let run = PeerRun::numbered("clocks", a.run_id.clone(), a.shape.processes);
     let p = process(&a.run_id, a.id, &a.shape);
     let how = peers::Alone {
         schema: "sync-run/clocks-process/v1",

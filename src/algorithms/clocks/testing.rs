@@ -47,6 +47,7 @@ pub(crate) fn run(cfgs: Vec<ClockConfig>, seed: u64) -> Vec<Report> {
                     } => pool.push((to, msg.encode())),
                     Output::Publish { .. } => {}
                     Output::Finished(r) => reports[i] = Some(r),
+                    Output::Release(_) => {}
                 }
             }
         }

@@ -214,10 +214,12 @@ impl StateMachine for Node {
             Node::Master(m) => match m.poll_output()? {
                 Output::Publish { route, msg } => Output::Publish { route, msg },
                 Output::Finished(r) => Output::Finished(Ended::Master(r)),
+                Output::Release(h) => Output::Release(h),
             },
             Node::Worker(w) => match w.poll_output()? {
                 Output::Publish { route, msg } => Output::Publish { route, msg },
                 Output::Finished(o) => Output::Finished(Ended::Worker(o)),
+                Output::Release(h) => Output::Release(h),
             },
         })
     }
@@ -246,7 +248,7 @@ pub fn route(workers: usize) -> impl Fn(PeerId, Route) -> Vec<PeerId> {
     move |_from, r| match r {
         Route::Broadcast => (MASTER..=workers as PeerId).collect(),
         Route::Coordinator | Route::Results => vec![MASTER],
-        Route::Peer(_) => Vec::new(),
+        Route::Peer(_) | Route::Role(_) => Vec::new(),
     }
 }
 

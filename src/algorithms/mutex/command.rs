@@ -111,11 +111,7 @@ pub async fn run(s: &Session, a: &MutexArgs) -> i32 {
 /// `sync-run mutex-process`: one process; prints its own events and how it ended. The
 /// verdict is rendered by `sync-run mutex`, which reads every process's report.
 pub async fn process_alone(s: &Session, a: &ProcessArgs) -> i32 {
-    let run = PeerRun {
-        alg: "mutex",
-        run_id: a.run_id.clone(),
-        processes: a.shape.processes,
-    };
+    let run = PeerRun::numbered("mutex", a.run_id.clone(), a.shape.processes);
     let p = process(&a.run_id, a.id, &a.shape);
     let how = peers::Alone {
         schema: "sync-run/mutex-process/v1",

@@ -15,6 +15,7 @@ fn outputs(p: &mut Process) -> (Vec<(Route, Message)>, Option<Report>) {
         match o {
             Output::Publish { route, msg } => msgs.push((route, msg)),
             Output::Finished(r) => done = Some(r),
+            Output::Release(_) => {}
         }
     }
     (msgs, done)

@@ -18,6 +18,7 @@ fn outputs(p: &mut Process) -> (Vec<(Route, Message)>, Option<Report>) {
         match o {
             Output::Publish { route, msg } => msgs.push((route, msg)),
             Output::Finished(r) => fin = Some(r),
+            Output::Release(_) => {}
         }
     }
     (msgs, fin)
