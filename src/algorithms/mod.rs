@@ -5,3 +5,4 @@
 pub mod clocks;
 pub mod list;
 pub mod mutex;
+pub mod snapshot;
