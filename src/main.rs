@@ -7,7 +7,8 @@ use sync_run::cli::{Cli, Command, dispatch, session};
 use sync_run::exit;
 
 fn main() {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    cli.global.settle();
     if let Some(Command::Completions { shell }) = &cli.command {
         clap_complete::generate(
             *shell,

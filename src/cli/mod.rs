@@ -38,6 +38,10 @@ Examples:
   sync-run clocks --processes 3 --events 5  Lamport and vector clocks, checked against
                                             happened-before (clocks-process: one process)
   sync-run bench mutex                      handover and entries/s against the broker
+  sync-run snapshot script.txt --seed 1     a Chandy–Lamport script: its lines on stdout,
+                                            the verdict on stderr (snapshot-node: one node)
+  sync-run snapshot --nodes 10 --transfers 50 --snapshots 3 --concurrent
+                                            random transfers, snapshots taken meanwhile
   sync-run completions bash                 shell completions
 
 Exit codes:
@@ -99,6 +103,12 @@ pub enum Command {
     Clocks(crate::algorithms::clocks::cli::ClocksArgs),
     /// One process of a logical-clock run (start the others anywhere).
     ClocksProcess(crate::algorithms::clocks::cli::ProcessArgs),
+    /// Chandy–Lamport global snapshots of a bank: run a command script (`sync-run snapshot
+    /// SCRIPT.txt`, the course's language and print format) or random transfers with
+    /// snapshots taken while they go on (`--nodes N`).
+    Snapshot(crate::algorithms::snapshot::cli::SnapshotArgs),
+    /// One node of a snapshot run (start it anywhere; the script's master drives it).
+    SnapshotNode(crate::algorithms::snapshot::cli::NodeArgs),
     /// Print a shell completion script, e.g. `sync-run completions bash > /etc/bash_completion.d/sync-run`.
     Completions {
         #[arg(value_enum)]
@@ -121,6 +131,9 @@ pub enum BenchAlgorithm {
     /// Mutual exclusion: entries per second, the handover time (one process's exit → the
     /// next one's entry) and messages per entry at several N, beside the broker's one hop.
     Mutex(crate::algorithms::mutex::cli::BenchArgs),
+    /// Chandy–Lamport snapshots: the latency from BeginSnapshot to every state collected,
+    /// markers per snapshot, at several N on a complete graph with transfers going on.
+    Snapshot(crate::algorithms::snapshot::cli::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -142,8 +155,12 @@ pub struct GlobalArgs {
     /// participant of a run must agree on it.
     #[arg(long, global = true, value_enum, default_value_t = Topology::Queues)]
     pub topology: Topology,
-    /// Print one JSON document on stdout instead of the table.
-    #[arg(long, global = true)]
+    /// Print one JSON document on stdout instead of the table. `sync-run snapshot SCRIPT`
+    /// takes `--json FILE` (its standard output is the script's lines, exactly).
+    #[arg(long = "json", global = true, num_args = 0..=1, value_name = "FILE")]
+    pub json_to: Option<Option<std::path::PathBuf>>,
+    /// `--json` was given (set from `json_to` by [`GlobalArgs::settle`]).
+    #[arg(skip)]
     pub json: bool,
     /// Print only the verdict line (and errors).
     #[arg(long, short, global = true)]
@@ -193,6 +210,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 impl GlobalArgs {
+    /// Derives the plain flags from what clap parsed (`--json [FILE]` → `json`).
+    pub fn settle(&mut self) {
+        self.json = self.json_to.is_some();
+    }
+
+    /// The file `--json FILE` names, if any.
+    pub fn json_file(&self) -> Option<&std::path::Path> {
+        self.json_to.as_ref().and_then(|f| f.as_deref())
+    }
+
     pub fn broker_url(&self) -> Result<BrokerUrl, String> {
         BrokerUrl::parse(&self.amqp_url)
     }
@@ -201,8 +228,15 @@ impl GlobalArgs {
 /// Runs the parsed command; returns the process exit code. One line per command: adding an
 /// algorithm adds its commands here and nothing else outside its folder.
 pub async fn dispatch(cli: Cli) -> i32 {
-    use crate::algorithms::{clocks, list, mutex};
-    let s = session::Session::new(cli.global);
+    use crate::algorithms::{clocks, list, mutex, snapshot};
+    let mut global = cli.global;
+    global.settle();
+    if global.json_file().is_some() && !matches!(cli.command, Some(Command::Snapshot(_))) {
+        usage_error(
+            "--json FILE writes to a file only for `sync-run snapshot`; elsewhere --json prints to stdout (redirect it: --json > FILE)",
+        );
+    }
+    let s = session::Session::new(global);
     match &cli.command {
         None => list::command::all(&s, &cli.all).await,
         Some(Command::Master(m)) => list::command::master(&s, m).await,
@@ -210,11 +244,14 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Some(Command::Bench(b)) => match &b.algorithm {
             None => list::command::bench(&s, &b.list).await,
             Some(BenchAlgorithm::Mutex(a)) => mutex::command::bench(&s, a).await,
+            Some(BenchAlgorithm::Snapshot(a)) => snapshot::command::bench(&s, a).await,
         },
         Some(Command::Mutex(a)) => mutex::command::run(&s, a).await,
         Some(Command::MutexProcess(a)) => mutex::command::process_alone(&s, a).await,
         Some(Command::Clocks(a)) => clocks::command::run(&s, a).await,
         Some(Command::ClocksProcess(a)) => clocks::command::process_alone(&s, a).await,
+        Some(Command::Snapshot(a)) => snapshot::command::run(&s, a).await,
+        Some(Command::SnapshotNode(a)) => snapshot::command::node_alone(&s, a).await,
         // Printed before connecting (see main).
         Some(Command::Completions { .. }) => crate::exit::VERIFIED,
     }

@@ -6,7 +6,11 @@
 //! `print`, `diagram`. On the broker and in front of the user: `cli`, `command`, `bench`.
 
 pub mod auto;
+pub mod bench;
 pub mod checks;
+pub mod cli;
+pub mod command;
+pub mod diagram;
 pub mod master;
 pub mod node;
 pub mod observer;

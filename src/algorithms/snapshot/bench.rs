@@ -1,0 +1,195 @@
+//! `sync-run bench snapshot`: how long a Chandy–Lamport snapshot takes over the broker,
+//! beside the broker's own one hop measured in the same session.
+//!
+//! Each size is a fresh `sync-run snapshot --nodes N --snapshots S --json` process (what
+//! a user runs; its peak memory is its own) on a complete graph — N(N−1) channels — with
+//! every node transferring while the snapshots are taken (one after another) and taking
+//! each message as soon as it arrives (`--max-delay 0`: the latency is the protocol's, not
+//! a simulated delay). From its document:
+//!
+//! * **latency**: `BeginSnapshot` sent → every node's complete state at the master, per
+//!   snapshot (p50 and max over the run's snapshots), and in one hops;
+//! * **markers**: counted from the nodes' reports, against N(N−1) per snapshot;
+//! * **peak memory** of the run's process, and per channel.
+//!
+//! Goal: N = 100 (9,900 channels) under 1 s; memory linear in channels.
+
+use super::cli::BenchArgs;
+use crate::bench::{broker_rtt, machine, percentile};
+use crate::cli::session::Session;
+use crate::exit;
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use std::process::Stdio;
+
+/// One size's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figures {
+    pub nodes: u32,
+    pub channels: u64,
+    pub snapshots: u32,
+    pub verified: bool,
+    pub wall_s: f64,
+    pub latency_p50_ms: f64,
+    pub latency_max_ms: f64,
+    pub latency_per_hop: f64,
+    pub markers: u64,
+    pub expected_markers: u64,
+    pub peak_rss_kib: Option<u64>,
+    pub kib_per_channel: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema: &'static str,
+    pub machine: String,
+    pub one_hop_p50_ms: f64,
+    pub one_hop_p99_ms: f64,
+    pub runs: Vec<Figures>,
+}
+
+pub async fn run(s: &Session, a: &BenchArgs) -> i32 {
+    match measure(s, a).await {
+        Ok(r) => {
+            if s.global.json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                print!("{}", render(&r));
+            }
+            if r.runs.iter().all(|f| f.verified) {
+                exit::VERIFIED
+            } else {
+                exit::FAILED
+            }
+        }
+        Err(e) => {
+            eprintln!("sync-run bench snapshot: {e:#}");
+            if e.downcast_ref::<crate::broker::BrokerError>().is_some() {
+                exit::BROKER
+            } else {
+                exit::FAILED
+            }
+        }
+    }
+}
+
+async fn measure(s: &Session, a: &BenchArgs) -> Result<Report> {
+    let exe = std::env::current_exe().context("finding its own executable")?;
+    eprintln!(
+        "bench snapshot: broker one hop ({} samples)",
+        a.rtt_samples.max(1)
+    );
+    let hop = broker_rtt(
+        &s.broker.url,
+        s.global.connect_timeout,
+        a.rtt_samples.max(1),
+    )
+    .await
+    .context("measuring the broker's one-hop time")?;
+    let (p50, p99) = (percentile(&hop, 0.5), percentile(&hop, 0.99));
+    let mut runs = Vec::new();
+    for &n in &a.sizes {
+        eprintln!("bench snapshot: N = {n}, {} snapshots", a.snapshots);
+        let out = tokio::process::Command::new(&exe)
+            .args([
+                "snapshot",
+                "--nodes",
+                &n.to_string(),
+                "--transfers",
+                "50",
+                "--step",
+                "5ms",
+                "--max-delay",
+                "0",
+                "--snapshots",
+                &a.snapshots.to_string(),
+                "--seed",
+                "1",
+                "--json",
+                "--timeout",
+                &format!("{}s", a.timeout.as_secs().max(1)),
+            ])
+            .env("AMQP_URL", s.broker.url.as_str())
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .await
+            .context("starting sync-run snapshot")?;
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("sync-run snapshot --nodes {n} printed no JSON report"))?;
+        let mut f = figures(&doc, n, a.snapshots)?;
+        f.latency_per_hop = f.latency_p50_ms / p50;
+        runs.push(f);
+    }
+    Ok(Report {
+        schema: "sync-run/bench-snapshot/v1",
+        machine: machine(),
+        one_hop_p50_ms: p50,
+        one_hop_p99_ms: p99,
+        runs,
+    })
+}
+
+/// The figures of one run's JSON document.
+pub fn figures(doc: &serde_json::Value, n: u32, snapshots: u32) -> Result<Figures> {
+    let mut lat: Vec<f64> = doc["master"]["snapshots"]
+        .as_array()
+        .context("the document has no snapshots")?
+        .iter()
+        .filter_map(|s| Some((s["collected_ms"].as_u64()? - s["begun_ms"].as_u64()?) as f64))
+        .collect();
+    if lat.is_empty() {
+        bail!("the run of N = {n} collected no snapshot");
+    }
+    lat.sort_by(f64::total_cmp);
+    let channels = u64::from(n) * u64::from(n - 1);
+    let rss = doc["peak_rss_kib"].as_u64();
+    Ok(Figures {
+        nodes: n,
+        channels,
+        snapshots,
+        verified: doc["verified"] == true,
+        wall_s: doc["wall_ms"].as_f64().unwrap_or(f64::NAN) / 1000.0,
+        latency_p50_ms: percentile(&lat, 0.5),
+        latency_max_ms: lat.last().copied().unwrap_or(f64::NAN),
+        latency_per_hop: f64::NAN,
+        markers: doc["markers"].as_u64().unwrap_or(0),
+        expected_markers: channels * u64::from(snapshots),
+        peak_rss_kib: rss,
+        kib_per_channel: rss.map(|k| k as f64 / channels as f64),
+    })
+}
+
+/// The human table.
+pub fn render(r: &Report) -> String {
+    let mut t = comfy_table::Table::new();
+    t.set_header(vec![
+        "N",
+        "channels",
+        "verified",
+        "latency p50",
+        "max",
+        "× one hop",
+        "markers (expected)",
+        "peak RSS",
+        "KiB/channel",
+    ]);
+    for f in &r.runs {
+        t.add_row(vec![
+            f.nodes.to_string(),
+            f.channels.to_string(),
+            if f.verified { "yes" } else { "NO" }.to_string(),
+            format!("{:.1} ms", f.latency_p50_ms),
+            format!("{:.1} ms", f.latency_max_ms),
+            format!("{:.0}×", f.latency_per_hop),
+            format!("{} ({})", f.markers, f.expected_markers),
+            f.peak_rss_kib
+                .map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+            f.kib_per_channel.map_or("-".into(), |k| format!("{k:.2}")),
+        ]);
+    }
+    format!(
+        "sync-run bench snapshot on {}\nbroker one hop: p50 {:.3} ms, p99 {:.3} ms\n{t}\n",
+        r.machine, r.one_hop_p50_ms, r.one_hop_p99_ms
+    )
+}
