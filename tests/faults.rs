@@ -1189,29 +1189,60 @@ async fn peer_runs_survive_connections_closed_mid_run() {
         return;
     };
     let n = 4u32;
-    let runs: [(&'static str, &str, &[&str]); 2] = [
-        ("mutex", "request", &["--entries", "15", "--hold", "10ms"]),
+    // (algorithm, a message type seen early, a message type peer 1 gets only at the end
+    // and how many of it mean the run is over, the run's shape). The snapshot's channels
+    // are held on the broker until taken: closing the connections gives them back, and the
+    // nodes take them again, once each.
+    let runs: [(&'static str, &str, &str, u64, &[&str]); 3] = [
+        (
+            "mutex",
+            "request",
+            "done",
+            u64::from(n - 1),
+            &["--processes", "4", "--entries", "15", "--hold", "10ms"],
+        ),
         (
             "clocks",
             "msg",
-            &["--events", "40", "--step", "10ms", "--seed", "3"],
+            "done",
+            u64::from(n - 1),
+            &[
+                "--processes",
+                "4",
+                "--events",
+                "40",
+                "--step",
+                "10ms",
+                "--seed",
+                "3",
+            ],
+        ),
+        (
+            "snapshot",
+            "channel",
+            "stop",
+            1,
+            &[
+                "--nodes",
+                "4",
+                "--transfers",
+                "60",
+                "--step",
+                "10ms",
+                "--snapshots",
+                "3",
+                "--concurrent",
+                "--seed",
+                "3",
+            ],
         ),
     ];
-    for (alg, first, shape) in runs {
+    for (alg, first, last, over, shape) in runs {
         for rep in 0..3 {
             let run_id = unique(&format!("{alg}-cc"));
             let run = sync_run::broker::peers::PeerRun::numbered(alg, run_id.clone(), n);
             let obs = PeerObserver::attach(s.pb, &run).await;
-            let mut args = vec![
-                alg,
-                "--processes",
-                "4",
-                "--run-id",
-                &run_id,
-                "--json",
-                "--timeout",
-                "60s",
-            ];
+            let mut args = vec![alg, "--run-id", &run_id, "--json", "--timeout", "60s"];
             args.extend(shape);
             let t = Instant::now();
             let child = spawn(&s.pb.url, &args);
@@ -1219,7 +1250,7 @@ async fn peer_runs_survive_connections_closed_mid_run() {
             let frozen = freeze(&[pid(&child)]);
             tokio::time::sleep(Duration::from_millis(50)).await;
             assert!(
-                obs.count("done") < u64::from(n - 1),
+                obs.count(last) < over,
                 "{alg} rep {rep}: the run was over before the fault"
             );
             let closed = close_connections(s.pb, std::slice::from_ref(&run_id));

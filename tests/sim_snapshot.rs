@@ -151,3 +151,18 @@ fn random_mode_with_concurrent_snapshots_verifies_under_hostile_schedules() {
     );
     assert!(overlapped > 50, "only {overlapped} snapshots overlapped");
 }
+
+/// A node created after a snapshot is not one of its nodes: collecting that snapshot
+/// again asks only its own nodes, and its money still adds up.
+#[test]
+fn a_node_created_after_a_snapshot_is_not_in_it() {
+    let text = "StartMaster\nCreateNode 1 100\nCreateNode 2 50\nSend 1 2 30\nBeginSnapshot 2\nReceiveAll\nCollectState\nCreateNode 3 7\nSend 3 1 7\nCollectState\nPrintSnapshot\nReceiveAll\nKillAll\n";
+    let s = script::parse(text).expect("parses");
+    let o = run_script(&s, 3, &SimConfig::calm(), 3);
+    let printed = o.master.expect("master").printed.join("\n");
+    assert_eq!(
+        printed,
+        "Started by Node 2\n---Node states\nnode 1 = 70\nnode 2 = 50\n---Channel states\nchannel (1 -> 2) = 30\nchannel (2 -> 1) = 0"
+    );
+    assert!(o.verdict.verified, "{}", o.verdict.lines());
+}

@@ -113,8 +113,9 @@ pub enum Output<M, F> {
     Publish { route: Route, msg: M },
     /// This participant is done; nothing more will be published. `F` says how it ended.
     Finished(F),
-    /// Acknowledge the held delivery `HoldId` once everything published before this
-    /// output is confirmed. Releasing a hold that a lost connection voided (see
+    /// Acknowledge the held delivery `HoldId` once everything published in the same step
+    /// (before or after this output) is confirmed: the drivers acknowledge after the whole
+    /// step's messages. Releasing a hold that a lost connection voided (see
     /// [`StateMachine::link_lost`]) does nothing: the broker delivers it again.
     Release(HoldId),
 }

@@ -139,6 +139,7 @@ impl AutoMaster {
             self.snapshots.push(SnapshotSeen {
                 id,
                 initiator: node,
+                nodes: self.nodes(),
                 begun_ms: now,
                 collected_ms: None,
                 states: Vec::new(),

@@ -117,7 +117,7 @@ pub fn verify(
         checks.push(markers(&by, &snaps));
         checks.push(cut(&by, &snaps));
         checks.push(channels(&by, &snaps));
-        checks.push(conserved(&by, &snaps, want));
+        checks.push(conserved(&by, &snaps, master, want));
     }
     checks.push(collected(&by, master, want));
     Verdict::new(checks)
@@ -495,16 +495,23 @@ fn channels(by: &BTreeMap<PeerId, Node>, snaps: &BTreeSet<SnapshotId>) -> Check 
 fn conserved(
     by: &BTreeMap<PeerId, Node>,
     snaps: &BTreeSet<SnapshotId>,
+    master: Option<&MasterEnd>,
     want: Option<u32>,
 ) -> Check {
     let mut complete = Vec::new();
     let mut incomplete = Vec::new();
     for &s in snaps {
-        let recs: Vec<(&Node, &Recorded)> = by
-            .values()
+        // Its nodes: those that existed when it began, as the master saw them (a node
+        // created later is not in it); without the master's word, every node.
+        let members: Vec<PeerId> = master
+            .and_then(|m| m.snapshots.iter().find(|x| x.id == s))
+            .map_or_else(|| by.keys().copied().collect(), |x| x.nodes.clone());
+        let recs: Vec<(&Node, &Recorded)> = members
+            .iter()
+            .filter_map(|k| by.get(k))
             .filter_map(|n| n.r.snapshot(s).map(|r| (n, r)))
             .collect();
-        let whole = recs.len() == by.len() && recs.iter().all(|(_, r)| r.complete());
+        let whole = recs.len() == members.len() && recs.iter().all(|(_, r)| r.complete());
         if !whole {
             incomplete.push(s);
             continue;

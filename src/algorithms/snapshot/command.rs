@@ -67,6 +67,22 @@ pub async fn execute<M>(
 where
     M: StateMachine<Msg = Message, Finished = MasterEnd>,
 {
+    // A run id in use (its master's inbox exists) is refused before anything is declared
+    // or deleted: the other run's names are not ours to touch.
+    let conn = crate::broker::connect(
+        &broker.url,
+        "sync-run snapshot probe",
+        broker.connect_timeout,
+    )
+    .await?;
+    let taken = crate::broker::queue_exists(&conn, &run.inbox_of(Member::Role("master"))).await;
+    crate::broker::close_quietly(&conn, "probe done").await;
+    if taken? {
+        return Err(BrokerError::RoleTaken {
+            run: run.run_id.clone(),
+            role: "master",
+        });
+    }
     let deadline: Millis = now_ms(t0) + timeout.as_millis() as Millis;
     let nodes: Vec<(PeerId, Node)> = local
         .iter()

@@ -35,6 +35,8 @@ pub enum MasterOutcome {
 pub struct SnapshotSeen {
     pub id: SnapshotId,
     pub initiator: PeerId,
+    /// The nodes that existed when it began: its nodes.
+    pub nodes: Vec<PeerId>,
     /// When `BeginAt` went out and when every state was in (the driver's ms).
     pub begun_ms: Millis,
     pub collected_ms: Option<Millis>,
@@ -239,6 +241,7 @@ impl ScriptMaster {
                     self.snapshots.push(SnapshotSeen {
                         id: snapshot,
                         initiator: id,
+                        nodes: self.created.clone(),
                         begun_ms: now,
                         collected_ms: None,
                         states: Vec::new(),
@@ -255,10 +258,16 @@ impl ScriptMaster {
                 }
                 Command::CollectState => {
                     let cmd = self.next_cmd();
+                    // The snapshot's own nodes (a node created after it began is not in it).
+                    let nodes = self
+                        .snapshots
+                        .iter()
+                        .find(|s| s.id == self.snapshot)
+                        .map_or_else(|| self.created.clone(), |s| s.nodes.clone());
                     let body = Body::CollectAll {
                         cmd,
                         snapshot: self.snapshot,
-                        nodes: self.created.clone(),
+                        nodes,
                         wait: false,
                     };
                     self.send(Route::Role("observer"), body);

@@ -218,7 +218,7 @@ impl Node {
         let mut relayed = Vec::new();
         match h.content {
             Content::Transfer { amount } => {
-                self.balance += amount;
+                self.balance = self.balance.saturating_add(amount);
                 for snap in self.snaps.values_mut() {
                     if let Some(rec) = snap.recording.get_mut(&from) {
                         rec.push((seq, amount));

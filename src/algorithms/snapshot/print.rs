@@ -11,7 +11,8 @@
 //!
 //! Nodes by id; channels by source, then destination; a channel's state is the sum of
 //! the money recorded on it. A node that had not recorded when the state was collected
-//! prints `?` (and so do its incoming channels): the snapshot was collected too early.
+//! prints `?`, and so does a channel whose marker had not come: the snapshot was collected
+//! too early (and the checker says so).
 
 use super::report::Recorded;
 use crate::contract::PeerId;
@@ -33,9 +34,12 @@ pub fn snapshot_block(states: &[(PeerId, Recorded)]) -> Vec<String> {
             if a == b {
                 continue;
             }
-            let sum = rb
-                .balance
-                .and_then(|_| rb.channels.iter().find(|c| c.from == *a).map(|c| c.sum()));
+            let sum = rb.balance.and_then(|_| {
+                rb.channels
+                    .iter()
+                    .find(|c| c.from == *a && c.complete)
+                    .map(|c| c.sum())
+            });
             match sum {
                 Some(s) => lines.push(format!("channel ({a} -> {b}) = {s}")),
                 None => lines.push(format!("channel ({a} -> {b}) = ?")),

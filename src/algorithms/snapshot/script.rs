@@ -23,6 +23,10 @@ use std::collections::BTreeSet;
 /// The largest node id a script may use.
 pub const MAX_NODE_ID: PeerId = 1_000_000;
 
+/// The largest balance or amount a script may name (10¹²): a million nodes of it still
+/// add up within 64 bits.
+pub const MAX_MONEY: Money = 1_000_000_000_000;
+
 /// One command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
@@ -93,12 +97,13 @@ fn err<T>(line: usize, message: impl Into<String>) -> Result<T, ScriptError> {
 }
 
 fn number(line: usize, what: &str, word: &str) -> Result<u64, ScriptError> {
-    word.parse::<u64>().or_else(|_| {
-        err(
+    match word.parse::<u64>() {
+        Ok(x) if x <= MAX_MONEY => Ok(x),
+        _ => err(
             line,
-            format!("{what} must be a whole number from 0, not {word:?}"),
-        )
-    })
+            format!("{what} must be a whole number from 0 to {MAX_MONEY}, not {word:?}"),
+        ),
+    }
 }
 
 fn node_id(line: usize, what: &str, word: &str) -> Result<PeerId, ScriptError> {
@@ -341,6 +346,7 @@ mod tests {
             ("Send 1 2", "takes 3"),
             ("Send 1 2 ten", "whole number"),
             ("Send 1 2 -5", "whole number"),
+            ("Send 1 2 1000000000001", "whole number"),
             ("Send 1 3 5", "TO 3 is not a node"),
             ("Send 1 1 5", "no channel to itself"),
             ("Receive 2 2", "no channel from itself"),
