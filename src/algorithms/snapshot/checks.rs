@@ -339,7 +339,7 @@ fn markers(by: &BTreeMap<PeerId, Node>, snaps: &BTreeSet<SnapshotId>) -> Check {
                 format!("node {} sent {c} markers of snapshot {s} to {to}", n.r.id),
             );
         }
-        for (s, _) in &n.recorded {
+        for s in n.recorded.keys() {
             let peers = n.r.snapshot(*s).map_or(0, |r| r.channels.len());
             let sent = seen.keys().filter(|(x, _)| x == s).count();
             if sent != peers {
@@ -535,18 +535,18 @@ fn conserved(
         }
         complete.push(s);
     }
-    if let Some(w) = want {
-        if complete.len() != w as usize {
-            return check(
-                CONSERVED,
-                false,
-                format!(
-                    "{} of {w} snapshots complete (incomplete: {})",
-                    complete.len(),
-                    ids(&incomplete)
-                ),
-            );
-        }
+    if let Some(w) = want
+        && complete.len() != w as usize
+    {
+        return check(
+            CONSERVED,
+            false,
+            format!(
+                "{} of {w} snapshots complete (incomplete: {})",
+                complete.len(),
+                ids(&incomplete)
+            ),
+        );
     }
     if complete.is_empty() {
         return not_run(
@@ -629,14 +629,14 @@ fn collected(by: &BTreeMap<PeerId, Node>, master: Option<&MasterEnd>, want: Opti
             );
         }
     }
-    if let Some(w) = want {
-        if done.len() != w as usize {
-            return check(
-                COLLECTED,
-                false,
-                format!("{} of {w} snapshots collected", done.len()),
-            );
-        }
+    if let Some(w) = want
+        && done.len() != w as usize
+    {
+        return check(
+            COLLECTED,
+            false,
+            format!("{} of {w} snapshots collected", done.len()),
+        );
     }
     check(
         COLLECTED,

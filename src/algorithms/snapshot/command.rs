@@ -54,6 +54,7 @@ pub struct Gathered {
 
 /// Runs `master`, the observer and the `local` nodes of `run` here and reads every node's
 /// report (local or started elsewhere) from the results queue; deletes the run at the end.
+#[allow(clippy::too_many_arguments)]
 pub async fn execute<M>(
     broker: &Broker,
     shutdown: &crate::broker::Shutdown,

@@ -489,18 +489,18 @@ impl StateMachine for ScriptMaster {
             self.stop(MasterOutcome::DeadlineExpired);
             return;
         }
-        if let Some((_, w, t)) = &self.waiting {
-            if now >= *t {
-                let waiting_for = match w {
-                    Wait::Done(set) => format!("node(s) {set:?} to be created"),
-                    Wait::Sent { from } => format!("node {from} to send"),
-                    Wait::Received { to, .. } => format!("node {to} to receive"),
-                    Wait::Started => "the observer to start the snapshot".into(),
-                    Wait::Collected => "the observer to collect the states".into(),
-                };
-                let line = self.line_no();
-                self.stop(MasterOutcome::Stalled { line, waiting_for });
-            }
+        if let Some((_, w, t)) = &self.waiting
+            && now >= *t
+        {
+            let waiting_for = match w {
+                Wait::Done(set) => format!("node(s) {set:?} to be created"),
+                Wait::Sent { from } => format!("node {from} to send"),
+                Wait::Received { to, .. } => format!("node {to} to receive"),
+                Wait::Started => "the observer to start the snapshot".into(),
+                Wait::Collected => "the observer to collect the states".into(),
+            };
+            let line = self.line_no();
+            self.stop(MasterOutcome::Stalled { line, waiting_for });
         }
     }
 

@@ -139,11 +139,11 @@ impl Node {
         });
     }
 
-    fn to_master(&mut self, body: Body) {
+    fn tell_master(&mut self, body: Body) {
         self.send(Route::Role("master"), body);
     }
 
-    fn to_observer(&mut self, body: Body) {
+    fn tell_observer(&mut self, body: Body) {
         self.send(Route::Role("observer"), body);
     }
 
@@ -195,7 +195,7 @@ impl Node {
         if snap.recording.is_empty() && !snap.pushed {
             snap.pushed = true;
             let state = snap.recorded();
-            self.to_observer(Body::State {
+            self.tell_observer(Body::State {
                 cmd: None,
                 snapshot: s,
                 state,
@@ -250,7 +250,7 @@ impl Node {
         };
         if let Some((seq, content, relayed)) = self.take(source) {
             self.waiting = None;
-            self.to_master(Body::Received {
+            self.tell_master(Body::Received {
                 cmd,
                 source,
                 seq,
@@ -353,7 +353,7 @@ impl Node {
                         closed_in: BTreeSet::new(),
                         idle: false,
                     });
-                    self.to_master(Body::Done { cmd });
+                    self.tell_master(Body::Done { cmd });
                 }
             }
             Body::Join { cmd, node } => {
@@ -361,7 +361,7 @@ impl Node {
                     if node != self.id {
                         self.peers.insert(node);
                     }
-                    self.to_master(Body::Done { cmd });
+                    self.tell_master(Body::Done { cmd });
                 }
             }
             Body::Send { cmd, to, amount } => {
@@ -373,7 +373,7 @@ impl Node {
                         self.events.push(Event::Refused { to, amount });
                         None
                     };
-                    self.to_master(Body::Sent { cmd, to, seq });
+                    self.tell_master(Body::Sent { cmd, to, seq });
                 }
             }
             Body::Receive { cmd, source } => {
@@ -388,7 +388,7 @@ impl Node {
                         a.started = true;
                         a.next_send = now;
                     }
-                    self.to_master(Body::Done { cmd });
+                    self.tell_master(Body::Done { cmd });
                     self.auto_step(now);
                 }
             }
@@ -416,7 +416,7 @@ impl Node {
                     } else {
                         self.record(snapshot, None)
                     };
-                    self.to_observer(Body::Began {
+                    self.tell_observer(Body::Began {
                         cmd,
                         snapshot,
                         relayed,
@@ -432,7 +432,7 @@ impl Node {
                             channels: Vec::new(),
                         },
                     };
-                    self.to_observer(Body::State {
+                    self.tell_observer(Body::State {
                         cmd: Some(cmd),
                         snapshot,
                         state,
@@ -509,7 +509,7 @@ impl Node {
             if let Some(a) = &mut self.auto {
                 a.idle = true;
             }
-            self.to_master(Body::Idle);
+            self.tell_master(Body::Idle);
         }
     }
 }

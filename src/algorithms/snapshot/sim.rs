@@ -110,7 +110,7 @@ pub struct SimOutcome {
 
 fn finish(run: SimRun<Ended>, nodes: &[PeerId], want: Option<u32>) -> SimOutcome {
     let mut master = None;
-    for (_, f) in &run.finished {
+    for f in run.finished.values() {
         if let Some(Ended::Master(m)) = f {
             master = Some(m.clone());
         }
@@ -119,10 +119,11 @@ fn finish(run: SimRun<Ended>, nodes: &[PeerId], want: Option<u32>) -> SimOutcome
     // reader does (the first of each node's).
     let mut reports: Vec<NodeReport> = Vec::new();
     for (k, bytes) in &run.results {
-        if let Ok(r) = protocol::decode_report(bytes, RUN) {
-            if r.id == *k && !reports.iter().any(|x| x.id == r.id) {
-                reports.push(r);
-            }
+        if let Ok(r) = protocol::decode_report(bytes, RUN)
+            && r.id == *k
+            && !reports.iter().any(|x| x.id == r.id)
+        {
+            reports.push(r);
         }
     }
     reports.sort_by_key(|r| r.id);
