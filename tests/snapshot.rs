@@ -483,3 +483,91 @@ async fn random_mode_verifies_concurrent_snapshots_at_4_10_50() {
         assert!(leftovers(&tb, &run, &nodes).await.is_empty(), "N={n}");
     }
 }
+
+/// A second run with the id of a run in progress is refused (exit 5) without touching
+/// it; the first run, whose node 2 starts late (as its own process), still completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_id_in_use_is_refused_and_the_first_run_goes_on() {
+    let tb = broker().await;
+    let run = unique("snapdup");
+    let f = write_script(WORKED);
+    let path = f.path().to_string_lossy().to_string();
+    let first = spawn(
+        &tb.url,
+        &[
+            "snapshot",
+            &path,
+            "--run-id",
+            &run,
+            "--external",
+            "2",
+            "--seed",
+            "1",
+            "--peer-timeout",
+            "30s",
+        ],
+    );
+    // The first run's master is up once its inbox exists.
+    let t = Instant::now();
+    let master_q = format!("sync-run.snapshot.{run}.master");
+    loop {
+        let conn = sync_run::broker::connect(&tb.broker().url, "probe", Duration::from_secs(10))
+            .await
+            .expect("connect");
+        let up = sync_run::broker::queue_exists(&conn, &master_q)
+            .await
+            .expect("probe");
+        sync_run::broker::close_quietly(&conn, "probe").await;
+        if up {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the first run never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (code, out, err) = run_script(&tb, &run, WORKED, &["--seed", "1"]);
+    assert_eq!(code, 5, "{out}{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("in use"), "{err}");
+    let node = spawn(
+        &tb.url,
+        &[
+            "snapshot-node",
+            "--run-id",
+            &run,
+            "--id",
+            "2",
+            "--timeout",
+            "60s",
+        ],
+    );
+    let (code, out, err) = finish(first);
+    assert_eq!(out, WORKED_OUT, "{err}");
+    assert_eq!(code, 0, "{err}");
+    let (ncode, _, nerr) = finish(node);
+    assert_eq!(ncode, 0, "{nerr}");
+    assert!(leftovers(&tb, &run, &[1, 2]).await.is_empty());
+}
+
+/// A node that never starts: the master gives up at its line after --peer-timeout, exit 1,
+/// and the run is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_never_starts_stops_the_run_at_its_line() {
+    let tb = broker().await;
+    let run = unique("snapsilent");
+    let (code, out, err) = run_script(
+        &tb,
+        &run,
+        WORKED,
+        &["--external", "2", "--peer-timeout", "1s"],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("line 3: gave up waiting for node(s) {2}"),
+        "{err}"
+    );
+    assert!(leftovers(&tb, &run, &[1, 2]).await.is_empty());
+}

@@ -258,6 +258,11 @@ async fn run_script(s: &Session, a: &SnapshotArgs, path: &Path) -> i32 {
         Some(a.timeout.as_millis() as Millis),
         now_ms(t0),
     );
+    // Standard output is the script's lines: a failure is said on stderr only.
+    let fail = |e: &BrokerError| {
+        eprintln!("sync-run: {e}");
+        s.or_signal(e.exit_code())
+    };
     let g = match execute(
         &broker,
         &s.shutdown,
@@ -271,11 +276,11 @@ async fn run_script(s: &Session, a: &SnapshotArgs, path: &Path) -> i32 {
     .await
     {
         Ok(g) => g,
-        Err(e) => return s.broker_failure(&run_id, &e),
+        Err(e) => return fail(&e),
     };
     let m = match g.master {
         Ok(m) => m,
-        Err(e) => return s.broker_failure(&run_id, &e),
+        Err(e) => return fail(&e),
     };
     // Standard output: exactly the script's lines.
     for line in &m.printed {
