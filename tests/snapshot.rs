@@ -571,3 +571,57 @@ async fn a_node_that_never_starts_stops_the_run_at_its_line() {
     );
     assert!(leftovers(&tb, &run, &[1, 2]).await.is_empty());
 }
+
+/// SIGTERM mid-run: every participant stops, the run is deleted, exit 143.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_run_deletes_everything() {
+    let tb = broker().await;
+    let run = unique("snapterm");
+    let child = spawn(
+        &tb.url,
+        &[
+            "snapshot",
+            "--nodes",
+            "6",
+            "--transfers",
+            "100000",
+            "--step",
+            "5ms",
+            "--snapshots",
+            "2",
+            "--run-id",
+            &run,
+        ],
+    );
+    // Mid-run by construction: 100,000 transfers a node at one per 5 ms cannot be over
+    // when the signal comes, half a second after the master is up.
+    let t = Instant::now();
+    let results = format!("sync-run.snapshot.{run}.master");
+    loop {
+        let conn = sync_run::broker::connect(&tb.broker().url, "probe", Duration::from_secs(10))
+            .await
+            .expect("connect");
+        let up = sync_run::broker::queue_exists(&conn, &results)
+            .await
+            .expect("probe");
+        sync_run::broker::close_quietly(&conn, "probe").await;
+        if up {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the run never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let (code, out, err) = finish(child);
+    assert_eq!(code, 143, "{out}{err}");
+    let nodes: Vec<PeerId> = (1..=6).collect();
+    assert!(leftovers(&tb, &run, &nodes).await.is_empty());
+}

@@ -60,39 +60,54 @@ pub type Stopped = std::sync::Arc<std::sync::atomic::AtomicI32>;
 /// Ctrl-C (SIGINT), SIGTERM (what `timeout`, `docker stop` and systemd send) and SIGHUP (a
 /// closed terminal) flip the returned receiver to `true`: the drivers then abort, clean up
 /// everything of the run, and the process exits with 128 + the signal's number.
+///
+/// The handlers are installed here, before this returns, not when a task first runs: a
+/// signal that comes while the runtime is still busy starting the run (seen under load:
+/// seconds) is then caught, not left to the default action that kills the process with
+/// the run's queues still on the broker.
 pub fn stop_signals() -> (watch::Receiver<bool>, Stopped) {
     let (tx, rx) = watch::channel(false);
     let code: Stopped = Default::default();
     let flag = code.clone();
+    let waiting = signal_handlers();
     tokio::spawn(async move {
-        let got = wait_for_signal().await;
+        let got = waiting.await;
         flag.store(got, std::sync::atomic::Ordering::SeqCst);
         let _ = tx.send(true);
     });
     (rx, code)
 }
 
+/// Installs the handlers now; the returned future resolves with the exit code of the
+/// first signal.
 #[cfg(unix)]
-async fn wait_for_signal() -> i32 {
+fn signal_handlers() -> std::pin::Pin<Box<dyn std::future::Future<Output = i32> + Send>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut hup)) = (
+    match (
+        signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
         signal(SignalKind::hangup()),
-    ) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return exit::INTERRUPTED;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => exit::INTERRUPTED,
-        _ = term.recv() => exit::TERMINATED,
-        _ = hup.recv() => exit::HANGUP,
+    ) {
+        (Ok(mut int), Ok(mut term), Ok(mut hup)) => Box::pin(async move {
+            tokio::select! {
+                _ = int.recv() => exit::INTERRUPTED,
+                _ = term.recv() => exit::TERMINATED,
+                _ = hup.recv() => exit::HANGUP,
+            }
+        }),
+        _ => Box::pin(async {
+            let _ = tokio::signal::ctrl_c().await;
+            exit::INTERRUPTED
+        }),
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal() -> i32 {
-    let _ = tokio::signal::ctrl_c().await;
-    exit::INTERRUPTED
+fn signal_handlers() -> std::pin::Pin<Box<dyn std::future::Future<Output = i32> + Send>> {
+    Box::pin(async {
+        let _ = tokio::signal::ctrl_c().await;
+        exit::INTERRUPTED
+    })
 }
 
 /// Reports a run that ended with a broker error or a conflict: the message on stderr and,

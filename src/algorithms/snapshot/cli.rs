@@ -31,11 +31,11 @@ pub struct SnapshotArgs {
     /// waits for the previous one to be collected otherwise).
     #[arg(long, requires = "nodes")]
     pub concurrent: bool,
-    /// Random mode: each node's starting balance.
-    #[arg(long, default_value_t = 1000, requires = "nodes")]
+    /// Random mode: each node's starting balance (up to 10^12).
+    #[arg(long, default_value_t = 1000, requires = "nodes", value_parser = clap::value_parser!(u64).range(0..=super::script::MAX_MONEY))]
     pub balance: u64,
     /// Random mode: the largest transfer.
-    #[arg(long, default_value_t = 300, requires = "nodes", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 300, requires = "nodes", value_parser = clap::value_parser!(u64).range(1..=super::script::MAX_MONEY))]
     pub max_amount: u64,
     /// Random mode: time between two transfers of a node.
     #[arg(long, default_value = "2ms", requires = "nodes", value_parser = parse_duration)]
