@@ -64,6 +64,29 @@ async fn leftovers(tb: &TestBroker, run_id: &str, nodes: &[PeerId]) -> Vec<Strin
     left
 }
 
+/// Waits until run `run`'s master is up (its inbox exists).
+async fn wait_for_master(tb: &TestBroker, run: &str) {
+    let t = Instant::now();
+    let master = format!("sync-run.snapshot.{run}.master");
+    loop {
+        let conn = sync_run::broker::connect(&tb.broker().url, "probe", Duration::from_secs(10))
+            .await
+            .expect("connect");
+        let up = sync_run::broker::queue_exists(&conn, &master)
+            .await
+            .expect("probe");
+        sync_run::broker::close_quietly(&conn, "probe").await;
+        if up {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "run {run} never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn write_script(text: &str) -> tempfile::NamedTempFile {
     let mut f = tempfile::NamedTempFile::new().expect("temp file");
     std::io::Write::write_all(&mut f, text.as_bytes()).expect("write the script");
@@ -508,25 +531,7 @@ async fn a_run_id_in_use_is_refused_and_the_first_run_goes_on() {
         ],
     );
     // The first run's master is up once its inbox exists.
-    let t = Instant::now();
-    let master_q = format!("sync-run.snapshot.{run}.master");
-    loop {
-        let conn = sync_run::broker::connect(&tb.broker().url, "probe", Duration::from_secs(10))
-            .await
-            .expect("connect");
-        let up = sync_run::broker::queue_exists(&conn, &master_q)
-            .await
-            .expect("probe");
-        sync_run::broker::close_quietly(&conn, "probe").await;
-        if up {
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "the first run never started"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_master(&tb, &run).await;
     let (code, out, err) = run_script(&tb, &run, WORKED, &["--seed", "1"]);
     assert_eq!(code, 5, "{out}{err}");
     assert!(out.is_empty(), "{out}");
@@ -595,25 +600,7 @@ async fn sigterm_mid_run_deletes_everything() {
     );
     // Mid-run by construction: 100,000 transfers a node at one per 5 ms cannot be over
     // when the signal comes, half a second after the master is up.
-    let t = Instant::now();
-    let results = format!("sync-run.snapshot.{run}.master");
-    loop {
-        let conn = sync_run::broker::connect(&tb.broker().url, "probe", Duration::from_secs(10))
-            .await
-            .expect("connect");
-        let up = sync_run::broker::queue_exists(&conn, &results)
-            .await
-            .expect("probe");
-        sync_run::broker::close_quietly(&conn, "probe").await;
-        if up {
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "the run never started"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_master(&tb, &run).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let sent = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
