@@ -7,8 +7,7 @@ use sync_run::cli::{Cli, Command, dispatch, session};
 use sync_run::exit;
 
 fn main() {
-    let mut cli = Cli::parse();
-    cli.global.settle();
+    let cli = Cli::parse_from(sync_run::cli::normalize_args(std::env::args_os()));
     if let Some(Command::Completions { shell }) = &cli.command {
         clap_complete::generate(
             *shell,

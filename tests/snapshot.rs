@@ -64,7 +64,7 @@ async fn leftovers(tb: &TestBroker, run_id: &str, nodes: &[PeerId]) -> Vec<Strin
     left
 }
 
-/// Waits until run `run`'s master is up (its inbox exists).
+/// Waits until run `run`'s master is up (its inbox has a consumer).
 async fn wait_for_master(tb: &TestBroker, run: &str) {
     let t = Instant::now();
     let master = format!("sync-run.snapshot.{run}.master");
@@ -72,9 +72,10 @@ async fn wait_for_master(tb: &TestBroker, run: &str) {
         let conn = sync_run::broker::connect(&tb.broker().url, "probe", Duration::from_secs(10))
             .await
             .expect("connect");
-        let up = sync_run::broker::queue_exists(&conn, &master)
+        let up = sync_run::broker::queue_consumers(&conn, &master)
             .await
-            .expect("probe");
+            .expect("probe")
+            .is_some_and(|c| c > 0);
         sync_run::broker::close_quietly(&conn, "probe").await;
         if up {
             return;

@@ -132,6 +132,12 @@ pub async fn open_channel(conn: &Connection, prefetch: u16) -> Result<Channel, B
 /// refused passive declare closes its channel). `Ok(false)`: NOT_FOUND; `Err`: any other
 /// answer, including a stream that is still starting (it exists, it is just not ready).
 pub async fn queue_exists(conn: &Connection, q: &str) -> Result<bool, BrokerError> {
+    Ok(queue_consumers(conn, q).await?.is_some())
+}
+
+/// How many consumers queue `q` has (`None`: it does not exist), by a passive declare as
+/// [`queue_exists`] asks: whether a participant is there, not merely its queue.
+pub async fn queue_consumers(conn: &Connection, q: &str) -> Result<Option<u32>, BrokerError> {
     let probe = conn
         .create_channel()
         .await
@@ -144,15 +150,15 @@ pub async fn queue_exists(conn: &Connection, q: &str) -> Result<bool, BrokerErro
         .queue_declare(q.into(), passive, FieldTable::default())
         .await
     {
-        Ok(_) => {
+        Ok(ok) => {
             let _ = tokio::time::timeout(
                 Duration::from_secs(2),
                 probe.close(200, "probe done".into()),
             )
             .await;
-            Ok(true)
+            Ok(Some(ok.consumer_count()))
         }
-        Err(e) if is_not_found(&e) && !stream_not_ready_text(&e.to_string()) => Ok(false),
+        Err(e) if is_not_found(&e) && !stream_not_ready_text(&e.to_string()) => Ok(None),
         Err(e) => Err(BrokerError::Amqp {
             context: format!("checking that {q} exists"),
             source: e,

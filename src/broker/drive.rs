@@ -270,7 +270,7 @@ pub async fn drive<M: StateMachine, E: Endpoint>(
                 outbox.extend(drain_with_releases(&mut m, &mut finished, PACK_LIMIT, &mut released));
                 bounded(op_limit(broker), "publishing", async {
                     publish_all(&link.ch, &role, &mut outbox, broker).await?;
-                    release(&mut held, &mut released).await
+                    release(&mut held, &mut released, broker).await
                 }).await?;
                 if finished.is_some() {
                     return Ok(());
@@ -324,7 +324,7 @@ pub async fn drive<M: StateMachine, E: Endpoint>(
                             if role.acks_refused() {
                                 settled_ok.iter_mut().for_each(|a| *a = true);
                             }
-                            release(&mut held, &mut released).await?;
+                            release(&mut held, &mut released, broker).await?;
                             // One `multiple` ack would also acknowledge what is still held.
                             settle(&settled, &settled_ok, single_consumer && held.is_empty()).await
                         }).await?;
@@ -397,12 +397,17 @@ pub async fn drive<M: StateMachine, E: Endpoint>(
 async fn release(
     held: &mut HashMap<HoldId, lapin::message::Delivery>,
     released: &mut Vec<HoldId>,
+    broker: &Broker,
 ) -> Result<(), BrokerError> {
     let ds: Vec<_> = released.drain(..).filter_map(|h| held.remove(&h)).collect();
     let acks = ds.iter().map(|d| d.ack(BasicAckOptions::default()));
     for r in futures::future::join_all(acks).await {
         r.ctx(|| "acknowledging a held delivery".into())?;
     }
+    broker
+        .stats
+        .deliveries
+        .fetch_add(ds.len() as u64, std::sync::atomic::Ordering::Relaxed);
     Ok(())
 }
 

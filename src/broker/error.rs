@@ -41,7 +41,7 @@ pub enum BrokerError {
     )]
     IdTaken { run: String, id: PeerId },
     #[error(
-        "run {run} is in use: it already has its {role} (the {role}'s queue exists); pick another --run-id"
+        "run {run} is in use: it already has its {role} (the {role}'s queue has a consumer); pick another --run-id"
     )]
     RoleTaken { run: String, role: &'static str },
 }

@@ -18,7 +18,9 @@ pub mod reconnect;
 pub mod url;
 pub mod wiring;
 
-pub use connect::{FRAME_MAX, close_quietly, connect, hold_exclusive, open_channel, queue_exists};
+pub use connect::{
+    FRAME_MAX, close_quietly, connect, hold_exclusive, open_channel, queue_consumers, queue_exists,
+};
 pub use drive::{Start, cleanup_fresh, drive, settle};
 pub use error::BrokerError;
 pub use pool::ConnectionPool;

@@ -225,6 +225,38 @@ impl GlobalArgs {
     }
 }
 
+/// The command line as clap should read it. `--json` takes an optional FILE (for
+/// `sync-run snapshot SCRIPT`), so clap would read a word after it as that file:
+/// `sync-run --json mutex …` would lose its command. A `--json` followed by a command's
+/// name is moved to the end of the line, where it is the plain flag it was meant to be.
+pub fn normalize_args(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    let names: Vec<String> = Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .collect();
+    let args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    let mut out = Vec::with_capacity(args.len());
+    let mut moved = false;
+    for (i, a) in args.iter().enumerate() {
+        let before_command = a == "--json"
+            && args
+                .get(i + 1)
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| names.iter().any(|c| c == n));
+        if before_command {
+            moved = true;
+        } else {
+            out.push(a.clone());
+        }
+    }
+    if moved {
+        out.push("--json".into());
+    }
+    out
+}
+
 /// Runs the parsed command; returns the process exit code. One line per command: adding an
 /// algorithm adds its commands here and nothing else outside its folder.
 pub async fn dispatch(cli: Cli) -> i32 {
@@ -261,6 +293,26 @@ pub async fn dispatch(cli: Cli) -> i32 {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn json_before_a_command_stays_a_flag() {
+        let parse = |line: &[&str]| {
+            let args = normalize_args(line.iter().map(std::ffi::OsString::from));
+            let mut cli = Cli::try_parse_from(args).expect("parses");
+            cli.global.settle();
+            cli
+        };
+        let cli = parse(&["sync-run", "--json", "mutex", "-n", "2", "-k", "1"]);
+        assert!(cli.global.json && cli.global.json_file().is_none());
+        assert!(matches!(cli.command, Some(Command::Mutex(_))));
+        let cli = parse(&["sync-run", "snapshot", "s.txt", "--json", "out.json"]);
+        assert_eq!(
+            cli.global.json_file(),
+            Some(std::path::Path::new("out.json"))
+        );
+        let cli = parse(&["sync-run", "--slaves", "3", "--json"]);
+        assert!(cli.global.json && cli.global.json_file().is_none());
+    }
 
     #[test]
     fn clap_definition_is_consistent() {

@@ -377,7 +377,11 @@ impl<M: StateMachine, R: Fn(PeerId, Route) -> Vec<PeerId>> Sim<'_, M, R> {
         self.stats.stalls += 1;
         let stall = self.rng.random_range(1..=self.cfg.max_stall_ms.max(1));
         let p = &mut self.parts[i];
-        p.inbox.push_front(lane, bytes);
+        // The delivery in hand comes back (unless the machine holds it: then it comes
+        // back below with everything held, once).
+        if !p.held.values().any(|(l, b)| *l == lane && *b == bytes) {
+            p.inbox.push_front(lane, bytes);
+        }
         // Everything held comes back too, ahead of the rest of its lane, in its order.
         if !p.held.is_empty() {
             for (_, (lane, bytes)) in std::mem::take(&mut p.held).into_iter().rev() {

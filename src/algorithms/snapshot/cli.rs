@@ -6,6 +6,26 @@ use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// A duration of at most a minute (the random mode's pace: larger ones are surely typos,
+/// and keep the run's arithmetic far from overflowing).
+fn parse_minute(s: &str) -> Result<Duration, String> {
+    at_most_a_minute(parse_duration(s)?)
+}
+
+fn parse_minute_or_zero(s: &str) -> Result<Duration, String> {
+    at_most_a_minute(parse_duration_or_zero(s)?)
+}
+
+fn at_most_a_minute(d: Duration) -> Result<Duration, String> {
+    if d > Duration::from_secs(60) {
+        return Err(format!(
+            "{} is over a minute",
+            humantime::format_duration(d)
+        ));
+    }
+    Ok(d)
+}
+
 /// Most nodes in a random-mode run: a complete graph of N(N−1) channels.
 pub const MAX_NODES: u32 = 200;
 
@@ -37,12 +57,12 @@ pub struct SnapshotArgs {
     /// Random mode: the largest transfer.
     #[arg(long, default_value_t = 300, requires = "nodes", value_parser = clap::value_parser!(u64).range(1..=super::script::MAX_MONEY))]
     pub max_amount: u64,
-    /// Random mode: time between two transfers of a node.
-    #[arg(long, default_value = "2ms", requires = "nodes", value_parser = parse_duration)]
+    /// Random mode: time between two transfers of a node (at most 60s).
+    #[arg(long, default_value = "2ms", requires = "nodes", value_parser = parse_minute)]
     pub step: Duration,
     /// Random mode: longest time a message waits on its channel before its receiver
     /// takes it (each draws its own delay), so snapshots catch money in transit.
-    #[arg(long, default_value = "20ms", requires = "nodes", value_parser = parse_duration_or_zero)]
+    #[arg(long, default_value = "20ms", requires = "nodes", value_parser = parse_minute_or_zero)]
     pub max_delay: Duration,
     /// Seeds the random picks (`Receive TO`, `ReceiveAll`, the random mode): the same seed
     /// and script print the same lines [default: random, logged on stderr].

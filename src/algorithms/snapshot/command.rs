@@ -10,7 +10,7 @@ use super::observer::Observer;
 use super::protocol::{self, Auto, Message};
 use super::report::{NodeReport, Outcome};
 use super::script;
-use crate::broker::peers::{Member, PeerRun, collect_reports, drive_local, drive_member};
+use crate::broker::peers::{Member, PeerRun, drive_member, run_and_collect};
 use crate::broker::{Broker, BrokerError, now_ms};
 use crate::cli::session::Session;
 use crate::cli::{peers, usage_error};
@@ -46,14 +46,16 @@ pub fn snapshot_broker(b: &Broker) -> Broker {
 
 /// What a run gathered.
 pub struct Gathered {
-    pub master: Result<MasterEnd, BrokerError>,
+    pub master: MasterEnd,
     pub reports: Vec<NodeReport>,
     pub rejected_on_results: u64,
     pub wall: Duration,
 }
 
 /// Runs `master`, the observer and the `local` nodes of `run` here and reads every node's
-/// report (local or started elsewhere) from the results queue; deletes the run at the end.
+/// report (local or started elsewhere) from the results queue ([`run_and_collect`], which
+/// deletes the run at the end). `Err` when the broker failed the master or the reading of
+/// the reports. A master that fails stops the observer and the local nodes at once.
 #[allow(clippy::too_many_arguments)]
 pub async fn execute<M>(
     broker: &Broker,
@@ -68,17 +70,19 @@ pub async fn execute<M>(
 where
     M: StateMachine<Msg = Message, Finished = MasterEnd>,
 {
-    // A run id in use (its master's inbox exists) is refused before anything is declared
-    // or deleted: the other run's names are not ours to touch.
+    // A run id in use (its master is there: its inbox has a consumer) is refused before
+    // anything is declared or deleted: the other run's names are not ours to touch. (A
+    // node started first declares the master's inbox too: that is not a run in use.)
     let conn = crate::broker::connect(
         &broker.url,
         "sync-run snapshot probe",
         broker.connect_timeout,
     )
     .await?;
-    let taken = crate::broker::queue_exists(&conn, &run.inbox_of(Member::Role("master"))).await;
+    let master_q = run.inbox_of(Member::Role("master"));
+    let consumers = crate::broker::queue_consumers(&conn, &master_q).await;
     crate::broker::close_quietly(&conn, "probe done").await;
-    if taken? {
+    if consumers?.is_some_and(|c| c > 0) {
         return Err(BrokerError::RoleTaken {
             run: run.run_id.clone(),
             role: "master",
@@ -89,38 +93,48 @@ where
         .iter()
         .map(|k| (*k, Node::new(&run.run_id, *k, Some(deadline))))
         .collect();
-    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
-    let master_f = drive_member(
-        broker,
-        run,
-        Member::Role("master"),
-        master,
-        t0,
-        shutdown.clone(),
-        |r| r.is_ok(),
-    );
+    // The participants here stop on a signal, or when the master failed (nobody would
+    // tell them to stop otherwise).
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let forward = {
+        let (mut signal, stop_tx) = (shutdown.clone(), stop_tx.clone());
+        tokio::spawn(async move {
+            crate::broker::stopped(&mut signal).await;
+            let _ = stop_tx.send(true);
+        })
+    };
+    let master_f = async {
+        let r = drive_member(
+            broker,
+            run,
+            Member::Role("master"),
+            master,
+            t0,
+            stop.clone(),
+            |r| r.is_ok(),
+        )
+        .await;
+        if r.is_err() {
+            let _ = stop_tx.send(true);
+        }
+        r
+    };
     let observer_f = drive_member(
         broker,
         run,
         Member::Role("observer"),
         Observer::new(&run.run_id, Some(deadline)),
         t0,
-        shutdown.clone(),
+        stop.clone(),
         |r| r.is_ok(),
     );
-    let nodes_f = async {
-        let ends = drive_local(broker, run, nodes, t0, shutdown, |r| r.is_ok()).await;
-        let _ = done_tx.send(true);
-        ends
-    };
-    let expect = run.peers.clone();
-    let collect_f = collect_reports(
+    let rest_f = run_and_collect(
         broker,
         run,
-        &expect,
+        nodes,
+        t0,
+        &stop,
         timeout + Duration::from_secs(5),
-        shutdown.clone(),
-        done_rx,
         grace,
         |b: &[u8]| {
             protocol::decode_report(b, &run.run_id)
@@ -128,25 +142,20 @@ where
                 .map(|r| (r.id, r))
         },
     );
-    let (master, observer, ends, collected) =
-        tokio::join!(master_f, observer_f, nodes_f, collect_f);
+    let (master, observer, collected) = tokio::join!(master_f, observer_f, rest_f);
+    forward.abort();
     let wall = t0.elapsed();
-    if let Err(e) = run.delete(broker).await {
-        tracing::error!(error = %e, run = %run.run_id, "could not delete the run's queues; they expire on their own after 120 s unused");
-    }
     if let Err(e) = observer {
         tracing::warn!(error = %e, "the observer failed");
     }
-    for (k, r) in ends {
-        if let Err(e) = r {
-            eprintln!("sync-run: node {k}: {e}");
-        }
+    let c = collected?;
+    for (k, e) in &c.errors {
+        eprintln!("sync-run: node {k}: {e}");
     }
-    let (reports, rejected) = collected?;
     Ok(Gathered {
-        master,
-        reports: reports.into_values().collect(),
-        rejected_on_results: rejected,
+        master: master?,
+        reports: c.reports.into_values().collect(),
+        rejected_on_results: c.rejected,
         wall,
     })
 }
@@ -165,10 +174,7 @@ pub async fn run(s: &Session, a: &SnapshotArgs) -> i32 {
 fn read_script(path: &Path) -> String {
     let text = if path == Path::new("-") {
         let mut t = String::new();
-        match std::io::Read::read_to_string(&mut std::io::stdin(), &mut t) {
-            Ok(_) => Ok(t),
-            Err(e) => Err(e),
-        }
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut t).map(|_| t)
     } else {
         std::fs::read_to_string(path)
     };
@@ -278,10 +284,7 @@ async fn run_script(s: &Session, a: &SnapshotArgs, path: &Path) -> i32 {
         Ok(g) => g,
         Err(e) => return fail(&e),
     };
-    let m = match g.master {
-        Ok(m) => m,
-        Err(e) => return fail(&e),
-    };
+    let m = &g.master;
     // Standard output: exactly the script's lines.
     for line in &m.printed {
         println!("{line}");
@@ -289,9 +292,9 @@ async fn run_script(s: &Session, a: &SnapshotArgs, path: &Path) -> i32 {
     for note in &m.notes {
         eprintln!("sync-run snapshot: {note}");
     }
-    let verdict = super::verify(&g.reports, &nodes, Some(&m), None);
-    let code = s.or_signal(master_code(&m).unwrap_or(verdict.exit_code()));
-    finish(s, a, &run_id, &g.reports, &verdict, code, || {
+    let verdict = super::verify(&g.reports, &nodes, Some(m), None);
+    let code = s.or_signal(master_code(m).unwrap_or(verdict.exit_code()));
+    finish(s, a, &run_id, &g.reports, &verdict, || {
         serde_json::json!({
             "schema": SCHEMA,
             "mode": "script",
@@ -321,7 +324,6 @@ fn finish(
     run_id: &str,
     reports: &[NodeReport],
     verdict: &Verdict,
-    code: i32,
     doc: impl FnOnce() -> serde_json::Value,
 ) {
     peers::write_diagram(a.report.as_deref(), || {
@@ -350,7 +352,6 @@ fn finish(
         }
         println!("{summary}");
     }
-    let _ = code;
 }
 
 async fn run_auto(s: &Session, a: &SnapshotArgs, n: u32) -> i32 {
@@ -391,12 +392,9 @@ async fn run_auto(s: &Session, a: &SnapshotArgs, n: u32) -> i32 {
         Ok(g) => g,
         Err(e) => return s.broker_failure(&run_id, &e),
     };
-    let m = match g.master {
-        Ok(m) => m,
-        Err(e) => return s.broker_failure(&run_id, &e),
-    };
-    let verdict = super::verify(&g.reports, &nodes, Some(&m), Some(a.snapshots));
-    let code = s.or_signal(master_code(&m).unwrap_or(verdict.exit_code()));
+    let m = &g.master;
+    let verdict = super::verify(&g.reports, &nodes, Some(m), Some(a.snapshots));
+    let code = s.or_signal(master_code(m).unwrap_or(verdict.exit_code()));
     let markers: usize = g
         .reports
         .iter()
@@ -443,7 +441,7 @@ async fn run_auto(s: &Session, a: &SnapshotArgs, n: u32) -> i32 {
             );
         }
     }
-    finish(s, a, &run_id, &g.reports, &verdict, code, || {
+    finish(s, a, &run_id, &g.reports, &verdict, || {
         serde_json::json!({
             "schema": SCHEMA,
             "mode": "random",
@@ -470,12 +468,9 @@ async fn run_auto(s: &Session, a: &SnapshotArgs, n: u32) -> i32 {
 /// `sync-run snapshot-node`: one node, driven by the master of the run; prints how it
 /// ended. The verdict is rendered by `sync-run snapshot`, which reads every report.
 pub async fn node_alone(s: &Session, a: &NodeArgs) -> i32 {
-    let run = PeerRun {
-        alg: "snapshot",
-        run_id: a.run_id.clone(),
-        peers: vec![a.id],
-        roles: ROLES.to_vec(),
-    };
+    // It declares its own inbox (and the roles' and the results); the master declares
+    // every node's.
+    let run = peer_run(&a.run_id, vec![a.id]);
     let broker = snapshot_broker(&s.broker);
     let t0 = Instant::now();
     let node = Node::new(&a.run_id, a.id, Some(a.timeout.as_millis() as Millis));

@@ -17,10 +17,14 @@
 
 use super::protocol::{Auto, Body, Cmd, Content, Message, Money, Put, Role, SnapshotId, Who};
 use super::report::{ChannelRecord, Event, NodeReport, Outcome, Recorded};
+use crate::contract::fifo::Sequencer;
 use crate::contract::{HoldId, Millis, Output, PeerId, Rejection, Route, StateMachine};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Most messages a node holds on one channel ahead of the next to take.
+pub const WINDOW: u64 = 100_000;
 
 /// A message on one of the node's incoming channels, not yet taken.
 #[derive(Debug, Clone, Copy)]
@@ -84,10 +88,10 @@ pub struct Node {
     run: String,
     id: PeerId,
     deadline: Option<Millis>,
-    created: bool,
     balance: Money,
     peers: BTreeSet<PeerId>,
-    out_seq: BTreeMap<PeerId, u64>,
+    /// Numbers what it puts on each outgoing channel (the house's per-channel `seq`).
+    out_seq: Sequencer,
     taken: BTreeMap<PeerId, u64>,
     held: BTreeMap<PeerId, BTreeMap<u64, Held>>,
     next_hold: HoldId,
@@ -113,10 +117,9 @@ impl Node {
             run: run.to_owned(),
             id,
             deadline,
-            created: false,
             balance: 0,
             peers: BTreeSet::new(),
-            out_seq: BTreeMap::new(),
+            out_seq: Sequencer::default(),
             taken: BTreeMap::new(),
             held: BTreeMap::new(),
             next_hold: 0,
@@ -149,9 +152,7 @@ impl Node {
 
     /// Puts `content` on the channel to `to`.
     fn put(&mut self, to: PeerId, content: Content) -> Put {
-        let seq = self.out_seq.entry(to).or_insert(0);
-        *seq += 1;
-        let seq = *seq;
+        let seq = self.out_seq.stamp(Route::Peer(to));
         self.events.push(Event::Sent { to, seq, content });
         self.send(Route::Peer(to), Body::Channel { to, seq, content });
         Put { to, seq }
@@ -303,12 +304,31 @@ impl Node {
         true
     }
 
-    fn on_channel(&mut self, now: Millis, from: PeerId, seq: u64, content: Content) {
+    fn on_channel(
+        &mut self,
+        now: Millis,
+        from: PeerId,
+        seq: u64,
+        content: Content,
+    ) -> Result<(), Rejection> {
+        if !self.peers.contains(&from) {
+            return Err(Rejection::Refused(format!(
+                "a channel message from {from}, not a node with a channel to {}",
+                self.id
+            )));
+        }
         let taken = self.taken.get(&from).copied().unwrap_or(0);
         let chan = self.held.entry(from).or_default();
         // Taken already, or held already (a re-publish): a duplicate, acknowledged now.
         if seq <= taken || chan.contains_key(&seq) {
-            return;
+            return Ok(());
+        }
+        // Memory stays bounded whatever a sender publishes (the house's FIFO window).
+        if seq - taken > WINDOW {
+            return Err(Rejection::Refused(format!(
+                "message {seq} of channel ({from} -> {}) is over {WINDOW} ahead of the next to take",
+                self.id
+            )));
         }
         let hold = self.next_hold;
         self.next_hold += 1;
@@ -326,6 +346,7 @@ impl Node {
         );
         self.hold_now = Some(hold);
         self.serve_waiting();
+        Ok(())
     }
 
     fn on_master(&mut self, now: Millis, body: Body) -> Result<(), Rejection> {
@@ -337,7 +358,6 @@ impl Node {
                 auto,
             } => {
                 if self.fresh(Role::Master, cmd) {
-                    self.created = true;
                     self.balance = balance;
                     self.peers = peers.into_iter().filter(|p| *p != self.id).collect();
                     self.events.push(Event::Created { balance });
@@ -535,8 +555,10 @@ impl StateMachine for Node {
                         self.id
                     )));
                 }
-                self.on_channel(now, from, seq, content);
-                Ok(())
+                match self.on_channel(now, from, seq, content) {
+                    Ok(()) => Ok(()),
+                    Err(r) => self.reject(r),
+                }
             }
             (Who::Role(Role::Master), body) => self.on_master(now, body),
             (Who::Role(Role::Observer), body) => self.on_observer(body),

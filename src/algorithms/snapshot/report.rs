@@ -46,7 +46,9 @@ pub struct ChannelRecord {
 
 impl ChannelRecord {
     pub fn sum(&self) -> Money {
-        self.transfers.iter().map(|(_, a)| a).sum()
+        self.transfers
+            .iter()
+            .fold(0, |sum: Money, (_, a)| sum.saturating_add(*a))
     }
 }
 
