@@ -527,7 +527,11 @@ fn conserved(
             continue;
         }
         let initial: u128 = recs.iter().map(|(n, _)| u128::from(n.r.initial())).sum();
-        let nodes: u128 = recs.iter().filter_map(|(_, r)| r.balance).map(u128::from).sum();
+        let nodes: u128 = recs
+            .iter()
+            .filter_map(|(_, r)| r.balance)
+            .map(u128::from)
+            .sum();
         let chans: u128 = recs
             .iter()
             .flat_map(|(_, r)| r.channels.iter())
