@@ -5,61 +5,16 @@
 
 mod common;
 
-use common::{TestBroker, broker, broker_objects_containing, finish, spawn, sync_run, unique};
+use common::{TestBroker, broker, finish, spawn, sync_run, unique};
 use lapin::BasicProperties;
 use lapin::options::BasicPublishOptions;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 use sync_run::broker::peers::PeerRun;
 
-/// Everything of a peer run still on the broker: every name its wiring declares, probed
-/// by passive declares, and whatever rabbitmqctl lists with the run's prefix.
+/// Everything of a mutex or clocks run still on the broker.
 async fn peer_leftovers(tb: &TestBroker, alg: &'static str, run_id: &str, n: u32) -> Vec<String> {
-    use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
-    use lapin::types::FieldTable;
-    let run = PeerRun::numbered(alg, run_id.to_owned(), n);
-    let conn = sync_run::broker::connect(&tb.broker().url, "leak check", Duration::from_secs(10))
-        .await
-        .expect("connect for the leak check");
-    let mut left = vec![];
-    for q in run.wiring().queue_names() {
-        let ch = conn.create_channel().await.expect("channel");
-        let passive = QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        };
-        if ch
-            .queue_declare(q.into(), passive, FieldTable::default())
-            .await
-            .is_ok()
-        {
-            left.push(format!("queue {q}"));
-        }
-    }
-    let ch = conn.create_channel().await.expect("channel");
-    let passive = ExchangeDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    if ch
-        .exchange_declare(
-            run.exchange().as_str().into(),
-            lapin::ExchangeKind::Direct,
-            passive,
-            FieldTable::default(),
-        )
-        .await
-        .is_ok()
-    {
-        left.push(format!("exchange {}", run.exchange()));
-    }
-    sync_run::broker::close_quietly(&conn, "leak check done").await;
-    if let Some(objs) = broker_objects_containing(tb, &format!("sync-run.{alg}.{run_id}.")) {
-        left.extend(objs.into_iter().map(|o| format!("rabbitmqctl: {o}")));
-    }
-    left.sort();
-    left.dedup();
-    left
+    common::run_leftovers(tb, &PeerRun::numbered(alg, run_id.to_owned(), n)).await
 }
 
 fn json(out: &str) -> Value {

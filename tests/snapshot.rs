@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{TestBroker, broker, broker_objects_containing, finish, spawn, sync_run, unique};
+use common::{TestBroker, broker, finish, spawn, sync_run, unique};
 use std::time::{Duration, Instant};
 use sync_run::algorithms::snapshot::command::{peer_run, snapshot_broker};
 use sync_run::algorithms::snapshot::protocol::{Body, Content, Message, Role, Who};
@@ -15,53 +15,9 @@ use sync_run::algorithms::snapshot::{node::Node, script, sim};
 use sync_run::broker::peers::{Member, PeerRun};
 use sync_run::contract::PeerId;
 
-/// Everything of a snapshot run still on the broker (passive declares of every name of
-/// its wiring, and rabbitmqctl where it reaches this broker).
+/// Everything of a snapshot run still on the broker.
 async fn leftovers(tb: &TestBroker, run_id: &str, nodes: &[PeerId]) -> Vec<String> {
-    use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
-    use lapin::types::FieldTable;
-    let run = peer_run(run_id, nodes.to_vec());
-    let conn = sync_run::broker::connect(&tb.broker().url, "leak check", Duration::from_secs(10))
-        .await
-        .expect("connect for the leak check");
-    let mut left = vec![];
-    let wiring = run.wiring();
-    for q in wiring.queue_names() {
-        let ch = conn.create_channel().await.expect("channel");
-        let passive = QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        };
-        if ch
-            .queue_declare(q.into(), passive, FieldTable::default())
-            .await
-            .is_ok()
-        {
-            left.push(format!("queue {q}"));
-        }
-    }
-    let ch = conn.create_channel().await.expect("channel");
-    let passive = ExchangeDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    if ch
-        .exchange_declare(
-            run.exchange().as_str().into(),
-            lapin::ExchangeKind::Direct,
-            passive,
-            FieldTable::default(),
-        )
-        .await
-        .is_ok()
-    {
-        left.push(format!("exchange {}", run.exchange()));
-    }
-    sync_run::broker::close_quietly(&conn, "leak check done").await;
-    if let Some(objs) = broker_objects_containing(tb, &format!("sync-run.snapshot.{run_id}.")) {
-        left.extend(objs.into_iter().map(|o| format!("rabbitmqctl: {o}")));
-    }
-    left
+    common::run_leftovers(tb, &peer_run(run_id, nodes.to_vec())).await
 }
 
 /// Waits until run `run`'s master is up (its inbox has a consumer).

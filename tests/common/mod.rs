@@ -898,3 +898,55 @@ pub fn ctl_ok(pb: &PrivateBroker, args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Everything of a point-to-point run (`broker::peers`) still on the broker: every name
+/// its wiring declares, probed by passive declares, and whatever rabbitmqctl lists with the
+/// run's prefix.
+pub async fn run_leftovers(tb: &TestBroker, run: &sync_run::broker::peers::PeerRun) -> Vec<String> {
+    use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    let conn = sync_run::broker::connect(&tb.broker().url, "leak check", Duration::from_secs(10))
+        .await
+        .expect("connect for the leak check");
+    let mut left = vec![];
+    let wiring = run.wiring();
+    for q in wiring.queue_names() {
+        let ch = conn.create_channel().await.expect("channel");
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        if ch
+            .queue_declare(q.into(), passive, FieldTable::default())
+            .await
+            .is_ok()
+        {
+            left.push(format!("queue {q}"));
+        }
+    }
+    let ch = conn.create_channel().await.expect("channel");
+    let passive = ExchangeDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    if ch
+        .exchange_declare(
+            run.exchange().as_str().into(),
+            lapin::ExchangeKind::Direct,
+            passive,
+            FieldTable::default(),
+        )
+        .await
+        .is_ok()
+    {
+        left.push(format!("exchange {}", run.exchange()));
+    }
+    sync_run::broker::close_quietly(&conn, "leak check done").await;
+    let prefix = format!("sync-run.{}.{}.", run.alg, run.run_id);
+    if let Some(objs) = broker_objects_containing(tb, &prefix) {
+        left.extend(objs.into_iter().map(|o| format!("rabbitmqctl: {o}")));
+    }
+    left.sort();
+    left.dedup();
+    left
+}
