@@ -317,10 +317,7 @@ impl<M: StateMachine, R: Fn(PeerId, Route) -> Vec<PeerId>> Sim<'_, M, R> {
             .filter_map(|p| {
                 let timer = p.machine.next_timeout().map(|t| t.max(p.stalled_until));
                 let backlog = (!p.inbox.is_empty()).then_some(p.stalled_until);
-                match (timer, backlog) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
+                [timer, backlog].into_iter().flatten().min()
             })
             .min()
     }

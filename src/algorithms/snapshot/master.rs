@@ -475,10 +475,7 @@ impl StateMachine for ScriptMaster {
             return None;
         }
         let w = self.waiting.as_ref().map(|(_, _, t)| *t);
-        match (w, self.deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [w, self.deadline].into_iter().flatten().min()
     }
 
     fn handle_timeout(&mut self, now: Millis) {

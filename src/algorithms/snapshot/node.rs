@@ -596,15 +596,9 @@ impl StateMachine for Node {
                     c.get(&next).map(|h| h.ready_at)
                 })
                 .min();
-            match (send, take) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
+            [send, take].into_iter().flatten().min()
         });
-        match (auto, self.deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [auto, self.deadline].into_iter().flatten().min()
     }
 
     fn handle_timeout(&mut self, now: Millis) {
