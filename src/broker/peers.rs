@@ -38,6 +38,10 @@ pub struct PeerRun {
     pub peers: Vec<PeerId>,
     /// The named roles (`Route::Role`), each one participant.
     pub roles: Vec<&'static str>,
+    /// The clients (`Route::Client`: the bank's customers), by id. A client declares its
+    /// own inbox only (nobody writes to it before it has called someone), so a run of
+    /// many clients does not cost every participant a declare per client.
+    pub clients: Vec<PeerId>,
 }
 
 /// One participant of a [`PeerRun`]: a peer by id or a named role.
@@ -45,6 +49,7 @@ pub struct PeerRun {
 pub enum Member {
     Peer(PeerId),
     Role(&'static str),
+    Client(PeerId),
 }
 
 impl std::fmt::Display for Member {
@@ -52,6 +57,7 @@ impl std::fmt::Display for Member {
         match self {
             Member::Peer(k) => write!(f, "peer {k}"),
             Member::Role(r) => f.write_str(r),
+            Member::Client(k) => write!(f, "client {k}"),
         }
     }
 }
@@ -64,6 +70,7 @@ impl PeerRun {
             run_id: run_id.into(),
             peers: (1..=processes).collect(),
             roles: Vec::new(),
+            clients: Vec::new(),
         }
     }
 
@@ -86,6 +93,7 @@ impl PeerRun {
         match m {
             Member::Peer(k) => self.inbox(k),
             Member::Role(r) => format!("{}.{r}", self.prefix()),
+            Member::Client(k) => format!("{}.client.{k}", self.prefix()),
         }
     }
 
@@ -94,6 +102,7 @@ impl PeerRun {
         match m {
             Member::Peer(k) => format!("peer.{k}"),
             Member::Role(r) => r.to_owned(),
+            Member::Client(k) => format!("client.{k}"),
         }
     }
 
@@ -102,8 +111,23 @@ impl PeerRun {
         format!("{}.results", self.prefix())
     }
 
-    /// Everything of the run: the exchange, every inbox and the results queue.
+    /// Everything of the run: [`PeerRun::shared_wiring`] and every client's inbox (what
+    /// the run's cleanup deletes).
     pub fn wiring(&self) -> Wiring {
+        let mut w = self.shared_wiring();
+        w.queues
+            .extend(self.clients.iter().map(|k| self.client_queue(*k)));
+        w
+    }
+
+    fn client_queue(&self, k: PeerId) -> Queue {
+        let m = Member::Client(k);
+        Queue::classic(self.inbox_of(m), vec![(self.exchange(), Self::key_of(m))])
+    }
+
+    /// What every participant declares: the exchange, every peer's and role's inbox and
+    /// the results queue.
+    pub fn shared_wiring(&self) -> Wiring {
         let x = self.exchange();
         let members = self
             .peers
@@ -195,6 +219,7 @@ impl Endpoint for PeerEndpoint {
         let key = match route {
             Route::Peer(k) => PeerRun::key_of(Member::Peer(k)),
             Route::Role(r) => PeerRun::key_of(Member::Role(r)),
+            Route::Client(k) => PeerRun::key_of(Member::Client(k)),
             Route::Results => "results".into(),
             // Point-to-point algorithms address peers one by one; a broadcast or a
             // coordinator message has no queue bound for it and would be dropped.
@@ -213,7 +238,13 @@ impl Endpoint for PeerEndpoint {
         broker: &'a Broker,
         _known_declared: bool,
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
-        Box::pin(async move { self.run.wiring().declare(ch, broker.durable).await })
+        Box::pin(async move {
+            let mut w = self.run.shared_wiring();
+            if let Member::Client(k) = self.id {
+                w.queues.push(self.run.client_queue(k));
+            }
+            w.declare(ch, broker.durable).await
+        })
     }
 
     fn taken(&self) -> BrokerError {
@@ -225,6 +256,10 @@ impl Endpoint for PeerEndpoint {
             Member::Role(role) => BrokerError::RoleTaken {
                 run: self.run.run_id.clone(),
                 role,
+            },
+            Member::Client(id) => BrokerError::IdTaken {
+                run: self.run.run_id.clone(),
+                id,
             },
         }
     }
@@ -312,16 +347,16 @@ pub async fn drive_member<M: StateMachine>(
 /// logged, and reading goes on; a second report of the same peer (a re-publish after a
 /// reconnect) keeps the first. Returns the reports by peer and the rejected count.
 #[allow(clippy::too_many_arguments)]
-pub async fn collect_reports<R>(
+pub async fn collect_reports<K: Ord + Clone, R>(
     broker: &Broker,
     run: &PeerRun,
-    expect: &[PeerId],
+    expect: &[K],
     limit: Duration,
     shutdown: Shutdown,
     local_done: tokio::sync::watch::Receiver<bool>,
     grace: Duration,
-    decode: impl Fn(&[u8]) -> Option<(PeerId, R)>,
-) -> Result<(BTreeMap<PeerId, R>, u64), BrokerError> {
+    decode: impl Fn(&[u8]) -> Option<(K, R)>,
+) -> Result<(BTreeMap<K, R>, u64), BrokerError> {
     let mut st = Reading {
         reports: BTreeMap::new(),
         rejected: 0,
@@ -352,8 +387,8 @@ pub async fn collect_reports<R>(
 }
 
 /// What the reader of the results has so far, kept across reconnections.
-struct Reading<R> {
-    reports: BTreeMap<PeerId, R>,
+struct Reading<K, R> {
+    reports: BTreeMap<K, R>,
     rejected: u64,
     deadline: tokio::time::Instant,
     waiting_for_locals: bool,
@@ -364,12 +399,12 @@ struct Reading<R> {
 
 /// One connection's worth of [`collect_reports`]: `Ok` when it is over (all reported, the
 /// deadline, a stop signal), `Err` when the connection failed.
-async fn read_reports<R>(
+async fn read_reports<K: Ord + Clone, R>(
     broker: &Broker,
     run: &PeerRun,
-    expect: &[PeerId],
-    st: &mut Reading<R>,
-    decode: &impl Fn(&[u8]) -> Option<(PeerId, R)>,
+    expect: &[K],
+    st: &mut Reading<K, R>,
+    decode: &impl Fn(&[u8]) -> Option<(K, R)>,
 ) -> Result<(), BrokerError> {
     let conn = connect(
         &broker.url,
@@ -453,6 +488,29 @@ pub async fn drive_local<M: StateMachine>(
     shutdown: &Shutdown,
     clean: impl Fn(&Result<M::Finished, BrokerError>) -> bool + Copy,
 ) -> Vec<(PeerId, Result<M::Finished, BrokerError>)> {
+    let members = machines
+        .into_iter()
+        .map(|(k, m)| (Member::Peer(k), m))
+        .collect();
+    drive_members(broker, run, members, t0, shutdown, clean)
+        .await
+        .into_iter()
+        .map(|(m, r)| match m {
+            Member::Peer(k) | Member::Client(k) => (k, r),
+            Member::Role(_) => (0, r),
+        })
+        .collect()
+}
+
+/// [`drive_local`] for any members: peers, roles, clients.
+pub async fn drive_members<M: StateMachine>(
+    broker: &Broker,
+    run: &PeerRun,
+    machines: Vec<(Member, M)>,
+    t0: Instant,
+    shutdown: &Shutdown,
+    clean: impl Fn(&Result<M::Finished, BrokerError>) -> bool + Copy,
+) -> Vec<(Member, Result<M::Finished, BrokerError>)> {
     let mut broker = broker.clone();
     let pool = broker.pool.clone().unwrap_or_else(|| {
         std::sync::Arc::new(super::ConnectionPool::new(
@@ -465,9 +523,9 @@ pub async fn drive_local<M: StateMachine>(
     broker.pool = Some(pool.clone());
     let broker = &broker;
     let ends = futures::future::join_all(machines.into_iter().map(|(k, m)| async move {
-        let span = tracing::info_span!("peer", alg = run.alg, run = %run.run_id, id = k);
+        let span = tracing::info_span!("peer", alg = run.alg, run = %run.run_id, member = %k);
         let r = tracing::Instrument::instrument(
-            drive_peer(broker, run, k, m, t0, shutdown.clone(), clean),
+            drive_member(broker, run, k, m, t0, shutdown.clone(), clean),
             span,
         )
         .await;

@@ -109,6 +109,13 @@ pub enum Command {
     Snapshot(crate::algorithms::snapshot::cli::SnapshotArgs),
     /// One node of a snapshot run (start it anywhere; the script's master drives it).
     SnapshotNode(crate::algorithms::snapshot::cli::NodeArgs),
+    /// Replicated bank branches (the course's JSON input and output): customers call any
+    /// branch, every operation in one total order, never overdrawn, proven linearizable.
+    Bank(crate::algorithms::bank::cli::BankArgs),
+    /// One branch of a bank run (start it anywhere, with the run's input file).
+    BankBranch(crate::algorithms::bank::cli::AloneArgs),
+    /// One customer of a bank run (start it anywhere, with the run's input file).
+    BankCustomer(crate::algorithms::bank::cli::AloneArgs),
     /// Print a shell completion script, e.g. `sync-run completions bash > /etc/bash_completion.d/sync-run`.
     Completions {
         #[arg(value_enum)]
@@ -134,6 +141,9 @@ pub enum BenchAlgorithm {
     /// Chandy–Lamport snapshots: the latency from BeginSnapshot to every state collected,
     /// markers per snapshot, at several N on a complete graph with transfers going on.
     Snapshot(crate::algorithms::snapshot::cli::BenchArgs),
+    /// The replicated bank: operations per second and latency at 3 and 10 branches with
+    /// 100 concurrent customers, memory with --no-record, beside the broker's one hop.
+    Bank(crate::algorithms::bank::cli::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -260,7 +270,7 @@ pub fn normalize_args(
 /// Runs the parsed command; returns the process exit code. One line per command: adding an
 /// algorithm adds its commands here and nothing else outside its folder.
 pub async fn dispatch(cli: Cli) -> i32 {
-    use crate::algorithms::{clocks, list, mutex, snapshot};
+    use crate::algorithms::{bank, clocks, list, mutex, snapshot};
     let mut global = cli.global;
     global.settle();
     if global.json_file().is_some() && !matches!(cli.command, Some(Command::Snapshot(_))) {
@@ -277,6 +287,7 @@ pub async fn dispatch(cli: Cli) -> i32 {
             None => list::command::bench(&s, &b.list).await,
             Some(BenchAlgorithm::Mutex(a)) => mutex::command::bench(&s, a).await,
             Some(BenchAlgorithm::Snapshot(a)) => snapshot::command::bench(&s, a).await,
+            Some(BenchAlgorithm::Bank(a)) => bank::command::bench(&s, a).await,
         },
         Some(Command::Mutex(a)) => mutex::command::run(&s, a).await,
         Some(Command::MutexProcess(a)) => mutex::command::process_alone(&s, a).await,
@@ -284,6 +295,9 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Some(Command::ClocksProcess(a)) => clocks::command::process_alone(&s, a).await,
         Some(Command::Snapshot(a)) => snapshot::command::run(&s, a).await,
         Some(Command::SnapshotNode(a)) => snapshot::command::node_alone(&s, a).await,
+        Some(Command::Bank(a)) => bank::command::run(&s, a).await,
+        Some(Command::BankBranch(a)) => bank::command::branch_alone(&s, a).await,
+        Some(Command::BankCustomer(a)) => bank::command::customer_alone(&s, a).await,
         // Printed before connecting (see main).
         Some(Command::Completions { .. }) => crate::exit::VERIFIED,
     }

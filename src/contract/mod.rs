@@ -35,6 +35,9 @@ pub enum Route {
     /// To the one participant that plays a named role in the run (the snapshot's
     /// `master` and `observer`): its own inbox, named for the role.
     Role(&'static str),
+    /// To one client of the run, by id: its own inbox, apart from the peers' (the bank's
+    /// customers, which call the branches request/reply and get their answers here).
+    Client(PeerId),
 }
 
 /// A delivery a machine keeps unacknowledged ([`StateMachine::take_hold`]), named by the

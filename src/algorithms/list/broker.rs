@@ -284,7 +284,9 @@ impl Endpoint for Role {
             Route::Results => (self.names.direct(), RESULTS_KEY.into()),
             // The list agreement has no point-to-point messages; a worker's queue is
             // reachable only through the fanout.
-            Route::Peer(_) | Route::Role(_) => (self.names.fanout(), String::new()),
+            Route::Peer(_) | Route::Role(_) | Route::Client(_) => {
+                (self.names.fanout(), String::new())
+            }
         }
     }
 

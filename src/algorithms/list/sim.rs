@@ -248,7 +248,7 @@ pub fn route(workers: usize) -> impl Fn(PeerId, Route) -> Vec<PeerId> {
     move |_from, r| match r {
         Route::Broadcast => (MASTER..=workers as PeerId).collect(),
         Route::Coordinator | Route::Results => vec![MASTER],
-        Route::Peer(_) | Route::Role(_) => Vec::new(),
+        Route::Peer(_) | Route::Role(_) | Route::Client(_) => Vec::new(),
     }
 }
 

@@ -33,6 +33,7 @@ pub fn peer_run(run_id: &str, nodes: Vec<PeerId>) -> PeerRun {
         run_id: run_id.to_owned(),
         peers: nodes,
         roles: ROLES.to_vec(),
+        clients: Vec::new(),
     }
 }
 

@@ -1,0 +1,242 @@
+//! `sync-run bench bank`: operations per second and operation latency of the replicated
+//! bank over the broker, beside the broker's own one hop measured in the same session.
+//!
+//! Each run is a fresh `sync-run bank FILE --concurrent --json` process (what a user
+//! runs; its peak memory is its own) on a random workload ([`super::input::random`]: a
+//! third queries, deposits and withdrawals of 1–100, every call at a random branch):
+//!
+//! * **low load**: one customer, 200 calls one after another, 3 branches: the time per
+//!   operation (first call to last answer ÷ calls), in one hops — a call is four hops
+//!   (request, order, ordered, reply);
+//! * **load**: `--customers` customers at once, `--ops` operations in all, for each of
+//!   `--branches`: operations per second, p50 / p99 latency (the customers' millisecond
+//!   clocks), every check verified;
+//! * **memory**: with `--no-record`, `--ops` and `--long-ops` operations: peak memory
+//!   should not grow with the number of operations.
+//!
+//! Goal: ≥ 5,000 operations/s with 10 branches; low-load latency within 3× the broker's
+//! round trip (two hops).
+
+use super::cli::BenchArgs;
+use super::input;
+use crate::bench::{broker_rtt, machine, percentile};
+use crate::cli::session::Session;
+use crate::exit;
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::process::Stdio;
+
+/// One run's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figures {
+    pub what: String,
+    pub branches: u32,
+    pub customers: u32,
+    pub operations: u64,
+    pub recorded: bool,
+    pub verified: bool,
+    pub ops_per_s: f64,
+    /// Low load: time per operation; under load: the customers' p50.
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub peak_rss_kib: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema: &'static str,
+    pub machine: String,
+    pub one_hop_p50_ms: f64,
+    pub one_hop_p99_ms: f64,
+    /// Low load: time per operation ÷ the broker's round trip (two hops).
+    pub low_load_per_round_trip: f64,
+    pub runs: Vec<Figures>,
+}
+
+pub async fn run(s: &Session, a: &BenchArgs) -> i32 {
+    match measure(s, a).await {
+        Ok(r) => {
+            if let Some(path) = &a.json_out
+                && let Err(e) =
+                    std::fs::write(path, serde_json::to_string_pretty(&r).unwrap_or_default())
+            {
+                eprintln!(
+                    "sync-run bench bank: could not write {}: {e}",
+                    path.display()
+                );
+            }
+            if s.global.json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                print!("{}", render(&r));
+            }
+            if r.runs.iter().all(|f| f.verified) {
+                exit::VERIFIED
+            } else {
+                exit::FAILED
+            }
+        }
+        Err(e) => {
+            eprintln!("sync-run bench bank: {e:#}");
+            if e.downcast_ref::<crate::broker::BrokerError>().is_some() {
+                exit::BROKER
+            } else {
+                exit::FAILED
+            }
+        }
+    }
+}
+
+/// One `sync-run bank` child run of a random workload.
+async fn child(
+    s: &Session,
+    a: &BenchArgs,
+    what: &str,
+    workload: &input::Input,
+    concurrent: bool,
+    record: bool,
+) -> Result<Figures> {
+    let exe = std::env::current_exe().context("finding its own executable")?;
+    let path = std::env::temp_dir().join(format!(
+        "sync-run-bench-bank-{}-{what}.json",
+        std::process::id()
+    ));
+    std::fs::write(&path, input::to_json(workload))
+        .with_context(|| format!("writing {}", path.display()))?;
+    let mut args = vec![
+        "bank".to_string(),
+        path.display().to_string(),
+        "--json".into(),
+        "--run-timeout".into(),
+        format!("{}s", a.timeout.as_secs().max(1)),
+    ];
+    if concurrent {
+        args.push("--concurrent".into());
+    }
+    if !record {
+        args.push("--no-record".into());
+    }
+    eprintln!(
+        "bench bank: {what}: {} branches, {} customers, {} operations{}",
+        workload.branches.len(),
+        workload.customers.len(),
+        workload.operations(),
+        if record { "" } else { ", --no-record" }
+    );
+    let out = tokio::process::Command::new(&exe)
+        .args(&args)
+        .env("AMQP_URL", s.broker.url.as_str())
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .await
+        .context("starting sync-run bank");
+    let _ = std::fs::remove_file(&path);
+    let out = out?;
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("sync-run bank ({what}) printed no JSON report"))?;
+    let f = &doc["figures"];
+    Ok(Figures {
+        what: what.to_owned(),
+        branches: workload.branches.len() as u32,
+        customers: workload.customers.len() as u32,
+        operations: f["operations"].as_u64().unwrap_or(0),
+        recorded: record,
+        verified: doc["verified"] == true,
+        ops_per_s: f["ops_per_s"].as_f64().unwrap_or(f64::NAN),
+        p50_ms: f["p50_ms"].as_f64(),
+        p99_ms: f["p99_ms"].as_f64(),
+        peak_rss_kib: doc["peak_rss_kib"].as_u64(),
+    })
+}
+
+async fn measure(s: &Session, a: &BenchArgs) -> Result<Report> {
+    eprintln!(
+        "bench bank: broker one hop ({} samples)",
+        a.rtt_samples.max(1)
+    );
+    let hop = broker_rtt(
+        &s.broker.url,
+        s.global.connect_timeout,
+        a.rtt_samples.max(1),
+    )
+    .await
+    .context("measuring the broker's one-hop time")?;
+    let (p50, p99) = (percentile(&hop, 0.5), percentile(&hop, 0.99));
+    let mut runs = Vec::new();
+    // Low load: one customer, one call at a time.
+    let low = input::random(3, 1, 200, 1_000_000, a.seed);
+    let mut f = child(s, a, "low load", &low, false, true).await?;
+    let per_op = 1000.0 / f.ops_per_s;
+    f.p50_ms = Some(per_op);
+    f.p99_ms = None;
+    runs.push(f);
+    let per = (a.ops / a.customers).max(1);
+    for &b in &a.branches {
+        let w = input::random(b, a.customers, per, 1_000_000, a.seed);
+        runs.push(child(s, a, &format!("load {b}"), &w, true, true).await?);
+    }
+    if let Some(&b) = a.branches.first()
+        && a.long_ops > 0
+    {
+        for ops in [a.ops, a.long_ops] {
+            let w = input::random(
+                b,
+                a.customers,
+                (ops / a.customers).max(1),
+                1_000_000,
+                a.seed,
+            );
+            runs.push(child(s, a, &format!("memory {ops}"), &w, true, false).await?);
+        }
+    }
+    Ok(Report {
+        schema: "sync-run/bench-bank/v1",
+        machine: machine(),
+        one_hop_p50_ms: p50,
+        one_hop_p99_ms: p99,
+        low_load_per_round_trip: per_op / (2.0 * p50),
+        runs,
+    })
+}
+
+/// The human table.
+pub fn render(r: &Report) -> String {
+    let mut t = comfy_table::Table::new();
+    t.set_header(vec![
+        "run",
+        "branches",
+        "customers",
+        "operations",
+        "record",
+        "verified",
+        "ops/s",
+        "p50",
+        "p99",
+        "peak RSS",
+    ]);
+    let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2} ms"));
+    for f in &r.runs {
+        t.add_row(vec![
+            f.what.clone(),
+            f.branches.to_string(),
+            f.customers.to_string(),
+            f.operations.to_string(),
+            if f.recorded { "yes" } else { "no" }.to_string(),
+            if f.verified { "yes" } else { "NO" }.to_string(),
+            format!("{:.0}", f.ops_per_s),
+            ms(f.p50_ms),
+            ms(f.p99_ms),
+            f.peak_rss_kib
+                .map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+        ]);
+    }
+    format!(
+        "sync-run bench bank on {}\nbroker one hop: p50 {:.3} ms, p99 {:.3} ms; low load: {:.2} ms per operation = {:.1}× the round trip (four hops a call)\n{t}\n",
+        r.machine,
+        r.one_hop_p50_ms,
+        r.one_hop_p99_ms,
+        r.runs.first().and_then(|f| f.p50_ms).unwrap_or(f64::NAN),
+        r.low_load_per_round_trip
+    )
+}

@@ -1,0 +1,532 @@
+//! `sync-run bank`, `sync-run bank-branch` and `sync-run bank-customer`: the sequencer,
+//! the branches and the customers as participants of one run on RabbitMQ, every report
+//! read from the results queue, the checks, the course's output, the exit code.
+
+use super::cli::{AloneArgs, BankArgs, Shape};
+use super::input::{self, Input, Recv};
+use super::participant::{Part, Setup};
+use super::protocol::{self, Mode, Report, SEQUENCER, Who};
+use super::report::{BranchEnd, BranchReport, CustomerEnd, CustomerReport, SequencerReport};
+use crate::broker::peers::{Member, PeerRun, collect_reports, drive_member, drive_members};
+use crate::broker::{Broker, BrokerError, now_ms};
+use crate::cli::session::Session;
+use crate::cli::usage_error;
+use crate::contract::{Millis, PeerId};
+use crate::exit;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The JSON document's schema name (docs/bank.md).
+pub const SCHEMA: &str = "sync-run/bank/v1";
+
+/// The run's names on the broker: an inbox per branch, the sequencer's, one per customer.
+pub fn peer_run(run_id: &str, input: &Input) -> PeerRun {
+    PeerRun {
+        alg: "bank",
+        run_id: run_id.to_owned(),
+        peers: input.branches.clone(),
+        roles: vec![SEQUENCER],
+        clients: input.customer_ids(),
+    }
+}
+
+/// Reads and checks the input file (`-`: standard input); bad input is a usage error
+/// naming the entry.
+pub fn read_input(path: &Path) -> Input {
+    let text = if path == Path::new("-") {
+        let mut t = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut t).map(|_| t)
+    } else {
+        std::fs::read_to_string(path)
+    };
+    let text = text.unwrap_or_else(|e| usage_error(format!("cannot read {}: {e}", path.display())));
+    input::parse(&text).unwrap_or_else(|e| usage_error(format!("{}: {e}", path.display())))
+}
+
+/// The settings every participant here is built with.
+pub fn setup(run_id: &str, s: &Shape, t0_epoch_ms: u64) -> Setup {
+    Setup {
+        run_id: run_id.to_owned(),
+        mode: s.mode,
+        sequential: !s.concurrent,
+        retry_ms: s.retry.as_millis() as Millis,
+        timeout_ms: s.timeout.as_millis() as Millis,
+        deadline: Some(s.run_timeout.as_millis() as Millis),
+        record: !s.no_record,
+        // Times of customers in one process are on one clock and compared in real time;
+        // those of different processes are not compared.
+        clock: format!("process {}", std::process::id()),
+        clock_base: t0_epoch_ms,
+    }
+}
+
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What a run gathered: every report read from the results queue.
+#[derive(Debug, Default)]
+pub struct Gathered {
+    pub branches: Vec<BranchReport>,
+    pub customers: Vec<CustomerReport>,
+    pub sequencer: Option<SequencerReport>,
+    pub rejected_on_results: u64,
+    pub wall: Duration,
+}
+
+/// Runs the sequencer, the `local_branches` and the `local_customers` of `input` here, on
+/// one connection pool, and reads every participant's report (local or started
+/// elsewhere) from the results queue; deletes the run at the end. `Err` when the broker
+/// failed the reading of the reports, or the run id is in use.
+#[allow(clippy::too_many_arguments)]
+pub async fn execute(
+    broker: &Broker,
+    shutdown: &crate::broker::Shutdown,
+    run: &PeerRun,
+    input: &Input,
+    setup: &Setup,
+    local_branches: &[PeerId],
+    local_customers: &[PeerId],
+    limit: Duration,
+    grace: Duration,
+) -> Result<Gathered, BrokerError> {
+    // A run id in use (its sequencer is there) is refused before anything is declared or
+    // deleted: the other run's names are not ours to touch.
+    let conn =
+        crate::broker::connect(&broker.url, "sync-run bank probe", broker.connect_timeout).await?;
+    let consumers =
+        crate::broker::queue_consumers(&conn, &run.inbox_of(Member::Role(SEQUENCER))).await;
+    if consumers?.is_some_and(|c| c > 0) {
+        crate::broker::close_quietly(&conn, "probe done").await;
+        return Err(BrokerError::RoleTaken {
+            run: run.run_id.clone(),
+            role: SEQUENCER,
+        });
+    }
+    // Every inbox, the customers' too, before anyone publishes: the sequencer's first
+    // `go` to a customer must not find the exchange without a queue for it.
+    let declared = async {
+        let ch = crate::broker::open_channel(&conn, 1).await?;
+        run.wiring().declare(&ch, broker.durable).await
+    };
+    let declared = crate::broker::bounded(
+        crate::broker::op_limit(broker),
+        "declaring the run",
+        declared,
+    )
+    .await;
+    crate::broker::close_quietly(&conn, "declared").await;
+    declared?;
+    let t0 = Instant::now();
+    let now = now_ms(t0);
+    let mut machines: Vec<(Member, Part)> = vec![(
+        Member::Role(SEQUENCER),
+        Part::Sequencer(setup.sequencer(input)),
+    )];
+    for b in local_branches {
+        machines.push((Member::Peer(*b), Part::Branch(setup.branch(input, *b))));
+    }
+    for c in input
+        .customers
+        .iter()
+        .filter(|c| local_customers.contains(&c.id))
+    {
+        machines.push((Member::Client(c.id), Part::Customer(setup.customer(c, now))));
+    }
+    let expect: Vec<Who> = std::iter::once(Who::Sequencer)
+        .chain(input.branches.iter().map(|b| Who::Branch(*b)))
+        .chain(input.customers.iter().map(|c| Who::Customer(c.id)))
+        .collect();
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+    let drive = async {
+        let ends = drive_members(broker, run, machines, t0, shutdown, |r| r.is_ok()).await;
+        let _ = done_tx.send(true);
+        ends
+    };
+    let run_id = run.run_id.clone();
+    let collect = collect_reports(
+        broker,
+        run,
+        &expect,
+        limit,
+        shutdown.clone(),
+        done_rx,
+        grace,
+        move |b: &[u8]| {
+            protocol::decode_report(b, &run_id)
+                .ok()
+                .map(|r| (r.who(), r))
+        },
+    );
+    let (ends, collected) = tokio::join!(drive, collect);
+    let wall = t0.elapsed();
+    if let Err(e) = run.delete(broker).await {
+        tracing::error!(error = %e, run = %run.run_id, "could not delete the run's queues; they expire on their own after {} s unused", crate::broker::QUEUE_EXPIRES_MS / 1000);
+    }
+    let (reports, rejected) = collected?;
+    for (m, r) in &ends {
+        if let Err(e) = r {
+            eprintln!("sync-run bank: {m}: {e}");
+        }
+    }
+    let mut g = Gathered {
+        rejected_on_results: rejected,
+        wall,
+        ..Default::default()
+    };
+    for (_, r) in reports {
+        match r {
+            Report::Branch(b) => g.branches.push(b),
+            Report::Customer(c) => g.customers.push(c),
+            Report::Sequencer(s) => g.sequencer = Some(s),
+        }
+    }
+    let order = input.customer_ids();
+    g.customers
+        .sort_by_key(|r| order.iter().position(|c| *c == r.id));
+    // Nothing here could reach the broker: that is the run's failure.
+    if ends.iter().all(|(_, r)| r.is_err())
+        && g.branches.is_empty()
+        && let Some((_, Err(e))) = ends.into_iter().next()
+    {
+        return Err(e);
+    }
+    Ok(g)
+}
+
+/// The customers' answers in the course's output format, in input order.
+pub fn output(input: &Input, customers: &[CustomerReport]) -> Vec<(PeerId, Vec<Recv>)> {
+    input
+        .customers
+        .iter()
+        .map(|c| {
+            let recv = customers
+                .iter()
+                .find(|r| r.id == c.id)
+                .map(|r| {
+                    r.log
+                        .iter()
+                        .filter_map(|k| {
+                            Some(Recv {
+                                op: k.op,
+                                result: k.result?,
+                                money: k.balance,
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            (c.id, recv)
+        })
+        .collect()
+}
+
+/// Figures of a run, from the customers' reports: operations answered, their rate over the
+/// time from the first call to the last answer, latency percentiles (ms, on the
+/// customers' millisecond clocks).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Figures {
+    pub operations: u64,
+    pub span_ms: u64,
+    pub ops_per_s: f64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+pub fn figures(customers: &[CustomerReport], wall: Duration) -> Figures {
+    let operations: u64 = customers.iter().map(|c| c.answered).sum();
+    let calls: Vec<_> = customers.iter().flat_map(|c| c.log.iter()).collect();
+    let first = calls.iter().map(|k| k.sent_at).min();
+    let last = calls.iter().filter_map(|k| k.answered_at).max();
+    let span_ms = match (first, last) {
+        (Some(f), Some(l)) if l > f => l - f,
+        _ => wall.as_millis() as u64,
+    };
+    let mut lat: Vec<f64> = calls
+        .iter()
+        .filter_map(|k| Some((k.answered_at? - k.sent_at) as f64))
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    let pct = |p| (!lat.is_empty()).then(|| crate::bench::percentile(&lat, p));
+    Figures {
+        operations,
+        span_ms,
+        ops_per_s: operations as f64 / (span_ms.max(1) as f64 / 1000.0),
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+    }
+}
+
+/// `sync-run bank INPUT.json`.
+pub async fn run(s: &Session, a: &BankArgs) -> i32 {
+    let shape = &a.shape;
+    let input = read_input(&shape.input);
+    for b in &a.external_branches {
+        if !input.branches.contains(b) {
+            usage_error(format!(
+                "--external-branches {b}: the input has no branch {b}"
+            ));
+        }
+    }
+    let customers = input.customer_ids();
+    for c in &a.external_customers {
+        if !customers.contains(c) {
+            usage_error(format!(
+                "--external-customers {c}: the input has no customer {c}"
+            ));
+        }
+    }
+    let run_id = a.run_id.clone().unwrap_or_else(crate::cli::random_run_id);
+    if !a.external_branches.is_empty() || !a.external_customers.is_empty() {
+        eprintln!(
+            "bank run {run_id}: start branch(es) {:?} with `sync-run bank-branch --run-id {run_id} --id B {}` and customer(s) {:?} with `sync-run bank-customer --run-id {run_id} --id C {}` (and the same options)",
+            a.external_branches,
+            shape.input.display(),
+            a.external_customers,
+            shape.input.display()
+        );
+    }
+    let local_b: Vec<PeerId> = input
+        .branches
+        .iter()
+        .copied()
+        .filter(|b| !a.external_branches.contains(b))
+        .collect();
+    let local_c: Vec<PeerId> = customers
+        .iter()
+        .copied()
+        .filter(|c| !a.external_customers.contains(c))
+        .collect();
+    let run = peer_run(&run_id, &input);
+    let setup = setup(&run_id, shape, epoch_ms());
+    let g = match execute(
+        &s.broker,
+        &s.shutdown,
+        &run,
+        &input,
+        &setup,
+        &local_b,
+        &local_c,
+        shape.run_timeout + Duration::from_secs(5),
+        shape.timeout + Duration::from_secs(5),
+    )
+    .await
+    {
+        Ok(g) => g,
+        Err(e) => return s.broker_failure(&run_id, &e),
+    };
+    let proof = super::verify(
+        &input,
+        shape.mode,
+        &g.branches,
+        &g.customers,
+        g.sequencer.as_ref(),
+    );
+    let code = s.or_signal(proof.verdict.exit_code());
+    let out = output(&input, &g.customers);
+    let rendered = input::render(&out);
+    if let Some(path) = &a.output
+        && let Err(e) = std::fs::write(path, &rendered)
+    {
+        eprintln!("sync-run bank: could not write {}: {e}", path.display());
+    }
+    let fig = figures(&g.customers, g.wall);
+    let summary = summary(&run_id, shape, &input, &g, &proof);
+    if s.global.json {
+        let doc = serde_json::json!({
+            "schema": SCHEMA,
+            "run_id": run_id,
+            "mode": shape.mode,
+            "concurrent": shape.concurrent,
+            "recorded": !shape.no_record,
+            "branches": input.branches,
+            "customers": customers,
+            "balance": input.balance,
+            "verified": proof.verdict.verified,
+            "checks": proof.verdict.checks,
+            "skipped": proof.skipped,
+            "anomalies": proof.anomalies,
+            "exit_code": code,
+            "wall_ms": g.wall.as_millis() as u64,
+            "figures": fig,
+            "peak_rss_kib": crate::bench::peak_rss_kib(),
+            "rejected_on_results": g.rejected_on_results,
+            "output": serde_json::from_str::<serde_json::Value>(&rendered).unwrap_or_default(),
+            "reports": {
+                "sequencer": g.sequencer,
+                "branches": g.branches,
+                "customers": g.customers,
+            },
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        // Standard output: exactly the course's output. The verdict goes to stderr.
+        print!("{rendered}");
+    }
+    if !s.global.quiet && !s.global.json {
+        eprint!("{}", proof.verdict.lines());
+        for k in &proof.skipped {
+            eprintln!("  [--] {k}: skipped: --no-record keeps no per-operation record");
+        }
+    }
+    eprintln!("{summary}");
+    code
+}
+
+fn summary(
+    run_id: &str,
+    shape: &Shape,
+    input: &Input,
+    g: &Gathered,
+    proof: &super::Proof,
+) -> String {
+    let mode = match shape.mode {
+        Mode::Ordered => "ordered",
+        Mode::Propagate => "propagate",
+    };
+    match proof.verdict.failure_line() {
+        None => format!(
+            "VERIFIED: {} branches agree on {}, never overdrawn; {} operations of {} customers{} (run {run_id}, --mode {mode}, {:.3} s)",
+            input.branches.len(),
+            g.branches.first().map_or(0, |b| b.balance),
+            g.customers.iter().map(|c| c.answered).sum::<u64>(),
+            input.customers.len(),
+            if proof.skipped.is_empty() {
+                ", linearizable"
+            } else {
+                " (--no-record: order not checked)"
+            },
+            g.wall.as_secs_f64()
+        ),
+        Some(f) => {
+            let a = &proof.anomalies;
+            format!(
+                "{f}\nanomalies (--mode {mode}): {} overdrawn branch(es), {} distinct final balance(s), {} write order(s), {} stale read(s), {} unexplained answer(s), {} read-your-writes and {} monotonic-writes violation(s), {} applied twice",
+                a.overdrawn_branches,
+                a.distinct_balances,
+                a.write_orders,
+                a.stale_reads,
+                a.unexplained,
+                a.read_your_writes,
+                a.monotonic_writes,
+                a.applied_twice
+            )
+        }
+    }
+}
+
+/// `sync-run bank-branch`: one branch, alone; prints how it ended.
+pub async fn branch_alone(s: &Session, a: &AloneArgs) -> i32 {
+    let input = read_input(&a.shape.input);
+    if !input.branches.contains(&a.id) {
+        usage_error(format!("--id {}: the input has no branch {}", a.id, a.id));
+    }
+    let run = peer_run(&a.run_id, &input);
+    let setup = setup(&a.run_id, &a.shape, epoch_ms());
+    let r = drive_member(
+        &s.broker,
+        &run,
+        Member::Peer(a.id),
+        setup.branch(&input, a.id),
+        Instant::now(),
+        s.shutdown.clone(),
+        |r| r.is_ok(),
+    )
+    .await;
+    let report = match r {
+        Ok(r) => r,
+        Err(e) => return s.broker_failure(&a.run_id, &e),
+    };
+    let code = s.or_signal(if report.outcome == BranchEnd::Completed {
+        exit::VERIFIED
+    } else {
+        exit::FAILED
+    });
+    if s.global.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "schema": "sync-run/bank-branch/v1",
+                "run_id": a.run_id,
+                "exit_code": code,
+                "report": report,
+            })
+        );
+    } else {
+        println!(
+            "branch {} of bank run {}: {:?}, balance {}, operations {} to {} applied",
+            a.id,
+            a.run_id,
+            report.outcome,
+            report.balance,
+            report.synced_seq + 1,
+            report.last_seq
+        );
+    }
+    code
+}
+
+/// `sync-run bank-customer`: one customer, alone; prints its answers (the course's
+/// format, one entry) and how it ended.
+pub async fn customer_alone(s: &Session, a: &AloneArgs) -> i32 {
+    let input = read_input(&a.shape.input);
+    let Some(c) = input.customers.iter().find(|c| c.id == a.id) else {
+        usage_error(format!("--id {}: the input has no customer {}", a.id, a.id));
+    };
+    let run = peer_run(&a.run_id, &input);
+    let setup = setup(&a.run_id, &a.shape, epoch_ms());
+    let t0 = Instant::now();
+    let r = drive_member(
+        &s.broker,
+        &run,
+        Member::Client(a.id),
+        setup.customer(c, now_ms(t0)),
+        t0,
+        s.shutdown.clone(),
+        |r| r.is_ok(),
+    )
+    .await;
+    let report = match r {
+        Ok(r) => r,
+        Err(e) => return s.broker_failure(&a.run_id, &e),
+    };
+    let code = s.or_signal(if report.outcome == CustomerEnd::Completed {
+        exit::VERIFIED
+    } else {
+        exit::FAILED
+    });
+    if s.global.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "schema": "sync-run/bank-customer/v1",
+                "run_id": a.run_id,
+                "exit_code": code,
+                "report": report,
+            })
+        );
+    } else {
+        print!(
+            "{}",
+            input::render(
+                &output(&input, std::slice::from_ref(&report))[..]
+                    .iter()
+                    .filter(|(id, _)| *id == a.id)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            )
+        );
+        eprintln!(
+            "customer {} of bank run {}: {:?}",
+            a.id, a.run_id, report.outcome
+        );
+    }
+    code
+}
+
+/// `sync-run bench bank`.
+pub async fn bench(s: &Session, a: &super::cli::BenchArgs) -> i32 {
+    super::bench::run(s, a).await
+}

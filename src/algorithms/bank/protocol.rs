@@ -1,0 +1,322 @@
+//! The bank's wire format: JSON objects with the protocol version `v`, the run id `run` and
+//! an explicit `type` (normative text: docs/PROTOCOL.md §15).
+//!
+//! ```json
+//! {"v":1,"run":"r1","type":"request","branch":2,"op":{"customer":2,"req":1,"op":"deposit","money":170}}
+//! {"v":1,"run":"r1","type":"reply","branch":2,"last":{"customer":2,"req":1,"op":"deposit","result":"success","money":null,"seq":4}}
+//! ```
+//!
+//! | type | from → to | route |
+//! |---|---|---|
+//! | `request` | customer → branch | `Peer(branch)` |
+//! | `reply` | branch → customer | `Client(customer)` |
+//! | `order` | branch → sequencer | `Role("sequencer")` |
+//! | `ordered` | sequencer → every branch | `Peer(b)` |
+//! | `sync` / `state` | branch → sequencer / back | `Role("sequencer")` / `Peer(b)` |
+//! | `done` | customer → sequencer | `Role("sequencer")` |
+//! | `go` | sequencer → customer (one after another) | `Client(customer)` |
+//! | `end` | sequencer → every branch | `Peer(b)` |
+//! | `propagate` / `fin` | branch → branch (`--mode propagate`) | `Peer(b)` |
+//! | `report` | anyone → the results | `Results` |
+//!
+//! A request's correlation id is `(customer, req)`: `req` counts the customer's requests
+//! from 1, and a retry carries the same one, so a branch answers it again instead of
+//! applying it twice. Decoding is strict: another version, another run, an unknown field
+//! or an oversized body is a [`Rejection`]; the run goes on.
+
+use super::report::{BranchReport, CustomerReport, SequencerReport};
+use crate::contract::{PeerId, Rejection, Wire};
+use serde::{Deserialize, Serialize};
+
+/// Protocol version carried in every message (`"v": 1`).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest body accepted. A branch's report carries its log of every operation it applied
+/// (about 150 bytes each); 64 MiB holds 400,000 of them. `--no-record` drops the log.
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Largest amount of money in one operation or balance: a trillion, so that a run of a
+/// million operations stays far inside `i64`.
+pub const MAX_MONEY: u64 = 1_000_000_000_000;
+
+/// The sequencer's role name (its inbox `sync-run.bank.<run>.sequencer`).
+pub const SEQUENCER: &str = "sequencer";
+
+/// A customer's operation (the course's `interface`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    Query,
+    Deposit,
+    Withdraw,
+}
+
+impl Op {
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Query => "query",
+            Op::Deposit => "deposit",
+            Op::Withdraw => "withdraw",
+        }
+    }
+}
+
+/// How an operation came out (the course's `result`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Success,
+    /// A withdraw beyond the balance: nothing changed anywhere.
+    Fail,
+}
+
+/// How the branches apply writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Every operation, queries too, in one total order set by the sequencer; every branch
+    /// applies that order. Linearizable.
+    #[default]
+    Ordered,
+    /// The course's original design, kept for comparison: a branch applies a request at
+    /// once and then tells the other branches, which apply it blindly. Double-spends under
+    /// concurrency; the checker counts how.
+    Propagate,
+}
+
+/// One operation as it travels: who asked, which request, what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Operation {
+    pub customer: PeerId,
+    pub req: u64,
+    pub op: Op,
+    /// 0 for a query.
+    pub money: u64,
+}
+
+/// What a branch (and the sequencer) remembers of a customer's latest applied request,
+/// so that a retry is answered again and never applied twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Last {
+    pub customer: PeerId,
+    pub req: u64,
+    pub op: Op,
+    pub result: Outcome,
+    /// The balance a query returned (negative only in `--mode propagate`).
+    pub money: Option<i64>,
+    /// Its place in the order (`--mode propagate`: the answering branch's own count).
+    pub seq: u64,
+}
+
+/// The message types.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Body {
+    /// A customer's call to `branch`.
+    Request { branch: PeerId, op: Operation },
+    /// A branch's answer, to the customer's inbox.
+    Reply { branch: PeerId, last: Last },
+    /// A branch asks the sequencer to place a request in the order.
+    Order { branch: PeerId, op: Operation },
+    /// The sequencer's `seq`-th operation, to every branch; `branch` answers it.
+    Ordered {
+        seq: u64,
+        branch: PeerId,
+        op: Operation,
+    },
+    /// A branch that starts (or restarts) asks for the state so far.
+    Sync { branch: PeerId },
+    /// The state after operation `seq`, to the branch that asked.
+    State {
+        to: PeerId,
+        seq: u64,
+        balance: i64,
+        deposited: u64,
+        withdrawn: u64,
+        last: Vec<Last>,
+    },
+    /// A customer has made all its calls (or gave up).
+    Done { customer: PeerId },
+    /// Customers one after another (the default): the sequencer tells the next one to
+    /// start, in input order.
+    Go { customer: PeerId },
+    /// The run is over after operation `seq - 1`; a branch reports once it applied them.
+    End { seq: u64, reason: String },
+    /// `--mode propagate`: the `n`-th write `branch` applied itself, to `to`.
+    Propagate {
+        branch: PeerId,
+        to: PeerId,
+        n: u64,
+        op: Operation,
+    },
+    /// `--mode propagate`: `branch` has sent `to` all its `sent` propagations.
+    Fin {
+        branch: PeerId,
+        to: PeerId,
+        sent: u64,
+    },
+    /// A participant's final report, on the results route.
+    Report { report: Report },
+}
+
+/// The three kinds of report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)]
+pub enum Report {
+    Branch(BranchReport),
+    Customer(CustomerReport),
+    Sequencer(SequencerReport),
+}
+
+/// Who reported: the key the reader of the results keeps reports by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Who {
+    Sequencer,
+    Branch(PeerId),
+    Customer(PeerId),
+}
+
+impl Report {
+    pub fn who(&self) -> Who {
+        match self {
+            Report::Branch(r) => Who::Branch(r.id),
+            Report::Customer(r) => Who::Customer(r.id),
+            Report::Sequencer(_) => Who::Sequencer,
+        }
+    }
+}
+
+impl Body {
+    /// The `type` field's value, for logs and counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Body::Request { .. } => "request",
+            Body::Reply { .. } => "reply",
+            Body::Order { .. } => "order",
+            Body::Ordered { .. } => "ordered",
+            Body::Sync { .. } => "sync",
+            Body::State { .. } => "state",
+            Body::Done { .. } => "done",
+            Body::Go { .. } => "go",
+            Body::End { .. } => "end",
+            Body::Propagate { .. } => "propagate",
+            Body::Fin { .. } => "fin",
+            Body::Report { .. } => "report",
+        }
+    }
+}
+
+/// A whole message as it travels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub v: u32,
+    pub run: String,
+    #[serde(flatten)]
+    pub body: Body,
+}
+
+impl Message {
+    pub fn new(run: &str, body: Body) -> Self {
+        Message {
+            v: PROTOCOL_VERSION,
+            run: run.to_owned(),
+            body,
+        }
+    }
+
+    /// Decodes and checks, in this order: the size, the version, the shape (no unknown
+    /// fields), the run, the amounts. Who may send what is the receiver's business.
+    pub fn decode(bytes: &[u8], run: &str) -> Result<Message, Rejection> {
+        crate::contract::envelope::precheck(bytes, MAX_BODY_BYTES, PROTOCOL_VERSION)?;
+        let msg: Message = crate::contract::envelope::parse(bytes)?;
+        if msg.run != run {
+            return Err(Rejection::WrongRun(msg.run));
+        }
+        let op = match &msg.body {
+            Body::Request { op, .. }
+            | Body::Order { op, .. }
+            | Body::Ordered { op, .. }
+            | Body::Propagate { op, .. } => Some(op),
+            _ => None,
+        };
+        if let Some(op) = op {
+            if op.money > MAX_MONEY {
+                return Err(Rejection::Refused(format!(
+                    "an amount of {} exceeds {MAX_MONEY}",
+                    op.money
+                )));
+            }
+            if op.req == 0 {
+                return Err(Rejection::Refused("request ids start at 1".into()));
+            }
+        }
+        Ok(msg)
+    }
+}
+
+impl Wire for Message {
+    fn encode(&self) -> Vec<u8> {
+        // Plain structs with string keys: serializing cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+    fn kind(&self) -> &'static str {
+        self.body.kind()
+    }
+}
+
+/// A report from the results queue, if it is one of this run's.
+pub fn decode_report(bytes: &[u8], run: &str) -> Result<Report, Rejection> {
+    match Message::decode(bytes, run)?.body {
+        Body::Report { report } => Ok(report),
+        b => Err(Rejection::Refused(format!(
+            "a {} on the results route",
+            b.kind()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_strictness() {
+        let m = Message::new(
+            "r1",
+            Body::Request {
+                branch: 2,
+                op: Operation {
+                    customer: 2,
+                    req: 1,
+                    op: Op::Deposit,
+                    money: 170,
+                },
+            },
+        );
+        let b = m.encode();
+        assert_eq!(
+            String::from_utf8_lossy(&b),
+            r#"{"v":1,"run":"r1","type":"request","branch":2,"op":{"customer":2,"req":1,"op":"deposit","money":170}}"#
+        );
+        assert_eq!(Message::decode(&b, "r1"), Ok(m));
+        assert!(matches!(
+            Message::decode(&b, "r2"),
+            Err(Rejection::WrongRun(_))
+        ));
+        let big = br#"{"v":1,"run":"r1","type":"request","branch":2,"op":{"customer":2,"req":1,"op":"deposit","money":1000000000001}}"#;
+        assert!(matches!(
+            Message::decode(big, "r1"),
+            Err(Rejection::Refused(_))
+        ));
+        let extra = br#"{"v":1,"run":"r1","type":"sync","branch":2,"x":1}"#;
+        assert!(matches!(
+            Message::decode(extra, "r1"),
+            Err(Rejection::Malformed(_))
+        ));
+        let neg = br#"{"v":1,"run":"r1","type":"request","branch":2,"op":{"customer":2,"req":1,"op":"deposit","money":-5}}"#;
+        assert!(Message::decode(neg, "r1").is_err());
+    }
+}
