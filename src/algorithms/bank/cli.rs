@@ -71,6 +71,10 @@ pub struct AloneArgs {
     /// This branch's (or customer's) id, as in the input.
     #[arg(long)]
     pub id: u32,
+    /// Fault tests: a branch aborts its process (as `kill -9` would: no report, nothing
+    /// acknowledged after) when it is about to send its N-th answer.
+    #[arg(long, hide = true)]
+    pub crash_after_replies: Option<u64>,
 }
 
 /// `sync-run bench bank`.

@@ -11,7 +11,7 @@ use crate::broker::peers::{Member, PeerRun, collect_reports, drive_member, drive
 use crate::broker::{Broker, BrokerError, now_ms};
 use crate::cli::session::Session;
 use crate::cli::usage_error;
-use crate::contract::{Millis, PeerId};
+use crate::contract::{Millis, PeerId, StateMachine};
 use crate::exit;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -425,11 +425,15 @@ pub async fn branch_alone(s: &Session, a: &AloneArgs) -> i32 {
     }
     let run = peer_run(&a.run_id, &input);
     let setup = setup(&a.run_id, &a.shape, epoch_ms());
+    let branch = CrashAt {
+        inner: setup.branch(&input, a.id),
+        replies_left: a.crash_after_replies,
+    };
     let r = drive_member(
         &s.broker,
         &run,
         Member::Peer(a.id),
-        setup.branch(&input, a.id),
+        branch,
         Instant::now(),
         s.shutdown.clone(),
         |r| r.is_ok(),
@@ -466,6 +470,46 @@ pub async fn branch_alone(s: &Session, a: &AloneArgs) -> i32 {
         );
     }
     code
+}
+
+/// A machine that aborts the process when it is about to publish its N-th reply
+/// (`--crash-after-replies`, for fault tests: a crash in the middle of a run by
+/// construction, with deliveries handled and not yet acknowledged).
+struct CrashAt<M> {
+    inner: M,
+    replies_left: Option<u64>,
+}
+
+impl<M: StateMachine<Msg = protocol::Message>> StateMachine for CrashAt<M> {
+    type Msg = protocol::Message;
+    type Finished = M::Finished;
+
+    fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), crate::contract::Rejection> {
+        self.inner.handle(now, bytes)
+    }
+    fn next_timeout(&self) -> Option<Millis> {
+        self.inner.next_timeout()
+    }
+    fn handle_timeout(&mut self, now: Millis) {
+        self.inner.handle_timeout(now)
+    }
+    fn poll_output(&mut self) -> Option<crate::contract::Output<Self::Msg, Self::Finished>> {
+        let out = self.inner.poll_output()?;
+        if let crate::contract::Output::Publish { msg, .. } = &out
+            && msg.body.kind() == "reply"
+            && let Some(left) = &mut self.replies_left
+        {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                eprintln!("sync-run bank-branch: --crash-after-replies reached: aborting");
+                std::process::abort();
+            }
+        }
+        Some(out)
+    }
+    fn interrupt(&mut self, now: Millis, reason: String) {
+        self.inner.interrupt(now, reason)
+    }
 }
 
 /// `sync-run bank-customer`: one customer, alone; prints its answers (the course's
