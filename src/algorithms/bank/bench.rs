@@ -40,6 +40,8 @@ pub struct Figures {
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub peak_rss_kib: Option<u64>,
+    /// Resident memory once the input was read: the workload itself.
+    pub rss_after_input_kib: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -147,6 +149,7 @@ async fn child(
         p50_ms: f["p50_ms"].as_f64(),
         p99_ms: f["p99_ms"].as_f64(),
         peak_rss_kib: doc["peak_rss_kib"].as_u64(),
+        rss_after_input_kib: doc["rss_after_input_kib"].as_u64(),
     })
 }
 
@@ -214,8 +217,10 @@ pub fn render(r: &Report) -> String {
         "p50",
         "p99",
         "peak RSS",
+        "after input",
     ]);
     let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2} ms"));
+    let mib = |k: Option<u64>| k.map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
     for f in &r.runs {
         t.add_row(vec![
             f.what.clone(),
@@ -227,8 +232,8 @@ pub fn render(r: &Report) -> String {
             format!("{:.0}", f.ops_per_s),
             ms(f.p50_ms),
             ms(f.p99_ms),
-            f.peak_rss_kib
-                .map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+            mib(f.peak_rss_kib),
+            mib(f.rss_after_input_kib),
         ]);
     }
     format!(

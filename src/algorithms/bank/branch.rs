@@ -257,25 +257,11 @@ impl Branch {
         );
         self.out.push_back(Output::Finished(report));
     }
-}
 
-impl StateMachine for Branch {
-    type Msg = Message;
-    type Finished = BranchReport;
-
-    fn handle(&mut self, _now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
-        let msg = match Message::decode(bytes, &self.cfg.run_id) {
-            Ok(m) => m,
-            Err(e) => {
-                self.rejected += 1;
-                return Err(e);
-            }
-        };
-        if self.finished {
-            return Ok(());
-        }
+    /// One message (or one of a packed message's).
+    fn on_body(&mut self, body: Body) -> Result<(), Rejection> {
         let ordered = self.cfg.mode == Mode::Ordered;
-        match msg.body {
+        match body {
             Body::Request { branch, op } => {
                 if branch != self.cfg.id {
                     return self.refuse(format!("a request for branch {branch}"));
@@ -391,6 +377,39 @@ impl StateMachine for Branch {
             }
         }
     }
+}
+
+impl StateMachine for Branch {
+    type Msg = Message;
+    type Finished = BranchReport;
+
+    fn handle(&mut self, _now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
+        let msg = match Message::decode(bytes, &self.cfg.run_id) {
+            Ok(m) => m,
+            Err(e) => {
+                self.rejected += 1;
+                return Err(e);
+            }
+        };
+        if self.finished {
+            return Ok(());
+        }
+        let mut accepted = false;
+        let mut refused = None;
+        for body in msg.bodies() {
+            if self.finished {
+                break;
+            }
+            match self.on_body(body) {
+                Ok(()) => accepted = true,
+                Err(e) => refused = refused.or(Some(e)),
+            }
+        }
+        match refused {
+            Some(e) if !accepted => Err(e),
+            _ => Ok(()),
+        }
+    }
 
     fn next_timeout(&self) -> Option<Millis> {
         if self.finished {
@@ -412,5 +431,14 @@ impl StateMachine for Branch {
 
     fn interrupt(&mut self, _now: Millis, reason: String) {
         self.finish(BranchEnd::Interrupted { reason });
+    }
+
+    /// Ordered: a step's `order`s go to the sequencer as one message. Propagate: every
+    /// message on its own, as the original sends them.
+    fn pack(&self, step: Vec<(Route, Message)>, max: usize) -> Vec<(Route, Message)> {
+        match self.cfg.mode {
+            Mode::Ordered => super::protocol::pack(&self.cfg.run_id, step, max),
+            Mode::Propagate => step,
+        }
     }
 }

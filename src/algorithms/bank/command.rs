@@ -263,6 +263,8 @@ pub fn figures(customers: &[CustomerReport], wall: Duration) -> Figures {
 pub async fn run(s: &Session, a: &BankArgs) -> i32 {
     let shape = &a.shape;
     let input = read_input(&shape.input);
+    // The workload itself is per operation; what the run adds to it is not.
+    let rss_after_input = crate::bench::rss_kib();
     for b in &a.external_branches {
         if !input.branches.contains(b) {
             usage_error(format!(
@@ -352,6 +354,7 @@ pub async fn run(s: &Session, a: &BankArgs) -> i32 {
             "wall_ms": g.wall.as_millis() as u64,
             "figures": fig,
             "peak_rss_kib": crate::bench::peak_rss_kib(),
+            "rss_after_input_kib": rss_after_input,
             "rejected_on_results": g.rejected_on_results,
             "output": serde_json::from_str::<serde_json::Value>(&rendered).unwrap_or_default(),
             "reports": {
@@ -509,6 +512,13 @@ impl<M: StateMachine<Msg = protocol::Message>> StateMachine for CrashAt<M> {
     }
     fn interrupt(&mut self, now: Millis, reason: String) {
         self.inner.interrupt(now, reason)
+    }
+    fn pack(
+        &self,
+        step: Vec<(crate::contract::Route, Self::Msg)>,
+        max: usize,
+    ) -> Vec<(crate::contract::Route, Self::Msg)> {
+        self.inner.pack(step, max)
     }
 }
 

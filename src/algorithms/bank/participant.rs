@@ -8,7 +8,7 @@ use super::input::{self, Input};
 use super::protocol::{Message, Mode};
 use super::report::{BranchReport, CustomerReport, SequencerReport};
 use super::sequencer::{Sequencer, SequencerConfig};
-use crate::contract::{Millis, Output, PeerId, Rejection, StateMachine};
+use crate::contract::{Millis, Output, PeerId, Rejection, Route, StateMachine};
 
 /// What every participant of a run is built from, besides the input.
 #[derive(Debug, Clone)]
@@ -131,5 +131,8 @@ impl StateMachine for Part {
     }
     fn interrupt(&mut self, now: Millis, reason: String) {
         each!(self, m => m.interrupt(now, reason))
+    }
+    fn pack(&self, step: Vec<(Route, Message)>, max: usize) -> Vec<(Route, Message)> {
+        each!(self, m => m.pack(step, max))
     }
 }

@@ -25,7 +25,7 @@
 //! or an oversized body is a [`Rejection`]; the run goes on.
 
 use super::report::{BranchReport, CustomerReport, SequencerReport};
-use crate::contract::{PeerId, Rejection, Wire};
+use crate::contract::{PeerId, Rejection, Route, Wire};
 use serde::{Deserialize, Serialize};
 
 /// Protocol version carried in every message (`"v": 1`).
@@ -159,6 +159,10 @@ pub enum Body {
     },
     /// A participant's final report, on the results route.
     Report { report: Report },
+    /// Several messages to one receiver, in order, as one delivery (the sequencer's
+    /// `ordered` and a branch's `order`s under load: one publish and one confirm for
+    /// many). Never nested.
+    Packed { bodies: Vec<Body> },
 }
 
 /// The three kinds of report.
@@ -205,6 +209,7 @@ impl Body {
             Body::Propagate { .. } => "propagate",
             Body::Fin { .. } => "fin",
             Body::Report { .. } => "report",
+            Body::Packed { .. } => "packed",
         }
     }
 }
@@ -235,26 +240,72 @@ impl Message {
         if msg.run != run {
             return Err(Rejection::WrongRun(msg.run));
         }
-        let op = match &msg.body {
-            Body::Request { op, .. }
-            | Body::Order { op, .. }
-            | Body::Ordered { op, .. }
-            | Body::Propagate { op, .. } => Some(op),
-            _ => None,
+        let inner: &[Body] = match &msg.body {
+            Body::Packed { bodies } => bodies,
+            b => std::slice::from_ref(b),
         };
-        if let Some(op) = op {
-            if op.money > MAX_MONEY {
-                return Err(Rejection::Refused(format!(
-                    "an amount of {} exceeds {MAX_MONEY}",
-                    op.money
-                )));
-            }
-            if op.req == 0 {
-                return Err(Rejection::Refused("request ids start at 1".into()));
+        for b in inner {
+            let op = match b {
+                Body::Request { op, .. }
+                | Body::Order { op, .. }
+                | Body::Ordered { op, .. }
+                | Body::Propagate { op, .. } => Some(op),
+                Body::Packed { .. } => {
+                    return Err(Rejection::Refused(
+                        "a packed message inside a packed one".into(),
+                    ));
+                }
+                _ => None,
+            };
+            if let Some(op) = op {
+                if op.money > MAX_MONEY {
+                    return Err(Rejection::Refused(format!(
+                        "an amount of {} exceeds {MAX_MONEY}",
+                        op.money
+                    )));
+                }
+                if op.req == 0 {
+                    return Err(Rejection::Refused("request ids start at 1".into()));
+                }
             }
         }
         Ok(msg)
     }
+
+    /// The bodies this message carries, in order (one, or a packed message's).
+    pub fn bodies(self) -> Vec<Body> {
+        match self.body {
+            Body::Packed { bodies } => bodies,
+            b => vec![b],
+        }
+    }
+}
+
+/// Packs one step's messages: those to one receiver go as one `packed` message (at most
+/// `max` to a packet), keeping their order; receivers come in the order of their first
+/// message. A receiver with one message gets it as it is.
+pub fn pack(run: &str, step: Vec<(Route, Message)>, max: usize) -> Vec<(Route, Message)> {
+    let mut groups: Vec<(Route, Vec<Body>)> = Vec::new();
+    for (route, msg) in step {
+        match groups.iter_mut().find(|g| g.0 == route) {
+            Some(g) => g.1.push(msg.body),
+            None => groups.push((route, vec![msg.body])),
+        }
+    }
+    let mut out = Vec::new();
+    for (route, bodies) in groups {
+        let mut bodies = bodies.into_iter().peekable();
+        while bodies.peek().is_some() {
+            let mut chunk: Vec<Body> = bodies.by_ref().take(max.max(1)).collect();
+            let body = if chunk.len() == 1 {
+                chunk.remove(0)
+            } else {
+                Body::Packed { bodies: chunk }
+            };
+            out.push((route, Message::new(run, body)));
+        }
+    }
+    out
 }
 
 impl Wire for Message {

@@ -110,24 +110,10 @@ impl Sequencer {
         self.out.push_back(Output::Finished(report));
         self.finished = true;
     }
-}
 
-impl StateMachine for Sequencer {
-    type Msg = Message;
-    type Finished = SequencerReport;
-
-    fn handle(&mut self, _now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
-        let msg = match Message::decode(bytes, &self.cfg.run_id) {
-            Ok(m) => m,
-            Err(e) => {
-                self.rejected += 1;
-                return Err(e);
-            }
-        };
-        if self.finished {
-            return Ok(());
-        }
-        match msg.body {
+    /// One message (or one of a packed message's).
+    fn on_body(&mut self, body: Body) -> Result<(), Rejection> {
+        match body {
             Body::Order { branch, op } => {
                 if !self.cfg.branches.contains(&branch) {
                     return self.refuse(format!("an order from branch {branch}, not of this run"));
@@ -195,6 +181,39 @@ impl StateMachine for Sequencer {
             b => self.refuse(format!("a {} is not for the sequencer", b.kind())),
         }
     }
+}
+
+impl StateMachine for Sequencer {
+    type Msg = Message;
+    type Finished = SequencerReport;
+
+    fn handle(&mut self, _now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
+        let msg = match Message::decode(bytes, &self.cfg.run_id) {
+            Ok(m) => m,
+            Err(e) => {
+                self.rejected += 1;
+                return Err(e);
+            }
+        };
+        if self.finished {
+            return Ok(());
+        }
+        let mut accepted = false;
+        let mut refused = None;
+        for body in msg.bodies() {
+            if self.finished {
+                break;
+            }
+            match self.on_body(body) {
+                Ok(()) => accepted = true,
+                Err(e) => refused = refused.or(Some(e)),
+            }
+        }
+        match refused {
+            Some(e) if !accepted => Err(e),
+            _ => Ok(()),
+        }
+    }
 
     fn next_timeout(&self) -> Option<Millis> {
         if self.finished {
@@ -226,5 +245,10 @@ impl StateMachine for Sequencer {
 
     fn interrupt(&mut self, _now: Millis, reason: String) {
         self.end(format!("interrupted: {reason}"));
+    }
+
+    /// A step's operations go to each branch as one message.
+    fn pack(&self, step: Vec<(Route, Message)>, max: usize) -> Vec<(Route, Message)> {
+        super::protocol::pack(&self.cfg.run_id, step, max)
     }
 }
