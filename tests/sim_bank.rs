@@ -117,7 +117,11 @@ fn hostile_schedules_of_concurrent_customers_verify() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let mut rng = StdRng::seed_from_u64(17);
+    let seed: u64 = std::env::var("BANK_SIM_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(17);
+    let mut rng = StdRng::seed_from_u64(seed);
     let mut setup = sim::setup();
     setup.sequential = false;
     setup.retry_ms = 200;

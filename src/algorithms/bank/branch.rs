@@ -70,6 +70,8 @@ pub struct Branch {
     // --mode propagate
     propagated: u64,
     got: BTreeMap<PeerId, u64>,
+    /// Propagations that came ahead of their turn (after a gap), by origin and number.
+    early: BTreeMap<(PeerId, u64), Operation>,
     fins: BTreeMap<PeerId, u64>,
     end_seen: bool,
     out: VecDeque<Output<Message, BranchReport>>,
@@ -94,6 +96,7 @@ impl Branch {
             rejected: 0,
             propagated: 0,
             got: BTreeMap::new(),
+            early: BTreeMap::new(),
             fins: BTreeMap::new(),
             end_seen: false,
             out: VecDeque::new(),
@@ -297,6 +300,21 @@ impl Branch {
                 self.drain();
                 Ok(())
             }
+            Body::End {
+                seq,
+                balance,
+                deposited,
+                withdrawn,
+                ..
+            } if ordered && self.phase == Phase::Syncing => {
+                // The run ended before this branch got its state: the end's is the same.
+                let done = seq.saturating_sub(1);
+                self.ledger = Ledger::from_state(done, balance, deposited, withdrawn, &[]);
+                self.synced_seq = done;
+                self.phase = Phase::Ready;
+                self.finish(BranchEnd::Completed);
+                Ok(())
+            }
             Body::End { seq, .. } if ordered => {
                 if seq > self.ledger.seq {
                     self.ahead.insert(seq, Ahead::End);
@@ -351,11 +369,17 @@ impl Branch {
                 {
                     return self.refuse(format!("a propagation from {branch} to {to}"));
                 }
-                let got = self.got.entry(branch).or_insert(0);
-                if n > *got {
-                    *got = n;
+                // Each origin's propagations in their order, each once.
+                let got = self.got.get(&branch).copied().unwrap_or(0);
+                if n > got && self.early.len() < AHEAD_LIMIT {
+                    self.early.insert((branch, n), op);
+                }
+                let mut next = got + 1;
+                while let Some(op) = self.early.remove(&(branch, next)) {
                     let seq = self.ledger.seq + 1;
                     self.apply(seq, branch, &op, true);
+                    self.got.insert(branch, next);
+                    next += 1;
                 }
                 self.maybe_done_propagating();
                 Ok(())

@@ -334,6 +334,11 @@ pub async fn run(s: &Session, a: &BankArgs) -> i32 {
     {
         eprintln!("sync-run bank: could not write {}: {e}", path.display());
     }
+    if shape.no_record && !s.global.quiet {
+        eprintln!(
+            "sync-run bank: --no-record keeps no answers, so the output's recv lists are empty"
+        );
+    }
     let fig = figures(&g.customers, g.wall);
     let summary = summary(&run_id, shape, &input, &g, &proof);
     if s.global.json {
@@ -406,12 +411,13 @@ fn summary(
         Some(f) => {
             let a = &proof.anomalies;
             format!(
-                "{f}\nanomalies (--mode {mode}): {} overdrawn branch(es), {} distinct final balance(s), {} write order(s), {} stale read(s), {} unexplained answer(s), {} read-your-writes and {} monotonic-writes violation(s), {} applied twice",
+                "{f}\nanomalies (--mode {mode}): {} overdrawn branch(es), {} distinct final balance(s), {} write order(s), {} stale read(s), {} unexplained answer(s), {} call(s) out of order, {} read-your-writes and {} monotonic-writes violation(s), {} applied twice",
                 a.overdrawn_branches,
                 a.distinct_balances,
                 a.write_orders,
                 a.stale_reads,
                 a.unexplained,
+                a.out_of_order,
                 a.read_your_writes,
                 a.monotonic_writes,
                 a.applied_twice

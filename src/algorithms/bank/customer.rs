@@ -172,6 +172,7 @@ impl Customer {
             answered: self.answered,
             deposited: self.deposited,
             withdrawn: self.withdrawn,
+            rejected: self.rejected,
             recorded: self.cfg.record,
             log: std::mem::take(&mut self.log),
         };
@@ -197,9 +198,46 @@ impl StateMachine for Customer {
                 return Err(e);
             }
         };
-        if let Body::Go { customer } = msg.body {
+        // A branch packs what it sends one customer in one step (an answer and a retry's
+        // answer again): one body at a time.
+        let mut accepted = false;
+        let mut refused = None;
+        for body in msg.bodies() {
+            match self.on_body(now, body) {
+                Ok(()) => accepted = true,
+                Err(e) => {
+                    self.rejected += 1;
+                    refused = refused.or(Some(e));
+                }
+            }
+        }
+        match refused {
+            Some(e) if !accepted => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    fn next_timeout(&self) -> Option<Millis> {
+        self.next_wake()
+    }
+
+    fn handle_timeout(&mut self, now: Millis) {
+        self.wake(now)
+    }
+
+    fn poll_output(&mut self) -> Option<Output<Message, CustomerReport>> {
+        self.out.pop_front()
+    }
+
+    fn interrupt(&mut self, _now: Millis, reason: String) {
+        self.end(CustomerEnd::Interrupted { reason });
+    }
+}
+
+impl Customer {
+    fn on_body(&mut self, now: Millis, body: Body) -> Result<(), Rejection> {
+        if let Body::Go { customer } = body {
             if customer != self.cfg.id {
-                self.rejected += 1;
                 return Err(Rejection::Refused(format!("a go for customer {customer}")));
             }
             if !self.started && !self.finished {
@@ -208,15 +246,13 @@ impl StateMachine for Customer {
             }
             return Ok(());
         }
-        let Body::Reply { branch, last } = msg.body else {
-            self.rejected += 1;
+        let Body::Reply { branch, last } = body else {
             return Err(Rejection::Refused(format!(
                 "a {} is not for a customer",
-                msg.body.kind()
+                body.kind()
             )));
         };
         if last.customer != self.cfg.id {
-            self.rejected += 1;
             return Err(Rejection::Refused(format!(
                 "an answer for customer {}",
                 last.customer
@@ -240,7 +276,6 @@ impl StateMachine for Customer {
                 last.op.name()
             );
             self.cur = Some(cur);
-            self.rejected += 1;
             return Err(Rejection::Refused(why));
         }
         self.record(&cur, Some((last.result, last.money, last.seq)), now);
@@ -248,7 +283,7 @@ impl StateMachine for Customer {
         Ok(())
     }
 
-    fn next_timeout(&self) -> Option<Millis> {
+    fn next_wake(&self) -> Option<Millis> {
         if self.finished {
             return None;
         }
@@ -260,7 +295,7 @@ impl StateMachine for Customer {
         [call, self.cfg.deadline].into_iter().flatten().min()
     }
 
-    fn handle_timeout(&mut self, now: Millis) {
+    fn wake(&mut self, now: Millis) {
         if self.cfg.deadline.is_some_and(|d| now >= d) {
             if let Some(cur) = self.cur.take() {
                 self.record(&cur, None, now);
@@ -298,13 +333,5 @@ impl StateMachine for Customer {
         } else {
             self.cur = Some(cur);
         }
-    }
-
-    fn poll_output(&mut self) -> Option<Output<Message, CustomerReport>> {
-        self.out.pop_front()
-    }
-
-    fn interrupt(&mut self, _now: Millis, reason: String) {
-        self.end(CustomerEnd::Interrupted { reason });
     }
 }

@@ -116,6 +116,12 @@ pub fn parse(text: &str) -> Result<Input, String> {
             branches[0].1
         ));
     }
+    if customers.is_empty() {
+        return Err(
+            "the input has no customer ({\"id\": 1, \"type\": \"customer\", \"events\": [...]})"
+                .into(),
+        );
+    }
     let ids: BTreeSet<u64> = branches.iter().map(|b| b.1).collect();
     let mut out = Vec::new();
     for (n, id, events) in customers {
@@ -416,6 +422,10 @@ mod tests {
             (
                 r#"[{"id":1,"type":"customer","events":[]}]"#,
                 "the input has no branch",
+            ),
+            (
+                r#"[{"id":1,"type":"branch","balance":1}]"#,
+                "the input has no customer",
             ),
             (
                 r#"[{"id":1,"type":"teller"}]"#,

@@ -101,7 +101,11 @@ impl Ledger {
             money,
             seq,
         };
-        self.last.insert(o.customer, last);
+        // A late propagation of an older request (`--mode propagate`) must not make the
+        // customer's latest one look new again.
+        if self.last.get(&o.customer).is_none_or(|l| l.req <= o.req) {
+            self.last.insert(o.customer, last);
+        }
         last
     }
 

@@ -143,7 +143,15 @@ pub enum Body {
     /// start, in input order.
     Go { customer: PeerId },
     /// The run is over after operation `seq - 1`; a branch reports once it applied them.
-    End { seq: u64, reason: String },
+    /// It carries the state after them, so that a branch still waiting for its `state`
+    /// (its `sync` came after the end) ends in that state too.
+    End {
+        seq: u64,
+        reason: String,
+        balance: i64,
+        deposited: u64,
+        withdrawn: u64,
+    },
     /// `--mode propagate`: the `n`-th write `branch` applied itself, to `to`.
     Propagate {
         branch: PeerId,

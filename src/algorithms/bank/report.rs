@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// One operation a branch applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogEntry {
     /// Its place in the total order (`--mode propagate`: in this branch's own order).
     pub seq: u64,
@@ -40,6 +41,7 @@ pub enum BranchEnd {
 
 /// A branch's report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BranchReport {
     pub id: PeerId,
     pub mode: Mode,
@@ -67,6 +69,7 @@ pub struct BranchReport {
 
 /// One call a customer made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Call {
     pub req: u64,
     /// The input's event id, if it had one.
@@ -107,6 +110,7 @@ pub enum CustomerEnd {
 
 /// A customer's report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CustomerReport {
     pub id: PeerId,
     /// Which clock `sent_at` / `answered_at` read: customers with the same clock can be
@@ -119,12 +123,15 @@ pub struct CustomerReport {
     /// Successful deposits and withdrawals, in money.
     pub deposited: u64,
     pub withdrawn: u64,
+    /// Deliveries (or packed bodies) it refused.
+    pub rejected: u64,
     pub recorded: bool,
     pub log: Vec<Call>,
 }
 
 /// The sequencer's report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SequencerReport {
     pub mode: Mode,
     /// Operations placed in the order.

@@ -89,6 +89,9 @@ impl Sequencer {
         self.send_every_branch(&Body::End {
             seq,
             reason: reason.clone(),
+            balance: self.ledger.balance,
+            deposited: self.ledger.deposited,
+            withdrawn: self.ledger.withdrawn,
         });
         let report = SequencerReport {
             mode: self.cfg.mode,
