@@ -418,21 +418,13 @@ impl StateMachine for Branch {
         if self.finished {
             return Ok(());
         }
-        let mut accepted = false;
-        let mut refused = None;
-        for body in msg.bodies() {
+        super::protocol::each_body(msg, |body| {
             if self.finished {
-                break;
+                Ok(())
+            } else {
+                self.on_body(body)
             }
-            match self.on_body(body) {
-                Ok(()) => accepted = true,
-                Err(e) => refused = refused.or(Some(e)),
-            }
-        }
-        match refused {
-            Some(e) if !accepted => Err(e),
-            _ => Ok(()),
-        }
+        })
     }
 
     fn next_timeout(&self) -> Option<Millis> {

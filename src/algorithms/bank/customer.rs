@@ -200,21 +200,13 @@ impl StateMachine for Customer {
         };
         // A branch packs what it sends one customer in one step (an answer and a retry's
         // answer again): one body at a time.
-        let mut accepted = false;
-        let mut refused = None;
-        for body in msg.bodies() {
-            match self.on_body(now, body) {
-                Ok(()) => accepted = true,
-                Err(e) => {
-                    self.rejected += 1;
-                    refused = refused.or(Some(e));
-                }
+        super::protocol::each_body(msg, |body| {
+            let r = self.on_body(now, body);
+            if r.is_err() {
+                self.rejected += 1;
             }
-        }
-        match refused {
-            Some(e) if !accepted => Err(e),
-            _ => Ok(()),
-        }
+            r
+        })
     }
 
     fn next_timeout(&self) -> Option<Millis> {

@@ -289,6 +289,27 @@ impl Message {
     }
 }
 
+/// Hands each of `msg`'s bodies (one, or a packed message's) to `on`, in order. The
+/// delivery is refused only when every body was (with the first reason); a body refused
+/// among accepted ones is counted and logged by `on`, and the others still apply.
+pub fn each_body(
+    msg: Message,
+    mut on: impl FnMut(Body) -> Result<(), Rejection>,
+) -> Result<(), Rejection> {
+    let mut accepted = false;
+    let mut refused = None;
+    for body in msg.bodies() {
+        match on(body) {
+            Ok(()) => accepted = true,
+            Err(e) => refused = refused.or(Some(e)),
+        }
+    }
+    match refused {
+        Some(e) if !accepted => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Packs one step's messages: those to one receiver go as one `packed` message (at most
 /// `max` to a packet), keeping their order; receivers come in the order of their first
 /// message. A receiver with one message gets it as it is.
