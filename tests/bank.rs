@@ -15,20 +15,10 @@ use std::time::{Duration, Instant};
 use sync_run::algorithms::bank::command::peer_run;
 use sync_run::algorithms::bank::input::{self, Input};
 
-const EXAMPLE: &str = r#"[{"id": 1, "type": "customer", "events": [{"id": 1, "interface": "query"}]},
- {"id": 2, "type": "customer", "events": [{"id": 2, "interface": "deposit", "money": 170},
-                                          {"id": 3, "interface": "query"}]},
- {"id": 3, "type": "customer", "events": [{"id": 4, "interface": "withdraw", "money": 70},
-                                          {"id": 5, "interface": "query"}]},
- {"id": 1, "type": "branch", "balance": 400}, {"id": 2, "type": "branch", "balance": 400},
- {"id": 3, "type": "branch", "balance": 400}]"#;
+/// The course's example input and its exact output (tests/data/).
+const EXAMPLE: &str = include_str!("data/bank_example.json");
 
-const EXAMPLE_OUT: &str = r#"[{"id": 1, "recv": [{"interface": "query", "result": "success", "money": 400}]},
- {"id": 2, "recv": [{"interface": "deposit", "result": "success"},
-                    {"interface": "query", "result": "success", "money": 570}]},
- {"id": 3, "recv": [{"interface": "withdraw", "result": "success"},
-                    {"interface": "query", "result": "success", "money": 500}]}]
-"#;
+const EXAMPLE_OUT: &str = include_str!("data/bank_example_out.json");
 
 fn write(text: &str) -> tempfile::NamedTempFile {
     let mut f = tempfile::NamedTempFile::new().expect("temp file");
@@ -284,30 +274,6 @@ async fn a_customer_whose_branch_is_gone_fails_clearly_within_its_timeout() {
     assert_eq!(leftovers(&tb, &run, &input).await, Vec::<String>::new());
 }
 
-/// Waits until run `run`'s sequencer is up (its inbox has a consumer).
-async fn wait_for_sequencer(tb: &TestBroker, run: &str) {
-    let t = Instant::now();
-    let q = format!("sync-run.bank.{run}.sequencer");
-    loop {
-        let conn = sync_run::broker::connect(&tb.broker().url, "probe", Duration::from_secs(10))
-            .await
-            .expect("connect");
-        let up = sync_run::broker::queue_consumers(&conn, &q)
-            .await
-            .expect("probe")
-            .is_some_and(|c| c > 0);
-        sync_run::broker::close_quietly(&conn, "probe").await;
-        if up {
-            return;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "run {run} never started"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Branch 2 runs as its own process and aborts (as kill -9 would) when about to send its
 /// 40th answer: mid-run by construction, since its customers have 200 calls to make there
 /// and wait for each answer. Started again, it asks the sequencer for the state, drops
@@ -341,7 +307,7 @@ async fn a_branch_that_crashes_mid_run_restarts_and_catches_up() {
             "--json",
         ],
     );
-    wait_for_sequencer(&tb, &run).await;
+    common::wait_for_consumer(&tb, &format!("sync-run.bank.{run}.sequencer")).await;
     let crashing = spawn(
         &tb.url,
         &[
@@ -409,7 +375,7 @@ async fn bad_messages_are_rejected_counted_and_the_run_verifies() {
             "--json",
         ],
     );
-    wait_for_sequencer(&tb, &run).await;
+    common::wait_for_consumer(&tb, &format!("sync-run.bank.{run}.sequencer")).await;
     let pr = peer_run(&run, &input);
     let conn = sync_run::broker::connect(&tb.broker().url, "junk", Duration::from_secs(10))
         .await

@@ -14,20 +14,10 @@ use sync_run::algorithms::bank::{command, verify};
 use sync_run::sim::{Crash, SimConfig};
 use sync_run::verdict::Status;
 
-const EXAMPLE: &str = r#"[{"id": 1, "type": "customer", "events": [{"id": 1, "interface": "query"}]},
- {"id": 2, "type": "customer", "events": [{"id": 2, "interface": "deposit", "money": 170},
-                                          {"id": 3, "interface": "query"}]},
- {"id": 3, "type": "customer", "events": [{"id": 4, "interface": "withdraw", "money": 70},
-                                          {"id": 5, "interface": "query"}]},
- {"id": 1, "type": "branch", "balance": 400}, {"id": 2, "type": "branch", "balance": 400},
- {"id": 3, "type": "branch", "balance": 400}]"#;
+/// The course's example input and its exact output (tests/data/).
+const EXAMPLE: &str = include_str!("data/bank_example.json");
 
-const EXAMPLE_OUT: &str = r#"[{"id": 1, "recv": [{"interface": "query", "result": "success", "money": 400}]},
- {"id": 2, "recv": [{"interface": "deposit", "result": "success"},
-                    {"interface": "query", "result": "success", "money": 570}]},
- {"id": 3, "recv": [{"interface": "withdraw", "result": "success"},
-                    {"interface": "query", "result": "success", "money": 500}]}]
-"#;
+const EXAMPLE_OUT: &str = include_str!("data/bank_example_out.json");
 
 fn out(input: &Input, o: &SimOutcome) -> String {
     render(&command::output(input, &o.customers))

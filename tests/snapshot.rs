@@ -20,30 +20,6 @@ async fn leftovers(tb: &TestBroker, run_id: &str, nodes: &[PeerId]) -> Vec<Strin
     common::run_leftovers(tb, &peer_run(run_id, nodes.to_vec())).await
 }
 
-/// Waits until run `run`'s master is up (its inbox has a consumer).
-async fn wait_for_master(tb: &TestBroker, run: &str) {
-    let t = Instant::now();
-    let master = format!("sync-run.snapshot.{run}.master");
-    loop {
-        let conn = sync_run::broker::connect(&tb.broker().url, "probe", Duration::from_secs(10))
-            .await
-            .expect("connect");
-        let up = sync_run::broker::queue_consumers(&conn, &master)
-            .await
-            .expect("probe")
-            .is_some_and(|c| c > 0);
-        sync_run::broker::close_quietly(&conn, "probe").await;
-        if up {
-            return;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "run {run} never started"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn write_script(text: &str) -> tempfile::NamedTempFile {
     let mut f = tempfile::NamedTempFile::new().expect("temp file");
     std::io::Write::write_all(&mut f, text.as_bytes()).expect("write the script");
@@ -488,7 +464,7 @@ async fn a_run_id_in_use_is_refused_and_the_first_run_goes_on() {
         ],
     );
     // The first run's master is up once its inbox exists.
-    wait_for_master(&tb, &run).await;
+    common::wait_for_consumer(&tb, &format!("sync-run.snapshot.{run}.master")).await;
     let (code, out, err) = run_script(&tb, &run, WORKED, &["--seed", "1"]);
     assert_eq!(code, 5, "{out}{err}");
     assert!(out.is_empty(), "{out}");
@@ -557,7 +533,7 @@ async fn sigterm_mid_run_deletes_everything() {
     );
     // Mid-run by construction: 100,000 transfers a node at one per 5 ms cannot be over
     // when the signal comes, half a second after the master is up.
-    wait_for_master(&tb, &run).await;
+    common::wait_for_consumer(&tb, &format!("sync-run.snapshot.{run}.master")).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let sent = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -950,3 +950,27 @@ pub async fn run_leftovers(tb: &TestBroker, run: &sync_run::broker::peers::PeerR
     left.dedup();
     left
 }
+
+/// Waits (at most 20 s) until queue `queue` has a consumer: the participant that owns it
+/// is up (a run's master, its sequencer).
+pub async fn wait_for_consumer(tb: &TestBroker, queue: &str) {
+    let t = std::time::Instant::now();
+    loop {
+        let conn = sync_run::broker::connect(&tb.broker().url, "probe", Duration::from_secs(10))
+            .await
+            .expect("connect");
+        let up = sync_run::broker::queue_consumers(&conn, queue)
+            .await
+            .expect("probe")
+            .is_some_and(|c| c > 0);
+        sync_run::broker::close_quietly(&conn, "probe").await;
+        if up {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{queue} never got a consumer"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -334,13 +334,8 @@ pub fn random(branches: u32, customers: u32, ops: u32, balance: u64, seed: u64) 
 mod tests {
     use super::*;
 
-    pub const EXAMPLE: &str = r#"[{"id": 1, "type": "customer", "events": [{"id": 1, "interface": "query"}]},
- {"id": 2, "type": "customer", "events": [{"id": 2, "interface": "deposit", "money": 170},
-                                          {"id": 3, "interface": "query"}]},
- {"id": 3, "type": "customer", "events": [{"id": 4, "interface": "withdraw", "money": 70},
-                                          {"id": 5, "interface": "query"}]},
- {"id": 1, "type": "branch", "balance": 400}, {"id": 2, "type": "branch", "balance": 400},
- {"id": 3, "type": "branch", "balance": 400}]"#;
+    /// The course's example (shared with the integration tests).
+    const EXAMPLE: &str = include_str!("../../../tests/data/bank_example.json");
 
     #[test]
     fn the_example_parses() {
