@@ -426,33 +426,34 @@ fn summary(
     }
 }
 
-/// `sync-run bank-branch`: one branch, alone; prints how it ended.
-pub async fn branch_alone(s: &Session, a: &AloneArgs) -> i32 {
-    let input = read_input(&a.shape.input);
-    if !input.branches.contains(&a.id) {
-        usage_error(format!("--id {}: the input has no branch {}", a.id, a.id));
-    }
-    let run = peer_run(&a.run_id, &input);
-    let setup = setup(&a.run_id, &a.shape, epoch_ms());
-    let branch = CrashAt {
-        inner: setup.branch(&input, a.id),
-        replies_left: a.crash_after_replies,
-    };
+/// Drives one participant alone until it ends; with `--json`, prints its document
+/// (`schema`, its report, the exit code). `Ok((report, code))`, or `Err(code)` when the
+/// broker failed it (reported).
+async fn alone<M: StateMachine>(
+    s: &Session,
+    a: &AloneArgs,
+    input: &Input,
+    member: Member,
+    machine: M,
+    schema: &str,
+    completed: impl Fn(&M::Finished) -> bool,
+) -> Result<(M::Finished, i32), i32>
+where
+    M::Finished: serde::Serialize,
+{
+    let run = peer_run(&a.run_id, input);
     let r = drive_member(
         &s.broker,
         &run,
-        Member::Peer(a.id),
-        branch,
+        member,
+        machine,
         Instant::now(),
         s.shutdown.clone(),
         |r| r.is_ok(),
     )
     .await;
-    let report = match r {
-        Ok(r) => r,
-        Err(e) => return s.broker_failure(&a.run_id, &e),
-    };
-    let code = s.or_signal(if report.outcome == BranchEnd::Completed {
+    let report = r.map_err(|e| s.broker_failure(&a.run_id, &e))?;
+    let code = s.or_signal(if completed(&report) {
         exit::VERIFIED
     } else {
         exit::FAILED
@@ -461,13 +462,41 @@ pub async fn branch_alone(s: &Session, a: &AloneArgs) -> i32 {
         println!(
             "{}",
             serde_json::json!({
-                "schema": "sync-run/bank-branch/v1",
+                "schema": schema,
                 "run_id": a.run_id,
                 "exit_code": code,
                 "report": report,
             })
         );
-    } else {
+    }
+    Ok((report, code))
+}
+
+/// `sync-run bank-branch`: one branch, alone; prints how it ended.
+pub async fn branch_alone(s: &Session, a: &AloneArgs) -> i32 {
+    let input = read_input(&a.shape.input);
+    if !input.branches.contains(&a.id) {
+        usage_error(format!("--id {}: the input has no branch {}", a.id, a.id));
+    }
+    let branch = CrashAt {
+        inner: setup(&a.run_id, &a.shape, epoch_ms()).branch(&input, a.id),
+        replies_left: a.crash_after_replies,
+    };
+    let done = alone(
+        s,
+        a,
+        &input,
+        Member::Peer(a.id),
+        branch,
+        "sync-run/bank-branch/v1",
+        |r| r.outcome == BranchEnd::Completed,
+    )
+    .await;
+    let (report, code) = match done {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    if !s.global.json {
         println!(
             "branch {} of bank run {}: {:?}, balance {}, operations {} to {} applied",
             a.id,
@@ -535,49 +564,28 @@ pub async fn customer_alone(s: &Session, a: &AloneArgs) -> i32 {
     let Some(c) = input.customers.iter().find(|c| c.id == a.id) else {
         usage_error(format!("--id {}: the input has no customer {}", a.id, a.id));
     };
-    let run = peer_run(&a.run_id, &input);
-    let setup = setup(&a.run_id, &a.shape, epoch_ms());
-    let t0 = Instant::now();
-    let r = drive_member(
-        &s.broker,
-        &run,
+    // Its first call goes at the drive loop's first timer round (time 0 and after).
+    let customer = setup(&a.run_id, &a.shape, epoch_ms()).customer(c, 0);
+    let done = alone(
+        s,
+        a,
+        &input,
         Member::Client(a.id),
-        setup.customer(c, now_ms(t0)),
-        t0,
-        s.shutdown.clone(),
-        |r| r.is_ok(),
+        customer,
+        "sync-run/bank-customer/v1",
+        |r| r.outcome == CustomerEnd::Completed,
     )
     .await;
-    let report = match r {
-        Ok(r) => r,
-        Err(e) => return s.broker_failure(&a.run_id, &e),
+    let (report, code) = match done {
+        Ok(d) => d,
+        Err(code) => return code,
     };
-    let code = s.or_signal(if report.outcome == CustomerEnd::Completed {
-        exit::VERIFIED
-    } else {
-        exit::FAILED
-    });
-    if s.global.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "schema": "sync-run/bank-customer/v1",
-                "run_id": a.run_id,
-                "exit_code": code,
-                "report": report,
-            })
-        );
-    } else {
-        print!(
-            "{}",
-            input::render(
-                &output(&input, std::slice::from_ref(&report))[..]
-                    .iter()
-                    .filter(|(id, _)| *id == a.id)
-                    .cloned()
-                    .collect::<Vec<_>>()
-            )
-        );
+    if !s.global.json {
+        let mine: Vec<_> = output(&input, std::slice::from_ref(&report))
+            .into_iter()
+            .filter(|(id, _)| *id == a.id)
+            .collect();
+        print!("{}", input::render(&mine));
         eprintln!(
             "customer {} of bank run {}: {:?}",
             a.id, a.run_id, report.outcome
