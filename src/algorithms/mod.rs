@@ -5,5 +5,6 @@
 pub mod bank;
 pub mod clocks;
 pub mod list;
+pub mod market;
 pub mod mutex;
 pub mod snapshot;

@@ -27,6 +27,7 @@ pub fn peer_run(run_id: &str, input: &Input) -> PeerRun {
         peers: input.branches.clone(),
         roles: vec![SEQUENCER],
         clients: input.customer_ids(),
+        links: Default::default(),
     }
 }
 

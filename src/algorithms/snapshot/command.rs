@@ -34,6 +34,7 @@ pub fn peer_run(run_id: &str, nodes: Vec<PeerId>) -> PeerRun {
         peers: nodes,
         roles: ROLES.to_vec(),
         clients: Vec::new(),
+        links: Default::default(),
     }
 }
 

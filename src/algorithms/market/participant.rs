@@ -1,0 +1,120 @@
+//! Any participant of a market run as one machine type (the simulator and `sync-run
+//! market` drive the clerk and the peers together), and the settings they are built from.
+
+use super::clerk::Clerk;
+use super::graph::{Market, PeerSpec};
+use super::peer::{Peer, PeerConfig};
+use super::protocol::Message;
+use super::report::{ClerkReport, PeerReport};
+use crate::contract::{Millis, Output, PeerId, Rejection, StateMachine};
+
+/// What every participant of a run agrees on, besides the market itself.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub run_id: String,
+    pub hop_count: u32,
+    pub lookups: u32,
+    pub retries: u32,
+    pub restock: u64,
+    pub reply_window_ms: Millis,
+    pub buy_retry_ms: Millis,
+    pub buy_timeout_ms: Millis,
+    pub deadline: Option<Millis>,
+    pub seed: u64,
+}
+
+impl Setup {
+    /// Peer `spec` of `market`.
+    pub fn peer(&self, market: &Market, spec: &PeerSpec) -> Peer {
+        Peer::new(PeerConfig {
+            run_id: self.run_id.clone(),
+            id: spec.id,
+            role: spec.role,
+            neighbors: spec.neighbors.clone(),
+            hop_count: self.hop_count,
+            product: spec.product.clone(),
+            stock: spec.stock.unwrap_or(0).max(0) as u64,
+            restock: self.restock,
+            products: market.products.clone(),
+            wants: spec.wants.clone(),
+            lookups: self.lookups,
+            retries: self.retries,
+            reply_window_ms: self.reply_window_ms,
+            buy_retry_ms: self.buy_retry_ms,
+            buy_timeout_ms: self.buy_timeout_ms,
+            deadline: self.deadline,
+            seed: self.seed,
+        })
+    }
+
+    /// The clerk of `market`'s run (it closes the market a little after the peers' own
+    /// deadline would have them report anyway).
+    pub fn clerk(&self, market: &Market) -> Clerk {
+        Clerk::new(&self.run_id, market.ids(), market.buyers(), self.deadline)
+    }
+}
+
+/// Any participant.
+#[allow(clippy::large_enum_variant)]
+pub enum Part {
+    Clerk(Clerk),
+    Peer(Peer),
+}
+
+/// How any participant ended.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Ended {
+    Clerk(ClerkReport),
+    Peer(PeerReport),
+}
+
+fn map<F>(
+    o: Option<Output<Message, F>>,
+    f: impl FnOnce(F) -> Ended,
+) -> Option<Output<Message, Ended>> {
+    Some(match o? {
+        Output::Publish { route, msg } => Output::Publish { route, msg },
+        Output::Finished(x) => Output::Finished(f(x)),
+        Output::Release(h) => Output::Release(h),
+    })
+}
+
+impl StateMachine for Part {
+    type Msg = Message;
+    type Finished = Ended;
+
+    fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
+        match self {
+            Part::Clerk(m) => m.handle(now, bytes),
+            Part::Peer(m) => m.handle(now, bytes),
+        }
+    }
+    fn next_timeout(&self) -> Option<Millis> {
+        match self {
+            Part::Clerk(m) => m.next_timeout(),
+            Part::Peer(m) => m.next_timeout(),
+        }
+    }
+    fn handle_timeout(&mut self, now: Millis) {
+        match self {
+            Part::Clerk(m) => m.handle_timeout(now),
+            Part::Peer(m) => m.handle_timeout(now),
+        }
+    }
+    fn poll_output(&mut self) -> Option<Output<Message, Ended>> {
+        match self {
+            Part::Clerk(m) => map(m.poll_output(), Ended::Clerk),
+            Part::Peer(m) => map(m.poll_output(), Ended::Peer),
+        }
+    }
+    fn interrupt(&mut self, now: Millis, reason: String) {
+        match self {
+            Part::Clerk(m) => m.interrupt(now, reason),
+            Part::Peer(m) => m.interrupt(now, reason),
+        }
+    }
+}
+
+/// The simulator's id of the clerk (peers keep their ids).
+pub const CLERK_ID: PeerId = u32::MAX;

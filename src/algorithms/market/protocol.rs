@@ -1,0 +1,314 @@
+//! The market's wire format: JSON objects with the protocol version `v`, the run id `run`
+//! and an explicit `type` (normative text: docs/PROTOCOL.md §16).
+//!
+//! ```json
+//! {"v":1,"run":"r1","type":"lookup","id":{"buyer":1,"n":1},"product":"salt","hops":1,"path":[1]}
+//! {"v":1,"run":"r1","type":"reply","id":{"buyer":1,"n":1},"seller":3,"product":"salt","path":[1,2],"via":[]}
+//! ```
+//!
+//! | type | from → to | route |
+//! |---|---|---|
+//! | `lookup` | buyer or relay → a neighbour | `Peer(n)` |
+//! | `reply` | seller or relay → the previous peer of the lookup's path | `Peer(p)` |
+//! | `buy` / `answer` | buyer → seller / back, directly | `Peer(k)` |
+//! | `done` | buyer → the clerk | `Role("clerk")` |
+//! | `close` | clerk → every peer | `Peer(k)` |
+//! | `report` | anyone → the results | `Results` |
+//!
+//! A lookup's id is `(buyer, n)`: `n` counts the buyer's lookups from 1. `hops` is what is
+//! left after the hop that carried it, so `hops + len(path)` is the run's hop count. A
+//! buy's correlation id is `(buyer, req)`: a retry carries the same one, so a seller
+//! answers it again instead of selling twice. Decoding is strict: another version,
+//! another run, an unknown field or an oversized body is a [`Rejection`]; the run goes on.
+
+use super::graph::check_product;
+use super::report::{ClerkReport, PeerReport};
+use crate::contract::{PeerId, Rejection, Wire};
+use serde::{Deserialize, Serialize};
+
+/// Protocol version carried in every message (`"v": 1`).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest body accepted. A peer's report carries every lookup it saw with its path; 64
+/// MiB holds hundreds of thousands of them.
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Longest path (and so hop count) a lookup may carry.
+pub const MAX_HOPS: u32 = 1000;
+
+/// The clerk's role name (its inbox `sync-run.market.<run>.clerk`).
+pub const CLERK: &str = "clerk";
+
+/// A lookup's id: the buyer and its count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupId {
+    pub buyer: PeerId,
+    pub n: u64,
+}
+
+impl std::fmt::Display for LookupId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.buyer, self.n)
+    }
+}
+
+/// The message types.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[allow(clippy::large_enum_variant)]
+pub enum Body {
+    /// Who sells `product`? `path`: the buyer first, then every peer that forwarded it, the
+    /// last being the sender; `hops`: how many more hops it may travel.
+    Lookup {
+        id: LookupId,
+        product: String,
+        hops: u32,
+        path: Vec<PeerId>,
+    },
+    /// `seller` sells `product`: back along `path` (the lookup's, as the seller got it),
+    /// `via` the peers it has passed so far. Its next stop is
+    /// `path[len(path) - 1 - len(via)]`; at `path[0]`, the buyer, it has arrived.
+    Reply {
+        id: LookupId,
+        seller: PeerId,
+        product: String,
+        path: Vec<PeerId>,
+        via: Vec<PeerId>,
+    },
+    /// Buyer → seller, directly: sell me one `product`.
+    Buy {
+        buyer: PeerId,
+        req: u64,
+        seller: PeerId,
+        product: String,
+        lookup: LookupId,
+    },
+    /// Seller → buyer: `sold` yes or no.
+    Answer {
+        buyer: PeerId,
+        req: u64,
+        seller: PeerId,
+        product: String,
+        sold: bool,
+    },
+    /// A buyer has done all its lookups.
+    Done { buyer: PeerId },
+    /// The market closes: every peer reports.
+    Close { reason: String },
+    /// A participant's final report, on the results route.
+    Report { report: Report },
+}
+
+/// The two kinds of report, told apart by `"by"` (a peer's report has a `role` of its
+/// own: buyer or seller).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)]
+pub enum Report {
+    Peer(PeerReport),
+    Clerk(ClerkReport),
+}
+
+/// Who reported: the key the reader of the results keeps reports by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Who {
+    Clerk,
+    Peer(PeerId),
+}
+
+impl Report {
+    pub fn who(&self) -> Who {
+        match self {
+            Report::Peer(r) => Who::Peer(r.id),
+            Report::Clerk(_) => Who::Clerk,
+        }
+    }
+}
+
+impl Body {
+    /// The `type` field's value, for logs and counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Body::Lookup { .. } => "lookup",
+            Body::Reply { .. } => "reply",
+            Body::Buy { .. } => "buy",
+            Body::Answer { .. } => "answer",
+            Body::Done { .. } => "done",
+            Body::Close { .. } => "close",
+            Body::Report { .. } => "report",
+        }
+    }
+}
+
+/// A whole message as it travels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub v: u32,
+    pub run: String,
+    #[serde(flatten)]
+    pub body: Body,
+}
+
+fn refused(why: impl Into<String>) -> Rejection {
+    Rejection::Refused(why.into())
+}
+
+impl Message {
+    pub fn new(run: &str, body: Body) -> Self {
+        Message {
+            v: PROTOCOL_VERSION,
+            run: run.to_owned(),
+            body,
+        }
+    }
+
+    /// Decodes and checks, in this order: the size, the version, the shape (no unknown
+    /// fields), the run, then what any receiver can check alone (ids from 1, product
+    /// names, a path that starts at its buyer, has no repeated peer and fits the hop
+    /// limit, a reply's `via` shorter than its path). Who may send what is the receiver's
+    /// business.
+    pub fn decode(bytes: &[u8], run: &str) -> Result<Message, Rejection> {
+        crate::contract::envelope::precheck(bytes, MAX_BODY_BYTES, PROTOCOL_VERSION)?;
+        let msg: Message = crate::contract::envelope::parse(bytes)?;
+        if msg.run != run {
+            return Err(Rejection::WrongRun(msg.run));
+        }
+        match &msg.body {
+            Body::Lookup {
+                id,
+                product,
+                hops,
+                path,
+            } => {
+                check_id(id)?;
+                check_product(product).map_err(refused)?;
+                check_path(id, path)?;
+                if *hops as usize + path.len() > MAX_HOPS as usize {
+                    return Err(refused(format!("a hop count beyond {MAX_HOPS}")));
+                }
+            }
+            Body::Reply {
+                id,
+                product,
+                path,
+                via,
+                ..
+            } => {
+                check_id(id)?;
+                check_product(product).map_err(refused)?;
+                check_path(id, path)?;
+                if via.len() >= path.len() {
+                    return Err(refused("a reply that has passed more peers than its path"));
+                }
+            }
+            Body::Buy {
+                req,
+                product,
+                lookup,
+                ..
+            } => {
+                check_id(lookup)?;
+                check_product(product).map_err(refused)?;
+                if *req == 0 {
+                    return Err(refused("request ids start at 1"));
+                }
+            }
+            Body::Answer { req, product, .. } => {
+                check_product(product).map_err(refused)?;
+                if *req == 0 {
+                    return Err(refused("request ids start at 1"));
+                }
+            }
+            Body::Done { .. } | Body::Close { .. } | Body::Report { .. } => {}
+        }
+        Ok(msg)
+    }
+}
+
+fn check_id(id: &LookupId) -> Result<(), Rejection> {
+    if id.n == 0 {
+        return Err(refused("lookup ids count from 1"));
+    }
+    Ok(())
+}
+
+fn check_path(id: &LookupId, path: &[PeerId]) -> Result<(), Rejection> {
+    if path.first() != Some(&id.buyer) {
+        return Err(refused(format!(
+            "lookup {id}: its path must start at its buyer"
+        )));
+    }
+    if path.len() > MAX_HOPS as usize {
+        return Err(refused(format!("a path longer than {MAX_HOPS}")));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if !path.iter().all(|p| seen.insert(*p)) {
+        return Err(refused(format!("lookup {id}: a path through a peer twice")));
+    }
+    Ok(())
+}
+
+impl Wire for Message {
+    fn encode(&self) -> Vec<u8> {
+        // Plain structs with string keys: serializing cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+    fn kind(&self) -> &'static str {
+        self.body.kind()
+    }
+}
+
+/// A report from the results queue, if it is one of this run's.
+pub fn decode_report(bytes: &[u8], run: &str) -> Result<Report, Rejection> {
+    match Message::decode(bytes, run)?.body {
+        Body::Report { report } => Ok(report),
+        b => Err(refused(format!("a {} on the results route", b.kind()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_strictness() {
+        let m = Message::new(
+            "r1",
+            Body::Lookup {
+                id: LookupId { buyer: 1, n: 1 },
+                product: "salt".into(),
+                hops: 1,
+                path: vec![1],
+            },
+        );
+        let b = m.encode();
+        assert_eq!(
+            String::from_utf8_lossy(&b),
+            r#"{"v":1,"run":"r1","type":"lookup","id":{"buyer":1,"n":1},"product":"salt","hops":1,"path":[1]}"#
+        );
+        assert_eq!(Message::decode(&b, "r1"), Ok(m));
+        assert!(matches!(
+            Message::decode(&b, "r2"),
+            Err(Rejection::WrongRun(_))
+        ));
+        for bad in [
+            // a path that does not start at its buyer
+            r#"{"v":1,"run":"r1","type":"lookup","id":{"buyer":1,"n":1},"product":"salt","hops":1,"path":[2]}"#,
+            // a cycle
+            r#"{"v":1,"run":"r1","type":"lookup","id":{"buyer":1,"n":1},"product":"salt","hops":1,"path":[1,2,1]}"#,
+            // lookup 0
+            r#"{"v":1,"run":"r1","type":"lookup","id":{"buyer":1,"n":0},"product":"salt","hops":1,"path":[1]}"#,
+            // a product that cannot travel
+            r#"{"v":1,"run":"r1","type":"lookup","id":{"buyer":1,"n":1},"product":"s a l t","hops":1,"path":[1]}"#,
+            // a reply past its path
+            r#"{"v":1,"run":"r1","type":"reply","id":{"buyer":1,"n":1},"seller":3,"product":"salt","path":[1],"via":[2]}"#,
+            // an unknown field
+            r#"{"v":1,"run":"r1","type":"done","buyer":1,"x":2}"#,
+            // a negative hop count
+            r#"{"v":1,"run":"r1","type":"lookup","id":{"buyer":1,"n":1},"product":"salt","hops":-1,"path":[1]}"#,
+        ] {
+            assert!(Message::decode(bad.as_bytes(), "r1").is_err(), "{bad}");
+        }
+    }
+}
