@@ -315,6 +315,7 @@ fn each_check_fails_on_corrupted_reports() {
                 buyer: 2,
                 req: 99,
                 product: "salt".into(),
+                at: 0,
             },
         );
     }

@@ -110,6 +110,23 @@ pub async fn broker_rtt(url: &BrokerUrl, timeout: Duration, samples: usize) -> R
     Ok(out)
 }
 
+/// Runs `sync-run ARGS` (this very executable) against `url` as a child process, as a
+/// user would, and returns the JSON document it prints (its peak memory is its own).
+pub async fn child_json(url: &BrokerUrl, args: &[String], what: &str) -> Result<serde_json::Value> {
+    use anyhow::Context as _;
+    let exe = std::env::current_exe().context("finding its own executable")?;
+    let out = tokio::process::Command::new(&exe)
+        .args(args)
+        .env("AMQP_URL", url.as_str())
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .await
+        .with_context(|| format!("starting sync-run {}", args.first().map_or("", |a| a)))?;
+    serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("sync-run ({what}) printed no JSON report"))
+}
+
 fn amqp(what: &'static str) -> impl Fn(lapin::Error) -> BrokerError {
     move |e| BrokerError::Amqp {
         context: what.into(),

@@ -116,6 +116,12 @@ pub enum Command {
     BankBranch(crate::algorithms::bank::cli::AloneArgs),
     /// One customer of a bank run (start it anywhere, with the run's input file).
     BankCustomer(crate::algorithms::bank::cli::AloneArgs),
+    /// A peer-to-peer market: buyers flood lookups with a hop count, sellers reply back
+    /// along the path, buyers buy directly; never oversold, proven from the reports.
+    Market(crate::algorithms::market::cli::MarketArgs),
+    /// One peer of a market run (start it anywhere, with the run's options and --seed, or
+    /// described with --role).
+    MarketPeer(crate::algorithms::market::cli::PeerArgs),
     /// Print a shell completion script, e.g. `sync-run completions bash > /etc/bash_completion.d/sync-run`.
     Completions {
         #[arg(value_enum)]
@@ -144,6 +150,9 @@ pub enum BenchAlgorithm {
     /// The replicated bank: operations per second and latency at 3 and 10 branches with
     /// 100 concurrent customers, memory with --no-record, beside the broker's one hop.
     Bank(crate::algorithms::bank::cli::BenchArgs),
+    /// The market: lookup→purchase latency, success rate and messages per lookup against
+    /// the flooding bound, at 6, 100 and 1,000 peers, beside the broker's one hop.
+    Market(crate::algorithms::market::cli::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -270,7 +279,7 @@ pub fn normalize_args(
 /// Runs the parsed command; returns the process exit code. One line per command: adding an
 /// algorithm adds its commands here and nothing else outside its folder.
 pub async fn dispatch(cli: Cli) -> i32 {
-    use crate::algorithms::{bank, clocks, list, mutex, snapshot};
+    use crate::algorithms::{bank, clocks, list, market, mutex, snapshot};
     let mut global = cli.global;
     global.settle();
     if global.json_file().is_some() && !matches!(cli.command, Some(Command::Snapshot(_))) {
@@ -288,6 +297,7 @@ pub async fn dispatch(cli: Cli) -> i32 {
             Some(BenchAlgorithm::Mutex(a)) => mutex::command::bench(&s, a).await,
             Some(BenchAlgorithm::Snapshot(a)) => snapshot::command::bench(&s, a).await,
             Some(BenchAlgorithm::Bank(a)) => bank::command::bench(&s, a).await,
+            Some(BenchAlgorithm::Market(a)) => market::command::bench(&s, a).await,
         },
         Some(Command::Mutex(a)) => mutex::command::run(&s, a).await,
         Some(Command::MutexProcess(a)) => mutex::command::process_alone(&s, a).await,
@@ -298,6 +308,8 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Some(Command::Bank(a)) => bank::command::run(&s, a).await,
         Some(Command::BankBranch(a)) => bank::command::branch_alone(&s, a).await,
         Some(Command::BankCustomer(a)) => bank::command::customer_alone(&s, a).await,
+        Some(Command::Market(a)) => market::command::run(&s, a).await,
+        Some(Command::MarketPeer(a)) => market::command::peer_alone(&s, a).await,
         // Printed before connecting (see main).
         Some(Command::Completions { .. }) => crate::exit::VERIFIED,
     }

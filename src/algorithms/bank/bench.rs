@@ -24,7 +24,6 @@ use crate::cli::session::Session;
 use crate::exit;
 use anyhow::{Context, Result};
 use serde::Serialize;
-use std::process::Stdio;
 
 /// One run's figures.
 #[derive(Debug, Clone, Serialize)]
@@ -98,7 +97,6 @@ async fn child(
     concurrent: bool,
     record: bool,
 ) -> Result<Figures> {
-    let exe = std::env::current_exe().context("finding its own executable")?;
     let path = std::env::temp_dir().join(format!(
         "sync-run-bench-bank-{}-{what}.json",
         std::process::id()
@@ -125,18 +123,9 @@ async fn child(
         workload.operations(),
         if record { "" } else { ", --no-record" }
     );
-    let out = tokio::process::Command::new(&exe)
-        .args(&args)
-        .env("AMQP_URL", s.broker.url.as_str())
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .await
-        .context("starting sync-run bank");
+    let doc = crate::bench::child_json(&s.broker.url, &args, what).await;
     let _ = std::fs::remove_file(&path);
-    let out = out?;
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .with_context(|| format!("sync-run bank ({what}) printed no JSON report"))?;
+    let doc = doc?;
     let f = &doc["figures"];
     Ok(Figures {
         what: what.to_owned(),

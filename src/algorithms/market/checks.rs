@@ -252,6 +252,7 @@ fn never_oversold(by_id: &BTreeMap<PeerId, &PeerReport>) -> Check {
                     buyer,
                     req,
                     product: p,
+                    ..
                 } => {
                     sold += 1;
                     if product != Some(p.as_str()) {
@@ -596,6 +597,7 @@ fn purchases(by_id: &BTreeMap<PeerId, &PeerReport>) -> Check {
                 buyer,
                 req,
                 product,
+                ..
             } = e
             {
                 if !by_id.contains_key(buyer) {

@@ -1,6 +1,8 @@
-//! The clerk: the one participant that knows when the market is over. Buyers tell it when
-//! they have done all their lookups; once every buyer has (or `--run-timeout` passed) it
-//! closes the market: every peer gets `close` and reports. It takes no part in trading,
+//! The clerk: the one participant that knows when the market opens and when it is over.
+//! Every peer tells it when it is consuming its inbox; once all are, it opens the market
+//! (`open`: buyers start, so no lookup waits on a peer still starting). Buyers tell it
+//! when they have done all their lookups; once every buyer has (or `--run-timeout`
+//! passed) it closes the market: every peer gets `close` and reports. It takes no part in trading,
 //! so the checks never rely on it: its report only names buyers that never finished.
 
 use super::protocol::{Body, Message, Report};
@@ -12,6 +14,8 @@ pub struct Clerk {
     run_id: String,
     peers: Vec<PeerId>,
     buyers: BTreeSet<PeerId>,
+    ready: BTreeSet<PeerId>,
+    opened: bool,
     done: BTreeSet<PeerId>,
     deadline: Option<Millis>,
     rejected: u64,
@@ -30,6 +34,8 @@ impl Clerk {
             run_id: run_id.to_owned(),
             peers,
             buyers: buyers.into_iter().collect(),
+            ready: BTreeSet::new(),
+            opened: false,
             done: BTreeSet::new(),
             deadline,
             rejected: 0,
@@ -55,6 +61,13 @@ impl Clerk {
             });
         }
         let report = ClerkReport {
+            opened: self.opened,
+            not_ready: self
+                .peers
+                .iter()
+                .copied()
+                .filter(|k| !self.ready.contains(k))
+                .collect(),
             done: self.done.iter().copied().collect(),
             missing: self.buyers.difference(&self.done).copied().collect(),
             reason: reason.to_owned(),
@@ -88,6 +101,23 @@ impl StateMachine for Clerk {
             Err(e) => return refuse(self, e),
         };
         match msg.body {
+            Body::Ready { peer } if self.peers.contains(&peer) => {
+                self.ready.insert(peer);
+                if !self.opened && !self.closed && self.ready.len() == self.peers.len() {
+                    self.opened = true;
+                    for k in self.peers.clone() {
+                        self.out.push_back(Output::Publish {
+                            route: Route::Peer(k),
+                            msg: Message::new(&self.run_id, Body::Open),
+                        });
+                    }
+                }
+                Ok(())
+            }
+            Body::Ready { peer } => refuse(
+                self,
+                Rejection::Refused(format!("ready from {peer}, not a peer of the market")),
+            ),
             Body::Done { buyer } if self.buyers.contains(&buyer) => {
                 self.done.insert(buyer);
                 if self.done.len() == self.buyers.len() {

@@ -1,1 +1,556 @@
+//! `sync-run market` and `sync-run market-peer`: the clerk and the peers as participants
+//! of one run on RabbitMQ, every report read from the results queue, the checks, the
+//! summary table, the exit code.
 
+use super::cli::{MarketArgs, PeerArgs, Shape};
+use super::graph::{GraphSpec, Market, PeerSpec, Role};
+use super::participant::{Part, Setup};
+use super::protocol::{self, CLERK, Report, Who};
+use super::report::{ClerkReport, PeerEnd, PeerReport};
+use crate::broker::peers::{Member, PeerRun, collect_reports, drive_member, drive_members};
+use crate::broker::{Broker, BrokerError};
+use crate::cli::session::Session;
+use crate::cli::usage_error;
+use crate::contract::{Millis, PeerId, StateMachine};
+use crate::exit;
+use std::time::{Duration, Instant};
+
+/// The JSON document's schema name (docs/market.md).
+pub const SCHEMA: &str = "sync-run/market/v1";
+
+/// The run's names on the broker: an inbox per peer and the clerk's; each peer declares
+/// its own and its neighbours' only.
+pub fn peer_run(run_id: &str, market: &Market) -> PeerRun {
+    PeerRun {
+        alg: "market",
+        run_id: run_id.to_owned(),
+        peers: market.ids(),
+        roles: vec![CLERK],
+        clients: Vec::new(),
+        links: market.links(),
+    }
+}
+
+/// The market the options describe; bad options or a bad graph file are a usage error.
+pub fn market(s: &Shape, seed: u64) -> Market {
+    let m = match &s.graph {
+        GraphSpec::File(path) => {
+            let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
+                usage_error(format!("--graph {}: cannot read it: {e}", path.display()))
+            });
+            Market::from_file(&text, &s.products, s.stock)
+                .map_err(|e| format!("--graph {}: {e}", path.display()))
+        }
+        g => Market::generate(
+            s.peers,
+            s.buyers.unwrap_or((s.peers / 2).max(1)),
+            g,
+            &s.products,
+            s.stock,
+            seed,
+        ),
+    };
+    m.unwrap_or_else(|e| usage_error(e))
+}
+
+/// The settings every participant here is built with.
+pub fn setup(run_id: &str, s: &Shape, seed: u64) -> Setup {
+    let ms = |d: Duration| d.as_millis() as Millis;
+    Setup {
+        run_id: run_id.to_owned(),
+        hop_count: s.hop_count,
+        lookups: s.lookups,
+        retries: s.retries,
+        restock: s.stock,
+        reply_window_ms: ms(s.reply_window),
+        buy_retry_ms: ms(s.buy_retry),
+        buy_timeout_ms: ms(s.buy_timeout),
+        deadline: Some(ms(s.run_timeout)),
+        seed,
+    }
+}
+
+/// What a run gathered: every report read from the results queue.
+#[derive(Debug, Default)]
+pub struct Gathered {
+    pub peers: Vec<PeerReport>,
+    pub clerk: Option<ClerkReport>,
+    pub rejected_on_results: u64,
+    pub wall: Duration,
+}
+
+/// Runs the clerk and the `local` peers of `market` here, on one connection pool, and
+/// reads every participant's report (local or started elsewhere) from the results
+/// queue; deletes the run at the end. `Err` when the broker failed the reading of the
+/// reports, or the run id is in use.
+pub async fn execute(
+    broker: &Broker,
+    shutdown: &crate::broker::Shutdown,
+    run: &PeerRun,
+    market: &Market,
+    setup: &Setup,
+    local: &[PeerId],
+    limit: Duration,
+) -> Result<Gathered, BrokerError> {
+    // A run id in use (its clerk is there) is refused before anything is declared or
+    // deleted: the other run's names are not ours to touch.
+    let conn = crate::broker::connect(&broker.url, "sync-run market probe", broker.connect_timeout)
+        .await?;
+    let consumers = crate::broker::queue_consumers(&conn, &run.inbox_of(Member::Role(CLERK))).await;
+    if consumers?.is_some_and(|c| c > 0) {
+        crate::broker::close_quietly(&conn, "probe done").await;
+        return Err(BrokerError::RoleTaken {
+            run: run.run_id.clone(),
+            role: CLERK,
+        });
+    }
+    // Every inbox once, here: each peer then declares only its own and its neighbours'.
+    let declared = async {
+        let ch = crate::broker::open_channel(&conn, 1).await?;
+        run.wiring().declare(&ch, broker.durable).await
+    };
+    let declared = crate::broker::bounded(
+        crate::broker::op_limit(broker) * 4,
+        "declaring the run",
+        declared,
+    )
+    .await;
+    crate::broker::close_quietly(&conn, "declared").await;
+    declared?;
+    let t0 = Instant::now();
+    let mut machines: Vec<(Member, Part)> =
+        vec![(Member::Role(CLERK), Part::Clerk(setup.clerk(market)))];
+    for p in market.peers.iter().filter(|p| local.contains(&p.id)) {
+        machines.push((Member::Peer(p.id), Part::Peer(setup.peer(market, p))));
+    }
+    let expect: Vec<Who> = std::iter::once(Who::Clerk)
+        .chain(market.ids().into_iter().map(Who::Peer))
+        .collect();
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+    let drive = async {
+        let ends = drive_members(broker, run, machines, t0, shutdown, |r| r.is_ok()).await;
+        let _ = done_tx.send(true);
+        ends
+    };
+    let run_id = run.run_id.clone();
+    let collect = collect_reports(
+        broker,
+        run,
+        &expect,
+        limit,
+        shutdown.clone(),
+        done_rx,
+        Duration::from_secs(5),
+        move |b: &[u8]| {
+            protocol::decode_report(b, &run_id)
+                .ok()
+                .map(|r| (r.who(), r))
+        },
+    );
+    let (ends, collected) = tokio::join!(drive, collect);
+    let wall = t0.elapsed();
+    if let Err(e) = run.delete(broker).await {
+        tracing::error!(error = %e, run = %run.run_id, "could not delete the run's queues; they expire on their own after {} s unused", crate::broker::QUEUE_EXPIRES_MS / 1000);
+    }
+    let (reports, rejected) = collected?;
+    for (m, r) in &ends {
+        if let Err(e) = r {
+            eprintln!("sync-run market: {m}: {e}");
+        }
+    }
+    let mut g = Gathered {
+        rejected_on_results: rejected,
+        wall,
+        ..Default::default()
+    };
+    for (_, r) in reports {
+        match r {
+            Report::Peer(p) => g.peers.push(p),
+            Report::Clerk(c) => g.clerk = Some(c),
+        }
+    }
+    g.peers.sort_by_key(|r| r.id);
+    // Nothing here could reach the broker: that is the run's failure.
+    if ends.iter().all(|(_, r)| r.is_err())
+        && g.peers.is_empty()
+        && let Some((_, Err(e))) = ends.into_iter().next()
+    {
+        return Err(e);
+    }
+    Ok(g)
+}
+
+/// What the checker is told the run was asked to do.
+pub fn expect(market: &Market, setup: &Setup) -> super::Expect {
+    super::Expect {
+        peers: market.ids(),
+        buyers: market.buyers(),
+        lookups: setup.lookups,
+        retries: setup.retries,
+        hop_count: setup.hop_count,
+    }
+}
+
+/// `sync-run market`.
+pub async fn run(s: &Session, a: &MarketArgs) -> i32 {
+    let shape = &a.shape;
+    let seed = shape.seed.unwrap_or_else(rand::random);
+    let market = market(shape, seed);
+    for k in &a.external {
+        if market.peer(*k).is_none() {
+            usage_error(format!("--external {k}: the market has no peer {k}"));
+        }
+    }
+    if let Some(path) = &a.save_graph {
+        let text = serde_json::to_string_pretty(&market.to_file()).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            usage_error(format!("--save-graph {}: {e}", path.display()));
+        }
+    }
+    let run_id = a.run_id.clone().unwrap_or_else(crate::cli::random_run_id);
+    if !a.external.is_empty() {
+        eprintln!(
+            "market run {run_id}: start peer(s) {:?} with `sync-run market-peer --run-id {run_id} --id K --seed {seed}` and the same options",
+            a.external
+        );
+    }
+    let local: Vec<PeerId> = market
+        .ids()
+        .into_iter()
+        .filter(|k| !a.external.contains(k))
+        .collect();
+    let run = peer_run(&run_id, &market);
+    let setup = setup(&run_id, shape, seed);
+    let g = match execute(
+        &s.broker,
+        &s.shutdown,
+        &run,
+        &market,
+        &setup,
+        &local,
+        shape.run_timeout + Duration::from_secs(10),
+    )
+    .await
+    {
+        Ok(g) => g,
+        Err(e) => return s.broker_failure(&run_id, &e),
+    };
+    let proof = super::verify(&expect(&market, &setup), &g.peers, g.clerk.as_ref());
+    let code = s.or_signal(proof.verdict.exit_code());
+    if let Some(path) = &a.report {
+        let d = super::diagram::diagram(&format!("market run {run_id}"), &g.peers);
+        if let Err(e) = crate::verdict::spacetime::write(&d, path) {
+            eprintln!("sync-run market: could not write {}: {e:#}", path.display());
+        }
+    }
+    let rejected: u64 = g.peers.iter().map(|r| r.rejected).sum::<u64>()
+        + g.clerk.as_ref().map_or(0, |c| c.rejected);
+    if s.global.json {
+        let doc = serde_json::json!({
+            "schema": SCHEMA,
+            "run_id": run_id,
+            "seed": seed,
+            "peers": market.ids().len(),
+            "buyers": market.buyers(),
+            "hop_count": shape.hop_count,
+            "lookups": shape.lookups,
+            "retries": shape.retries,
+            "products": market.products,
+            "verified": proof.verdict.verified,
+            "checks": proof.verdict.checks,
+            "figures": proof.figures,
+            "rejected": rejected,
+            "rejected_on_results": g.rejected_on_results,
+            "exit_code": code,
+            "wall_ms": g.wall.as_millis() as u64,
+            "peak_rss_kib": crate::bench::peak_rss_kib(),
+            "graph": market.to_file(),
+            "reports": { "clerk": g.clerk, "peers": g.peers },
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        print!("{}", table(&market, &g.peers));
+    }
+    if !s.global.quiet && !s.global.json {
+        eprint!("{}", proof.verdict.lines());
+    }
+    eprintln!("{}", summary(&run_id, seed, &market, &g, &proof, rejected));
+    code
+}
+
+/// The summary table on standard output: one line per peer, then the figures.
+pub fn table(market: &Market, peers: &[PeerReport]) -> String {
+    let mut t = comfy_table::Table::new();
+    t.set_header([
+        "peer",
+        "role",
+        "neighbours",
+        "looked up",
+        "bought",
+        "told no",
+        "sold",
+        "stall",
+        "outcome",
+    ]);
+    for spec in &market.peers {
+        let Some(r) = peers.iter().find(|r| r.id == spec.id) else {
+            t.add_row(vec![
+                spec.id.to_string(),
+                role(spec),
+                join(&spec.neighbors),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                "no report".into(),
+            ]);
+            continue;
+        };
+        let (looked, bought, no) = r.buyer.as_ref().map_or_else(Default::default, |b| {
+            (
+                b.quests.len().to_string(),
+                b.buys
+                    .iter()
+                    .filter(|x| x.sold == Some(true))
+                    .count()
+                    .to_string(),
+                b.buys
+                    .iter()
+                    .filter(|x| x.sold == Some(false))
+                    .count()
+                    .to_string(),
+            )
+        });
+        let (sold, stall) = r.stall.as_ref().map_or_else(Default::default, |s| {
+            (
+                s.ledger
+                    .iter()
+                    .filter(|e| matches!(e, super::report::Ledger::Sold { .. }))
+                    .count()
+                    .to_string(),
+                format!("{} {}", s.stock, s.product),
+            )
+        });
+        t.add_row(vec![
+            r.id.to_string(),
+            role(spec),
+            join(&r.neighbors),
+            looked,
+            bought,
+            no,
+            sold,
+            stall,
+            match &r.outcome {
+                PeerEnd::Closed => "closed".into(),
+                PeerEnd::TimedOut => "timed out".into(),
+                PeerEnd::Interrupted(why) => format!("interrupted: {why}"),
+            },
+        ]);
+    }
+    format!("{t}\n")
+}
+
+fn role(p: &PeerSpec) -> String {
+    match p.role {
+        Role::Buyer if p.wants.is_empty() => "buyer".into(),
+        Role::Buyer => format!("buyer of {}", p.wants.join(",")),
+        Role::Seller => format!("seller of {}", p.product.as_deref().unwrap_or("?")),
+    }
+}
+
+fn join(ids: &[PeerId]) -> String {
+    ids.iter()
+        .map(|k| k.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn summary(
+    run_id: &str,
+    seed: u64,
+    market: &Market,
+    g: &Gathered,
+    proof: &super::Proof,
+    rejected: u64,
+) -> String {
+    let f = &proof.figures;
+    let ms = |x: Option<f64>| x.map_or("–".into(), |v| format!("{v:.1} ms"));
+    let figures = format!(
+        "{} lookups by {} buyers, {} bought ({:.0} %), {} told no; lookup→reply p50 {}, lookup→purchase p50 {} p99 {}; {:.1} lookup messages per lookup (flooding bound {:.1}), {:.1} reply messages; {} junk message(s) rejected",
+        f.lookups,
+        market.buyers().len(),
+        f.purchases,
+        f.success_rate * 100.0,
+        f.told_no,
+        ms(f.lookup_to_reply_p50_ms),
+        ms(f.lookup_to_purchase_p50_ms),
+        ms(f.lookup_to_purchase_p99_ms),
+        f.lookup_messages_per_lookup,
+        f.flooding_bound_per_lookup,
+        f.reply_messages_per_lookup,
+        rejected,
+    );
+    match proof.verdict.failure_line() {
+        None => format!(
+            "{figures}\nVERIFIED: never oversold, every lookup within its hop count, every reply back along its path, purchases = yes answers (run {run_id}, {} peers, --seed {seed}, {:.3} s)",
+            market.peers.len(),
+            g.wall.as_secs_f64()
+        ),
+        Some(line) => format!("{figures}\n{line} (run {run_id}, --seed {seed})"),
+    }
+}
+
+/// The peer `a` describes: from the shape's market, or from `--role` and what follows.
+fn described(a: &PeerArgs, seed: u64) -> (Market, PeerSpec) {
+    let Some(role) = a.role else {
+        let m = market(&a.shape, seed);
+        let Some(p) = m.peer(a.id).cloned() else {
+            usage_error(format!("--id {}: the market has no peer {}", a.id, a.id));
+        };
+        return (m, p);
+    };
+    if a.neighbors.is_empty() {
+        usage_error("--role: give the peer's --neighbors too");
+    }
+    let spec = PeerSpec {
+        id: a.id,
+        role,
+        product: a.product.clone(),
+        stock: (role == Role::Seller).then_some(a.shape.stock as i64),
+        wants: a.wants.clone(),
+        neighbors: a.neighbors.clone(),
+    };
+    let bad = |e: String| -> ! { usage_error(format!("--id {}: {e}", a.id)) };
+    let mut products: std::collections::BTreeSet<String> =
+        a.shape.products.iter().cloned().collect();
+    match (role, &spec.product) {
+        (Role::Seller, None) => bad("a seller needs --product".into()),
+        (Role::Buyer, Some(_)) => bad("a buyer has no --product (use --wants)".into()),
+        (Role::Seller, Some(_)) if !spec.wants.is_empty() => bad("a seller wants nothing".into()),
+        _ => {}
+    }
+    for p in spec
+        .product
+        .iter()
+        .chain(&spec.wants)
+        .chain(&a.shape.products)
+    {
+        super::graph::check_product(p).unwrap_or_else(|e| bad(e));
+        products.insert(p.clone());
+    }
+    if spec.neighbors.contains(&spec.id) {
+        bad("a peer cannot neighbour itself".into());
+    }
+    let m = Market {
+        peers: vec![spec.clone()],
+        products: products.into_iter().collect(),
+    };
+    (m, spec)
+}
+
+/// `sync-run market-peer`: one peer, alone; prints how it ended.
+pub async fn peer_alone(s: &Session, a: &PeerArgs) -> i32 {
+    let seed = a.shape.seed.unwrap_or(0);
+    if a.role.is_none() && a.shape.seed.is_none() && !matches!(a.shape.graph, GraphSpec::File(_)) {
+        usage_error(
+            "market-peer: give the run's --seed (printed by `sync-run market`), so that this peer draws the same market, or describe it with --role",
+        );
+    }
+    let (m, spec) = described(a, seed);
+    let mut run = peer_run(&a.run_id, &m);
+    if a.role.is_some() {
+        run.links = [(spec.id, spec.neighbors.clone())].into_iter().collect();
+    }
+    let setup = setup(&a.run_id, &a.shape, seed);
+    let peer = CrashAt {
+        inner: setup.peer(&m, &spec),
+        lookups_left: a.crash_after_lookups,
+    };
+    let r = drive_member(
+        &s.broker,
+        &run,
+        Member::Peer(spec.id),
+        peer,
+        Instant::now(),
+        s.shutdown.clone(),
+        |r| r.is_ok(),
+    )
+    .await;
+    let report = match r {
+        Ok(r) => r,
+        Err(e) => return s.broker_failure(&a.run_id, &e),
+    };
+    let code = s.or_signal(if report.outcome == PeerEnd::Closed {
+        exit::VERIFIED
+    } else {
+        exit::FAILED
+    });
+    if s.global.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "schema": "sync-run/market-peer/v1",
+                "run_id": a.run_id,
+                "exit_code": code,
+                "report": report,
+            })
+        );
+    } else {
+        println!(
+            "peer {} of market run {}: {:?}; {} lookups reached it, {} replies sent",
+            spec.id,
+            a.run_id,
+            report.outcome,
+            report.arrivals.len(),
+            report.replied.len()
+        );
+    }
+    code
+}
+
+/// A peer that aborts the process when its N-th lookup arrives, before acting on it
+/// (`--crash-after-lookups`, for fault tests: a crash in the middle of a lookup by
+/// construction).
+struct CrashAt<M> {
+    inner: M,
+    lookups_left: Option<u64>,
+}
+
+impl<M: StateMachine<Msg = protocol::Message>> StateMachine for CrashAt<M> {
+    type Msg = protocol::Message;
+    type Finished = M::Finished;
+
+    fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), crate::contract::Rejection> {
+        let lookup = || {
+            serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|v| v["type"] == "lookup")
+        };
+        if let Some(left) = &mut self.lookups_left
+            && lookup()
+        {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                eprintln!("sync-run market-peer: --crash-after-lookups reached: aborting");
+                std::process::abort();
+            }
+        }
+        self.inner.handle(now, bytes)
+    }
+    fn next_timeout(&self) -> Option<Millis> {
+        self.inner.next_timeout()
+    }
+    fn handle_timeout(&mut self, now: Millis) {
+        self.inner.handle_timeout(now)
+    }
+    fn poll_output(&mut self) -> Option<crate::contract::Output<Self::Msg, Self::Finished>> {
+        self.inner.poll_output()
+    }
+    fn interrupt(&mut self, now: Millis, reason: String) {
+        self.inner.interrupt(now, reason)
+    }
+}
+
+/// `sync-run bench market`.
+pub async fn bench(s: &Session, a: &super::cli::BenchArgs) -> i32 {
+    super::bench::run(s, a).await
+}

@@ -19,6 +19,7 @@ pub mod checks;
 pub mod clerk;
 pub mod cli;
 pub mod command;
+pub mod diagram;
 pub mod graph;
 pub mod participant;
 pub mod peer;

@@ -65,7 +65,7 @@ struct Stall {
 }
 
 enum Step {
-    /// A buyer's first lookup goes at the first timer round.
+    /// A buyer's first lookup goes when the clerk opens the market.
     Start,
     Collecting {
         lookup: LookupId,
@@ -121,6 +121,8 @@ pub struct Peer {
     buyer: Option<Buyer>,
     rejected: u64,
     out: VecDeque<Output<Message, PeerReport>>,
+    /// `ready` was sent (at the first timer round: the peer is consuming by then).
+    started: bool,
     finished: bool,
 }
 
@@ -164,6 +166,7 @@ impl Peer {
             buyer,
             rejected: 0,
             out: VecDeque::new(),
+            started: false,
             finished: false,
             cfg,
         }
@@ -228,6 +231,7 @@ impl Peer {
                 id,
                 product: product.clone(),
                 path: path.clone(),
+                at: now,
             });
             self.send(
                 Route::Peer(from),
@@ -243,13 +247,13 @@ impl Peer {
         if hops >= 1 {
             let mut next = path;
             next.push(me);
-            self.flood(id, product, hops - 1, next);
+            self.flood(now, id, product, hops - 1, next);
         }
         Ok(())
     }
 
     /// Sends lookup `id` with `path` (ending here) to every neighbour not on it.
-    fn flood(&mut self, id: LookupId, product: String, hops: u32, path: Vec<PeerId>) {
+    fn flood(&mut self, now: Millis, id: LookupId, product: String, hops: u32, path: Vec<PeerId>) {
         let to: Vec<PeerId> = self
             .neighbors
             .iter()
@@ -268,7 +272,13 @@ impl Peer {
             );
         }
         self.forwarded.insert(id, self.forwards.len());
-        self.forwards.push(Forward { id, path, hops, to });
+        self.forwards.push(Forward {
+            id,
+            path,
+            hops,
+            to,
+            at: now,
+        });
     }
 
     fn on_reply(
@@ -305,7 +315,12 @@ impl Peer {
         }
         via.push(me);
         let to = path[path.len() - 1 - via.len()];
-        self.relayed.push(Relayed { id, seller, to });
+        self.relayed.push(Relayed {
+            id,
+            seller,
+            to,
+            at: now,
+        });
         self.send(
             Route::Peer(to),
             Body::Reply {
@@ -365,6 +380,7 @@ impl Peer {
 
     fn on_buy(
         &mut self,
+        now: Millis,
         buyer: PeerId,
         req: u64,
         seller: PeerId,
@@ -395,6 +411,7 @@ impl Peer {
                         buyer,
                         req,
                         product: product.clone(),
+                        at: now,
                     });
                     if s.stock == 0 {
                         let others: Vec<&String> = self
@@ -418,6 +435,7 @@ impl Peer {
                         buyer,
                         req,
                         product: product.clone(),
+                        at: now,
                     });
                 }
                 s.last.insert(buyer, (req, sold));
@@ -540,7 +558,7 @@ impl Peer {
         };
         self.seen.insert(id);
         if h >= 1 {
-            self.flood(id, product, h - 1, vec![me]);
+            self.flood(now, id, product, h - 1, vec![me]);
         }
     }
 
@@ -732,7 +750,7 @@ impl StateMachine for Peer {
                 seller,
                 product,
                 ..
-            } => self.on_buy(buyer, req, seller, product),
+            } => self.on_buy(now, buyer, req, seller, product),
             Body::Answer {
                 buyer,
                 req,
@@ -740,11 +758,19 @@ impl StateMachine for Peer {
                 sold,
                 ..
             } => self.on_answer(now, buyer, req, seller, sold),
+            Body::Open => {
+                if let Some(b) = &self.buyer
+                    && matches!(b.step, Step::Start)
+                {
+                    self.next_quest(now);
+                }
+                Ok(())
+            }
             Body::Close { .. } => {
                 self.finish(PeerEnd::Closed);
                 Ok(())
             }
-            b @ (Body::Done { .. } | Body::Report { .. }) => {
+            b @ (Body::Done { .. } | Body::Ready { .. } | Body::Report { .. }) => {
                 self.refuse(format!("a {} at a peer", b.kind()))
             }
         }
@@ -754,8 +780,11 @@ impl StateMachine for Peer {
         if self.finished {
             return None;
         }
+        if !self.started {
+            return Some(0);
+        }
         let step = self.buyer.as_ref().and_then(|b| match &b.step {
-            Step::Start => Some(0),
+            Step::Start => None,
             Step::Collecting { until, .. } => Some(*until),
             Step::Buying {
                 retry_at,
@@ -779,8 +808,12 @@ impl StateMachine for Peer {
             self.finish(PeerEnd::TimedOut);
             return;
         }
+        if !self.started {
+            self.started = true;
+            let me = self.cfg.id;
+            self.send(Route::Role(CLERK), Body::Ready { peer: me });
+        }
         enum Act {
-            Start,
             Window,
             GiveUp(usize),
             Resend(usize),
@@ -789,7 +822,6 @@ impl StateMachine for Peer {
         }
         let Some(b) = &self.buyer else { return };
         let act = match &b.step {
-            Step::Start => Act::Start,
             Step::Collecting { until, .. } if now >= *until => Act::Window,
             Step::Buying {
                 buy, give_up_at, ..
@@ -799,7 +831,6 @@ impl StateMachine for Peer {
             _ => Act::Wait,
         };
         match act {
-            Act::Start => self.next_quest(now),
             Act::Window => self.next_seller(now),
             Act::GiveUp(i) => {
                 let b = self.buyer();

@@ -11,6 +11,8 @@
 //! | `lookup` | buyer or relay → a neighbour | `Peer(n)` |
 //! | `reply` | seller or relay → the previous peer of the lookup's path | `Peer(p)` |
 //! | `buy` / `answer` | buyer → seller / back, directly | `Peer(k)` |
+//! | `ready` | every peer, once it is consuming → the clerk | `Role("clerk")` |
+//! | `open` | clerk → every peer, once all are ready | `Peer(k)` |
 //! | `done` | buyer → the clerk | `Role("clerk")` |
 //! | `close` | clerk → every peer | `Peer(k)` |
 //! | `report` | anyone → the results | `Results` |
@@ -92,6 +94,10 @@ pub enum Body {
         product: String,
         sold: bool,
     },
+    /// A peer is at its stall (consuming its inbox).
+    Ready { peer: PeerId },
+    /// Every peer is ready: buyers start.
+    Open,
     /// A buyer has done all its lookups.
     Done { buyer: PeerId },
     /// The market closes: every peer reports.
@@ -134,6 +140,8 @@ impl Body {
             Body::Reply { .. } => "reply",
             Body::Buy { .. } => "buy",
             Body::Answer { .. } => "answer",
+            Body::Ready { .. } => "ready",
+            Body::Open => "open",
             Body::Done { .. } => "done",
             Body::Close { .. } => "close",
             Body::Report { .. } => "report",
@@ -220,7 +228,11 @@ impl Message {
                     return Err(refused("request ids start at 1"));
                 }
             }
-            Body::Done { .. } | Body::Close { .. } | Body::Report { .. } => {}
+            Body::Ready { .. }
+            | Body::Open
+            | Body::Done { .. }
+            | Body::Close { .. }
+            | Body::Report { .. } => {}
         }
         Ok(msg)
     }

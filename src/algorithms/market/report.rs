@@ -43,6 +43,7 @@ pub struct Forward {
     pub path: Vec<PeerId>,
     pub hops: u32,
     pub to: Vec<PeerId>,
+    pub at: Millis,
 }
 
 /// A reply this seller sent for a lookup that reached it with `path`.
@@ -52,6 +53,7 @@ pub struct Replied {
     pub id: LookupId,
     pub product: String,
     pub path: Vec<PeerId>,
+    pub at: Millis,
 }
 
 /// A reply this peer passed on, towards `to`.
@@ -61,6 +63,7 @@ pub struct Relayed {
     pub id: LookupId,
     pub seller: PeerId,
     pub to: PeerId,
+    pub at: Millis,
 }
 
 /// One change to a seller's stock, in order.
@@ -74,12 +77,14 @@ pub enum Ledger {
         buyer: PeerId,
         req: u64,
         product: String,
+        at: Millis,
     },
     /// A buy refused: not this product, or none left.
     Refused {
         buyer: PeerId,
         req: u64,
         product: String,
+        at: Millis,
     },
 }
 
@@ -184,6 +189,10 @@ pub struct PeerReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClerkReport {
+    /// Whether every peer said it was ready (and so the market opened).
+    pub opened: bool,
+    /// Peers that never said they were ready (never started, or crashed first).
+    pub not_ready: Vec<PeerId>,
     pub done: Vec<PeerId>,
     /// Buyers that never said so (crashed, or still going at `--run-timeout`).
     pub missing: Vec<PeerId>,
