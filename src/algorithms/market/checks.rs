@@ -140,8 +140,13 @@ fn reported(
             ids(&missing)
         ));
     }
-    if clerk.is_none() {
-        problems.push("the clerk did not report".into());
+    match clerk {
+        None => problems.push("the clerk did not report".into()),
+        Some(c) if !c.opened => problems.push(format!(
+            "the market never opened: peer(s) {} never said they were ready",
+            ids(&c.not_ready)
+        )),
+        Some(_) => {}
     }
     if !unclosed.is_empty() {
         problems.push(format!(

@@ -37,7 +37,7 @@ pub struct Shape {
     pub graph: GraphSpec,
     /// How far a lookup travels: a peer this many hops from the buyer is the farthest
     /// that sees it.
-    #[arg(long, default_value = "2", value_parser = parse_hop_count)]
+    #[arg(long, default_value = "2", value_parser = parse_hop_count, allow_hyphen_values = true)]
     pub hop_count: u32,
     /// Items a seller puts on its stall (at the start, and at each restock when sold out).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
