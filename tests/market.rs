@@ -474,3 +474,50 @@ async fn junk_is_rejected_and_counted_and_a_peer_described_alone_takes_part() {
     assert_eq!(answers(&d, 1).0, 2);
     assert_nothing_left(&tb, &run, &m).await;
 }
+
+/// A thousand peers on a random graph (100 buyers, one lookup each, hop count 2) verify
+/// every check and leave nothing behind. (`sync-run bench market` runs bigger loads in a
+/// release build.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_peers_verify() {
+    let tb = broker().await;
+    let run = unique("market-1000");
+    let (code, d, stderr) = market(
+        &tb,
+        &run,
+        &[
+            "--peers",
+            "1000",
+            "--graph",
+            "random:4",
+            "--buyers",
+            "100",
+            "--hop-count",
+            "2",
+            "--lookups",
+            "1",
+            "--reply-window",
+            "500ms",
+            "--seed",
+            "7",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_verified(&d, &stderr);
+    assert_eq!(d["reports"]["peers"].as_array().map(Vec::len), Some(1000));
+    assert!(
+        d["figures"]["purchases"].as_u64().is_some_and(|p| p > 0),
+        "{}",
+        d["figures"]
+    );
+    let m = Market::generate(
+        1000,
+        100,
+        &sync_run::algorithms::market::graph::GraphSpec::Random(4),
+        &products(),
+        3,
+        7,
+    )
+    .expect("the same market");
+    assert_nothing_left(&tb, &run, &m).await;
+}
