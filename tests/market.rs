@@ -227,9 +227,23 @@ async fn case_6_n_buyers_one_seller_with_n_minus_1_items() {
 async fn six_peers_print_the_table_and_verified() {
     let tb = broker().await;
     let run = unique("market-6");
+    let svg = tempfile::Builder::new()
+        .suffix(".svg")
+        .tempfile()
+        .expect("temp file");
     let out = sync_run(
         &tb.url,
-        &["market", "--peers", "6", "--seed", "4", "--run-id", &run],
+        &[
+            "market",
+            "--peers",
+            "6",
+            "--seed",
+            "4",
+            "--run-id",
+            &run,
+            "--report",
+            &path(&svg),
+        ],
     );
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
@@ -254,6 +268,16 @@ async fn six_peers_print_the_table_and_verified() {
     );
     assert!(stderr.contains("\nVERIFIED: never oversold"), "{stderr}");
     assert!(stderr.contains("lookup→purchase p50"), "{stderr}");
+    // The space-time diagram: a lane per peer, lookups, replies, buys.
+    let text = std::fs::read_to_string(svg.path()).expect("--report written");
+    let doc = roxmltree::Document::parse(&text).expect("well-formed SVG");
+    let texts: Vec<&str> = doc.descendants().filter_map(|n| n.text()).collect();
+    for want in ["1 ", "6 ", "lookup ", "buy ", "yes"] {
+        assert!(
+            texts.iter().any(|t| t.contains(want)),
+            "no {want:?} in the diagram"
+        );
+    }
     let m = Market::generate(
         6,
         3,

@@ -10,14 +10,8 @@ use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptio
 use lapin::types::FieldTable;
 use std::time::{Duration, Instant};
 
-/// The `p` quantile (0..=1) of `sorted_ms` (NaN when empty).
-pub fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
-    if sorted_ms.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted_ms.len() as f64 * p).ceil() as usize).clamp(1, sorted_ms.len()) - 1;
-    sorted_ms[i]
-}
+/// Percentiles live with the verdict (pure: checkers compute figures too).
+pub use crate::verdict::percentile;
 
 /// `2 cores, <CPU model>`.
 pub fn machine() -> String {

@@ -121,6 +121,15 @@ impl Verdict {
     }
 }
 
+/// The `p` quantile (0..=1) of `sorted_ms` (NaN when empty).
+pub fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
+    if sorted_ms.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted_ms.len() as f64 * p).ceil() as usize).clamp(1, sorted_ms.len()) - 1;
+    sorted_ms[i]
+}
+
 /// At most this many ids are named in a check's detail; the rest are counted.
 const IDS_SHOWN: usize = 8;
 

@@ -5,7 +5,7 @@
 //! Each run is a fresh `sync-run market --json` process (what a user runs; its peak
 //! memory is its own): 6 peers on a ring with hop count 2 (the course's setting; its
 //! original measured 26 s a lookup and 40 % success), and larger markets on `random:4`
-//! with hop count 3, half the peers buyers. Reported: lookups, success rate, lookup→reply
+//! with hop count 3 ([`settings`]). Reported: lookups, success rate, lookup→reply
 //! and lookup→purchase p50 / p99 (the buyers' clocks; a purchase includes the reply
 //! window), lookup messages per lookup against the flooding bound, every check verified.
 //!
@@ -22,6 +22,7 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize)]
 pub struct Figures {
     pub peers: u32,
+    pub buyers: u32,
     pub graph: String,
     pub hop_count: u32,
     pub reply_window_ms: u64,
@@ -82,26 +83,29 @@ pub async fn run(s: &Session, a: &BenchArgs) -> i32 {
     }
 }
 
-/// The settings of a run of `n` peers: the course's ring for 6 and fewer, random:4 with
-/// hop count 3 beyond; a reply window that grows with the market (more hops, more load on
-/// two cores); fewer lookups per buyer at 1,000 peers.
-fn settings(n: u32, lookups: u32) -> (String, u32, u64, u32) {
+/// The settings of a run of `n` peers: (graph, hop count, reply window ms, lookups per
+/// buyer, buyers). The course's ring for 6 and fewer (half of them buyers); `random:4`
+/// with hop count 3 beyond, a reply window that grows with the market (every buyer's
+/// flood lands on two cores at once), half the peers buyers at 100 and a tenth at 1,000.
+fn settings(n: u32, lookups: u32) -> (String, u32, u64, u32, u32) {
     if n <= 6 {
-        ("ring".into(), 2, 5, lookups)
+        ("ring".into(), 2, 5, lookups, (n / 2).max(1))
     } else if n <= 100 {
-        ("random:4".into(), 3, 20, lookups)
+        ("random:4".into(), 3, 100, lookups.min(5), n / 2)
     } else {
-        ("random:4".into(), 3, 100, lookups.min(2))
+        ("random:4".into(), 3, 200, lookups.min(3), (n / 10).max(1))
     }
 }
 
 async fn child(s: &Session, a: &BenchArgs, n: u32) -> Result<Figures> {
-    let (graph, hop_count, window, lookups) = settings(n, a.lookups);
+    let (graph, hop_count, window, lookups, buyers) = settings(n, a.lookups);
     let args: Vec<String> = [
         "market",
         "--json",
         "--peers",
         &n.to_string(),
+        "--buyers",
+        &buyers.to_string(),
         "--graph",
         &graph,
         "--hop-count",
@@ -118,12 +122,13 @@ async fn child(s: &Session, a: &BenchArgs, n: u32) -> Result<Figures> {
     .map(String::from)
     .to_vec();
     eprintln!(
-        "bench market: {n} peers on {graph}, hop count {hop_count}, {lookups} lookups a buyer, reply window {window} ms"
+        "bench market: {n} peers ({buyers} buyers) on {graph}, hop count {hop_count}, {lookups} lookups a buyer, reply window {window} ms"
     );
     let doc = child_json(&s.broker.url, &args, &format!("{n} peers")).await?;
     let f = &doc["figures"];
     Ok(Figures {
         peers: n,
+        buyers,
         graph,
         hop_count,
         reply_window_ms: window,
@@ -172,6 +177,7 @@ pub fn render(r: &Report) -> String {
     let mut t = comfy_table::Table::new();
     t.set_header(vec![
         "peers",
+        "buyers",
         "graph",
         "hops",
         "window",
@@ -191,6 +197,7 @@ pub fn render(r: &Report) -> String {
     for f in &r.runs {
         t.add_row(vec![
             f.peers.to_string(),
+            f.buyers.to_string(),
             f.graph.clone(),
             f.hop_count.to_string(),
             format!("{} ms", f.reply_window_ms),

@@ -35,7 +35,7 @@ pub struct Expect {
 pub struct Figures {
     /// Products the buyers set out to buy (`--lookups` each).
     pub lookups: u64,
-    /// Lookup messages floods the buyers started (1 + retries per product at most).
+    /// Lookups the buyers sent (1 + retries per product at most).
     pub rounds: u64,
     pub purchases: u64,
     /// Purchases per product set out for.
@@ -72,7 +72,7 @@ pub fn verify(expect: &Expect, peers: &[PeerReport], clerk: Option<&ClerkReport>
         never_oversold(&by_id),
         hop_counts(expect, &by_id, &links),
         reverse_path(&by_id),
-        purchases(&by_id),
+        purchases(expect, &by_id),
     ];
     Proof {
         verdict: Verdict::new(checks),
@@ -131,7 +131,7 @@ fn reported(
     let unclosed: Vec<String> = by_id
         .values()
         .filter(|r| r.outcome != PeerEnd::Closed)
-        .map(|r| format!("{} ({:?})", r.id, r.outcome))
+        .map(|r| format!("{} ({})", r.id, r.outcome))
         .collect();
     let mut problems = Vec::new();
     if !missing.is_empty() {
@@ -543,7 +543,7 @@ fn reverse_path(by_id: &BTreeMap<PeerId, &PeerReport>) -> Check {
     check("reverse_path", true, detail)
 }
 
-fn purchases(by_id: &BTreeMap<PeerId, &PeerReport>) -> Check {
+fn purchases(expect: &Expect, by_id: &BTreeMap<PeerId, &PeerReport>) -> Check {
     let mut f = Faults::default();
     let mut bought_by_product: BTreeMap<String, u64> = BTreeMap::new();
     let mut sold_by_product: BTreeMap<String, u64> = BTreeMap::new();
@@ -605,6 +605,15 @@ fn purchases(by_id: &BTreeMap<PeerId, &PeerReport>) -> Check {
                 ..
             } = e
             {
+                if !expect.buyers.contains(buyer) {
+                    f.add(|| {
+                        format!(
+                            "seller {} sold {product} to {buyer}, not a buyer of the market",
+                            r.id
+                        )
+                    });
+                    continue;
+                }
                 if !by_id.contains_key(buyer) {
                     // A buyer that did not report (see `reported`): nothing to match.
                     continue;
@@ -710,7 +719,7 @@ fn figures(
     };
     reply_lat.sort_by(f64::total_cmp);
     buy_lat.sort_by(f64::total_cmp);
-    let pct = |v: &[f64], p| (!v.is_empty()).then(|| crate::bench::percentile(v, p));
+    let pct = |v: &[f64], p| (!v.is_empty()).then(|| crate::verdict::percentile(v, p));
     fig.lookup_to_reply_p50_ms = pct(&reply_lat, 0.5);
     fig.lookup_to_reply_p99_ms = pct(&reply_lat, 0.99);
     fig.lookup_to_purchase_p50_ms = pct(&buy_lat, 0.5);

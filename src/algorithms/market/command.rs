@@ -341,11 +341,7 @@ pub fn table(market: &Market, peers: &[PeerReport]) -> String {
             no,
             sold,
             stall,
-            match &r.outcome {
-                PeerEnd::Closed => "closed".into(),
-                PeerEnd::TimedOut => "timed out".into(),
-                PeerEnd::Interrupted(why) => format!("interrupted: {why}"),
-            },
+            r.outcome.to_string(),
         ]);
     }
     format!("{t}\n")
@@ -377,11 +373,16 @@ fn summary(
     let f = &proof.figures;
     let ms = |x: Option<f64>| x.map_or("–".into(), |v| format!("{v:.1} ms"));
     let figures = format!(
-        "{} lookups by {} buyers, {} bought ({:.0} %), {} told no; lookup→reply p50 {}, lookup→purchase p50 {} p99 {}; {:.1} lookup messages per lookup (flooding bound {:.1}), {:.1} reply messages; {} junk message(s) rejected",
+        "{} lookups by {} buyers, {} bought ({:.0} %){}, {} told no; lookup→reply p50 {}, lookup→purchase p50 {} p99 {}; {:.1} lookup messages per lookup (flooding bound {:.1}), {:.1} reply messages; {} junk message(s) rejected",
         f.lookups,
         market.buyers().len(),
         f.purchases,
         f.success_rate * 100.0,
+        if f.late_purchases > 0 {
+            format!(" and {} more by late yes answers", f.late_purchases)
+        } else {
+            String::new()
+        },
         f.told_no,
         ms(f.lookup_to_reply_p50_ms),
         ms(f.lookup_to_purchase_p50_ms),
@@ -498,7 +499,7 @@ pub async fn peer_alone(s: &Session, a: &PeerArgs) -> i32 {
         );
     } else {
         println!(
-            "peer {} of market run {}: {:?}; {} lookups reached it, {} replies sent",
+            "peer {} of market run {}: {}; {} lookups reached it, {} replies sent",
             spec.id,
             a.run_id,
             report.outcome,

@@ -42,17 +42,22 @@ impl Setup {
             reply_window_ms: self.reply_window_ms,
             buy_retry_ms: self.buy_retry_ms,
             buy_timeout_ms: self.buy_timeout_ms,
-            deadline: self.deadline,
+            // The clerk closes the market at the deadline; a peer reports on its own a
+            // little later, when no close came (the clerk is gone).
+            deadline: self.deadline.map(|d| d + PEER_GRACE_MS),
             seed: self.seed,
         })
     }
 
-    /// The clerk of `market`'s run (it closes the market a little after the peers' own
-    /// deadline would have them report anyway).
+    /// The clerk of `market`'s run: it closes the market at the deadline, a little before
+    /// the peers would report on their own.
     pub fn clerk(&self, market: &Market) -> Clerk {
         Clerk::new(&self.run_id, market.ids(), market.buyers(), self.deadline)
     }
 }
+
+/// How long after the deadline a peer that got no `close` reports on its own.
+pub const PEER_GRACE_MS: Millis = 5_000;
 
 /// Any participant.
 #[allow(clippy::large_enum_variant)]

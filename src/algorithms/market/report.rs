@@ -21,6 +21,16 @@ pub enum PeerEnd {
     Interrupted(String),
 }
 
+impl std::fmt::Display for PeerEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerEnd::Closed => f.write_str("closed"),
+            PeerEnd::TimedOut => f.write_str("timed out"),
+            PeerEnd::Interrupted(why) => write!(f, "interrupted: {why}"),
+        }
+    }
+}
+
 /// A lookup that reached this peer, as it came (a broker's redelivery of the same message
 /// is recorded once).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,7 +103,8 @@ pub enum Ledger {
 #[serde(deny_unknown_fields)]
 pub struct StallReport {
     pub ledger: Vec<Ledger>,
-    /// Buys that came again (a retry, a duplicate) and were answered from the record.
+    /// Buys that came again (a retry, a duplicate: answered from the record; an older
+    /// one come late: dropped) and were not applied again.
     pub answered_again: u64,
     /// What is on the stall at the end.
     pub product: String,
