@@ -545,3 +545,90 @@ async fn a_thousand_peers_verify() {
     .expect("the same market");
     assert_nothing_left(&tb, &run, &m).await;
 }
+
+/// Seller 2, the only seller of salt that buyer 1 can reach, runs as its own process and
+/// aborts when the first buy reaches it, before it acts on it (a crash mid-sale by
+/// construction). The buyer times out on it, looks up again (nobody else sells salt),
+/// gives up, does its other lookup the same way, waits for the answer still owed, and
+/// says it is done: the run ends, the verdict names seller 2, and the buyer's report
+/// says it timed out on 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seller_that_crashes_mid_sale_is_timed_out_on_and_named() {
+    let tb = broker().await;
+    let f = write(
+        r#"{"peers": [
+  {"id": 1, "role": "buyer", "wants": ["salt"], "neighbors": [2, 3]},
+  {"id": 2, "role": "seller", "product": "salt", "stock": 3, "neighbors": []},
+  {"id": 3, "role": "seller", "product": "fish", "stock": 3, "neighbors": []}
+]}"#,
+    );
+    let p = path(&f);
+    let run = unique("market-crash-buy");
+    let args = [
+        "--graph",
+        p.as_str(),
+        "--hop-count",
+        "1",
+        "--lookups",
+        "2",
+        "--retries",
+        "1",
+        "--reply-window",
+        "200ms",
+        "--buy-timeout",
+        "300ms",
+        "--buy-retry",
+        "100ms",
+    ];
+    let mut main_args = vec!["market", "--run-id", &run, "--json", "--external", "2"];
+    main_args.extend_from_slice(&args);
+    let main = spawn(&tb.url, &main_args);
+    common::wait_for_consumer(&tb, &format!("sync-run.market.{run}.clerk")).await;
+    let mut peer_args = vec![
+        "market-peer",
+        "--run-id",
+        &run,
+        "--id",
+        "2",
+        "--crash-after-buys",
+        "1",
+    ];
+    peer_args.extend_from_slice(&args);
+    let (code, _, stderr) = finish(spawn(&tb.url, &peer_args));
+    assert_ne!(code, 0, "the seller aborted: {stderr}");
+    assert!(stderr.contains("--crash-after-buys reached"), "{stderr}");
+    let (code, stdout, stderr) = finish(main);
+    assert_eq!(code, 1, "{stderr}");
+    let d: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    let reported = check(&d, "reported");
+    assert!(
+        reported["detail"]
+            .as_str()
+            .is_some_and(|s| s.contains("peer(s) 2 did not report")),
+        "{reported}"
+    );
+    for name in [
+        "buyers_finished",
+        "never_oversold",
+        "hop_counts",
+        "reverse_path",
+        "purchases",
+    ] {
+        assert_eq!(
+            check(&d, name)["status"],
+            "passed",
+            "{name}: {}",
+            check(&d, name)["detail"]
+        );
+    }
+    let b = &peer(&d, 1)["buyer"];
+    assert_eq!(b["timed_out_on"], serde_json::json!([2]), "{b}");
+    assert_eq!(b["quests"].as_array().map(Vec::len), Some(2), "{b}");
+    assert!(
+        b["quests"]
+            .as_array()
+            .is_some_and(|q| q.iter().all(|q| q["bought"].is_null())),
+        "{b}"
+    );
+    assert_nothing_left(&tb, &run, &market_of(&p)).await;
+}

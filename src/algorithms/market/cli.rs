@@ -117,8 +117,12 @@ pub struct PeerArgs {
     pub neighbors: Vec<u32>,
     /// Fault tests: the peer aborts its process (as `kill -9` would: no report) when the
     /// N-th lookup reaches it, before it acts on it.
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, conflicts_with = "crash_after_buys")]
     pub crash_after_lookups: Option<u64>,
+    /// Fault tests: a seller aborts its process when the N-th buy reaches it, before it
+    /// acts on it (its buyer times out on it).
+    #[arg(long, hide = true)]
+    pub crash_after_buys: Option<u64>,
 }
 
 /// `sync-run bench market`.

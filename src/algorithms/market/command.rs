@@ -466,7 +466,11 @@ pub async fn peer_alone(s: &Session, a: &PeerArgs) -> i32 {
     let setup = setup(&a.run_id, &a.shape, seed);
     let peer = CrashAt {
         inner: setup.peer(&m, &spec),
-        lookups_left: a.crash_after_lookups,
+        at: match (a.crash_after_lookups, a.crash_after_buys) {
+            (Some(n), _) => Some(("lookup", n)),
+            (None, Some(n)) => Some(("buy", n)),
+            (None, None) => None,
+        },
     };
     let r = drive_member(
         &s.broker,
@@ -510,12 +514,13 @@ pub async fn peer_alone(s: &Session, a: &PeerArgs) -> i32 {
     code
 }
 
-/// A peer that aborts the process when its N-th lookup arrives, before acting on it
-/// (`--crash-after-lookups`, for fault tests: a crash in the middle of a lookup by
-/// construction).
+/// A peer that aborts the process when its N-th message of a kind arrives, before acting
+/// on it (`--crash-after-lookups`, `--crash-after-buys`, for fault tests: a crash in the
+/// middle of a lookup, or of a sale, by construction).
 struct CrashAt<M> {
     inner: M,
-    lookups_left: Option<u64>,
+    /// The kind (`lookup`, `buy`) and how many more of it until the crash.
+    at: Option<(&'static str, u64)>,
 }
 
 impl<M: StateMachine<Msg = protocol::Message>> StateMachine for CrashAt<M> {
@@ -523,15 +528,12 @@ impl<M: StateMachine<Msg = protocol::Message>> StateMachine for CrashAt<M> {
     type Finished = M::Finished;
 
     fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), crate::contract::Rejection> {
-        let lookup = || {
-            serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|v| v["type"] == "lookup")
-        };
-        if let Some(left) = &mut self.lookups_left
-            && lookup()
+        if let Some((kind, left)) = &mut self.at
+            && serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|v| v["type"] == *kind)
         {
             *left = left.saturating_sub(1);
             if *left == 0 {
-                eprintln!("sync-run market-peer: --crash-after-lookups reached: aborting");
+                eprintln!("sync-run market-peer: --crash-after-{kind}s reached: aborting");
                 std::process::abort();
             }
         }

@@ -461,6 +461,7 @@ impl Peer {
         buyer: PeerId,
         req: u64,
         seller: PeerId,
+        product: String,
         sold: bool,
     ) -> Result<(), Rejection> {
         if buyer != self.cfg.id {
@@ -472,9 +473,11 @@ impl Peer {
         let Some(i) = b
             .buys
             .iter()
-            .position(|x| x.req == req && x.seller == seller)
+            .position(|x| x.req == req && x.seller == seller && x.product == product)
         else {
-            return self.refuse(format!("an answer to request {req}, never sent"));
+            return self.refuse(format!(
+                "an answer to request {req} for {product} from {seller}, never sent"
+            ));
         };
         if b.buys[i].answered_at.is_some() {
             return Ok(());
@@ -586,7 +589,10 @@ impl Peer {
             }
             return;
         }
-        let seller = others.swap_remove(self.rng.random_range(0..others.len()));
+        // The pick depends on the set of sellers and the seed, not on the order in which
+        // their replies happened to come.
+        others.sort_unstable();
+        let seller = others.remove(self.rng.random_range(0..others.len()));
         let b = self.buyer.as_mut().expect("buyer");
         let product = b
             .quest
@@ -755,9 +761,9 @@ impl StateMachine for Peer {
                 buyer,
                 req,
                 seller,
+                product,
                 sold,
-                ..
-            } => self.on_answer(now, buyer, req, seller, sold),
+            } => self.on_answer(now, buyer, req, seller, product, sold),
             Body::Open => {
                 if let Some(b) = &self.buyer
                     && matches!(b.step, Step::Start)
