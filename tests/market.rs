@@ -336,66 +336,43 @@ async fn bad_options_and_graph_files_exit_2_saying_what_is_wrong() {
     }
 }
 
-/// Peer 3 of a ring of 6 runs as its own process and aborts when the first lookup
-/// reaches it, before acting on it (a crash mid-lookup by construction). The buyers go
-/// on (lookups the other way round still find sellers), the run ends, and the verdict
-/// names peer 3; nothing it left undone breaks a safety check.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_that_crashes_mid_lookup_is_named_and_the_buyers_go_on() {
-    let tb = broker().await;
-    let f = write(
-        r#"{"peers": [
-  {"id": 1, "role": "buyer", "wants": ["salt"], "neighbors": [2, 6]},
-  {"id": 2, "role": "seller", "product": "fish", "stock": 3, "neighbors": [3]},
-  {"id": 3, "role": "seller", "product": "boar", "stock": 3, "neighbors": [4]},
-  {"id": 4, "role": "buyer", "wants": ["salt"], "neighbors": [5]},
-  {"id": 5, "role": "seller", "product": "salt", "stock": 9, "neighbors": [6]},
-  {"id": 6, "role": "seller", "product": "salt", "stock": 9, "neighbors": []}
-]}"#,
-    );
+/// Runs the market of `graph` (a graph file's text) with `args`, peer `victim` as its
+/// own process with the hidden `crash` option (`--crash-after-lookups` or
+/// `--crash-after-buys`) at 1: checks that it aborted, that the run ended with exit 1 and
+/// `reported` naming it while the five other checks passed, and that nothing is left.
+/// Returns the JSON document.
+async fn run_with_a_crash(
+    tb: &TestBroker,
+    graph: &str,
+    victim: u32,
+    crash: &str,
+    args: &[&str],
+) -> serde_json::Value {
+    let f = write(graph);
     let p = path(&f);
     let run = unique("market-crash");
-    let args = [
-        "--graph",
-        p.as_str(),
-        "--hop-count",
-        "3",
-        "--lookups",
-        "3",
-        "--retries",
-        "0",
-        "--reply-window",
-        "200ms",
-        "--run-timeout",
-        "60s",
-    ];
-    let mut main_args = vec!["market", "--run-id", &run, "--json", "--external", "3"];
-    main_args.extend_from_slice(&args);
+    let id = victim.to_string();
+    let mut shared = vec!["--graph", p.as_str()];
+    shared.extend_from_slice(args);
+    let mut main_args = vec!["market", "--run-id", &run, "--json", "--external", &id];
+    main_args.extend_from_slice(&shared);
     let main = spawn(&tb.url, &main_args);
-    common::wait_for_consumer(&tb, &format!("sync-run.market.{run}.clerk")).await;
-    let mut peer_args = vec![
-        "market-peer",
-        "--run-id",
-        &run,
-        "--id",
-        "3",
-        "--crash-after-lookups",
-        "1",
-    ];
-    peer_args.extend_from_slice(&args);
-    let crashing = spawn(&tb.url, &peer_args);
-    let (code, _, stderr) = finish(crashing);
+    common::wait_for_consumer(tb, &format!("sync-run.market.{run}.clerk")).await;
+    let mut peer_args = vec!["market-peer", "--run-id", &run, "--id", &id, crash, "1"];
+    peer_args.extend_from_slice(&shared);
+    let (code, _, stderr) = finish(spawn(&tb.url, &peer_args));
     assert_ne!(code, 0, "the peer aborted: {stderr}");
-    assert!(stderr.contains("--crash-after-lookups reached"), "{stderr}");
+    assert!(stderr.contains(&format!("{crash} reached")), "{stderr}");
     let (code, stdout, stderr) = finish(main);
     assert_eq!(code, 1, "{stderr}");
     let d: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
     let reported = check(&d, "reported");
     assert_eq!(reported["status"], "failed");
+    let named = format!("peer(s) {victim} did not report");
     assert!(
         reported["detail"]
             .as_str()
-            .is_some_and(|s| s.contains("peer(s) 3 did not report")),
+            .is_some_and(|s| s.contains(&named)),
         "{reported}"
     );
     for name in [
@@ -412,10 +389,46 @@ async fn a_peer_that_crashes_mid_lookup_is_named_and_the_buyers_go_on() {
             check(&d, name)["detail"]
         );
     }
-    // Both buyers did all three lookups; buyer 4, whose only way out is through 3 and
-    // 5, still bought from 5 (a neighbour) at least once... and buyer 1 from 6.
+    assert_nothing_left(tb, &run, &market_of(&p)).await;
+    d
+}
+
+/// Peer 3 of a ring of 6 runs as its own process and aborts when the first lookup
+/// reaches it, before acting on it (a crash mid-lookup by construction). The buyers go
+/// on (lookups the other way round still find sellers), the run ends, and the verdict
+/// names peer 3; nothing it left undone breaks a safety check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_crashes_mid_lookup_is_named_and_the_buyers_go_on() {
+    let tb = broker().await;
+    let d = run_with_a_crash(
+        &tb,
+        r#"{"peers": [
+  {"id": 1, "role": "buyer", "wants": ["salt"], "neighbors": [2, 6]},
+  {"id": 2, "role": "seller", "product": "fish", "stock": 3, "neighbors": [3]},
+  {"id": 3, "role": "seller", "product": "boar", "stock": 3, "neighbors": [4]},
+  {"id": 4, "role": "buyer", "wants": ["salt"], "neighbors": [5]},
+  {"id": 5, "role": "seller", "product": "salt", "stock": 9, "neighbors": [6]},
+  {"id": 6, "role": "seller", "product": "salt", "stock": 9, "neighbors": []}
+]}"#,
+        3,
+        "--crash-after-lookups",
+        &[
+            "--hop-count",
+            "3",
+            "--lookups",
+            "3",
+            "--retries",
+            "0",
+            "--reply-window",
+            "200ms",
+            "--run-timeout",
+            "60s",
+        ],
+    )
+    .await;
+    // Both buyers still buy salt from the sellers next to them (6 and 5).
     assert!(answers(&d, 1).0 >= 1, "{}", peer(&d, 1));
-    assert_nothing_left(&tb, &run, &market_of(&p)).await;
+    assert!(answers(&d, 4).0 >= 1, "{}", peer(&d, 4));
 }
 
 /// Junk in peer 1's inbox is rejected and counted in its report, and the run verifies;
@@ -555,72 +568,31 @@ async fn a_thousand_peers_verify() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seller_that_crashes_mid_sale_is_timed_out_on_and_named() {
     let tb = broker().await;
-    let f = write(
+    let d = run_with_a_crash(
+        &tb,
         r#"{"peers": [
   {"id": 1, "role": "buyer", "wants": ["salt"], "neighbors": [2, 3]},
   {"id": 2, "role": "seller", "product": "salt", "stock": 3, "neighbors": []},
   {"id": 3, "role": "seller", "product": "fish", "stock": 3, "neighbors": []}
 ]}"#,
-    );
-    let p = path(&f);
-    let run = unique("market-crash-buy");
-    let args = [
-        "--graph",
-        p.as_str(),
-        "--hop-count",
-        "1",
-        "--lookups",
-        "2",
-        "--retries",
-        "1",
-        "--reply-window",
-        "200ms",
-        "--buy-timeout",
-        "300ms",
-        "--buy-retry",
-        "100ms",
-    ];
-    let mut main_args = vec!["market", "--run-id", &run, "--json", "--external", "2"];
-    main_args.extend_from_slice(&args);
-    let main = spawn(&tb.url, &main_args);
-    common::wait_for_consumer(&tb, &format!("sync-run.market.{run}.clerk")).await;
-    let mut peer_args = vec![
-        "market-peer",
-        "--run-id",
-        &run,
-        "--id",
-        "2",
+        2,
         "--crash-after-buys",
-        "1",
-    ];
-    peer_args.extend_from_slice(&args);
-    let (code, _, stderr) = finish(spawn(&tb.url, &peer_args));
-    assert_ne!(code, 0, "the seller aborted: {stderr}");
-    assert!(stderr.contains("--crash-after-buys reached"), "{stderr}");
-    let (code, stdout, stderr) = finish(main);
-    assert_eq!(code, 1, "{stderr}");
-    let d: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
-    let reported = check(&d, "reported");
-    assert!(
-        reported["detail"]
-            .as_str()
-            .is_some_and(|s| s.contains("peer(s) 2 did not report")),
-        "{reported}"
-    );
-    for name in [
-        "buyers_finished",
-        "never_oversold",
-        "hop_counts",
-        "reverse_path",
-        "purchases",
-    ] {
-        assert_eq!(
-            check(&d, name)["status"],
-            "passed",
-            "{name}: {}",
-            check(&d, name)["detail"]
-        );
-    }
+        &[
+            "--hop-count",
+            "1",
+            "--lookups",
+            "2",
+            "--retries",
+            "1",
+            "--reply-window",
+            "200ms",
+            "--buy-timeout",
+            "300ms",
+            "--buy-retry",
+            "100ms",
+        ],
+    )
+    .await;
     let b = &peer(&d, 1)["buyer"];
     assert_eq!(b["timed_out_on"], serde_json::json!([2]), "{b}");
     assert_eq!(b["quests"].as_array().map(Vec::len), Some(2), "{b}");
@@ -630,5 +602,4 @@ async fn a_seller_that_crashes_mid_sale_is_timed_out_on_and_named() {
             .is_some_and(|q| q.iter().all(|q| q["bought"].is_null())),
         "{b}"
     );
-    assert_nothing_left(&tb, &run, &market_of(&p)).await;
 }
