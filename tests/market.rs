@@ -432,7 +432,7 @@ async fn a_peer_that_crashes_mid_lookup_is_named_and_the_buyers_go_on() {
 }
 
 /// Junk in peer 1's inbox is rejected and counted in its report, and the run verifies;
-/// peer 6 takes part as its own process, described with `market-peer --role …`.
+/// peer 3 takes part as its own process, described with `market-peer --role …`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn junk_is_rejected_and_counted_and_a_peer_described_alone_takes_part() {
     let tb = broker().await;

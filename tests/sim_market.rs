@@ -276,8 +276,9 @@ fn crashes_are_named_and_never_break_safety() {
         } else {
             named += 1;
             assert_eq!(reported.status, Status::Failed, "run {i}");
+            let named = format!("peer(s) {} did not report", crashed[0]);
             assert!(
-                reported.detail.contains(&crashed[0].to_string()),
+                reported.detail.contains(&named),
                 "run {i}: {}",
                 reported.detail
             );
@@ -295,7 +296,7 @@ fn each_check_fails_on_corrupted_reports() {
     let s = sim::setup(1, 1, 1, 6);
     let o = sim::run(&m, &s, &SimConfig::calm(), 0);
     assert_verified(&o, "calm");
-    let expect = sim::expect(&m, &s);
+    let expect = s.expect(&m);
     let fails = |peers: &[PeerReport], name: &str| {
         let p = verify(&expect, peers, o.clerk.as_ref());
         let c = p
@@ -355,4 +356,49 @@ fn each_check_fails_on_corrupted_reports() {
     fails(&p, "buyers_finished");
     // A peer missing.
     fails(&o.peers[1..], "reported");
+
+    // With a relay (case 4: buyer 1 — 2 — seller 3, hop count 2).
+    let m = case("case4_match_within_hops.json");
+    let s = sim::setup(2, 1, 0, 4);
+    let o = sim::run(&m, &s, &SimConfig::calm(), 0);
+    assert_verified(&o, "case 4 calm");
+    let expect = s.expect(&m);
+    let fails = |peers: &[PeerReport], name: &str| {
+        let p = verify(&expect, peers, o.clerk.as_ref());
+        let c = p
+            .verdict
+            .checks
+            .iter()
+            .find(|c| c.name == name)
+            .expect("check");
+        assert_eq!(c.status, Status::Failed, "{name} should fail: {}", c.detail);
+    };
+    // The relay swallowed the lookup (3's arrival was never forwarded there).
+    let mut p = o.peers.clone();
+    p[1].forwards[0].to.clear();
+    fails(&p, "hop_counts");
+    // The relay forwarded a lookup it never got.
+    let mut p = o.peers.clone();
+    p[1].arrivals.clear();
+    fails(&p, "hop_counts");
+    // A neighbour the market never gave.
+    let mut p = o.peers.clone();
+    p[0].neighbors.push(3);
+    fails(&p, "hop_counts");
+    // The reply relayed off its path, or twice.
+    let mut p = o.peers.clone();
+    p[1].relayed[0].to = 3;
+    fails(&p, "reverse_path");
+    let mut p = o.peers.clone();
+    let r = p[1].relayed[0].clone();
+    p[1].relayed.push(r);
+    fails(&p, "reverse_path");
+    // A seller that started with more than the market gave it.
+    let mut p = o.peers.clone();
+    if let Some(Ledger::Stocked { items, .. }) =
+        p[2].stall.as_mut().and_then(|st| st.ledger.first_mut())
+    {
+        *items = 10;
+    }
+    fails(&p, "never_oversold");
 }

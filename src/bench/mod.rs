@@ -113,12 +113,18 @@ pub async fn child_json(url: &BrokerUrl, args: &[String], what: &str) -> Result<
         .args(args)
         .env("AMQP_URL", url.as_str())
         .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
         .output()
         .await
         .with_context(|| format!("starting sync-run {}", args.first().map_or("", |a| a)))?;
-    serde_json::from_slice(&out.stdout)
-        .with_context(|| format!("sync-run ({what}) printed no JSON report"))
+    serde_json::from_slice(&out.stdout).with_context(|| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = err.lines().rev().take(3).collect();
+        format!(
+            "sync-run ({what}) printed no JSON report ({}): {}",
+            out.status,
+            tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+        )
+    })
 }
 
 fn amqp(what: &'static str) -> impl Fn(lapin::Error) -> BrokerError {

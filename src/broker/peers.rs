@@ -13,7 +13,9 @@
 //!
 //! Every peer declares *every* inbox when it starts: a message to a peer that has not
 //! started yet then waits in its queue instead of being dropped by the exchange, so
-//! peers may start in any order, on any machine.
+//! peers may start in any order, on any machine. In a run on a graph
+//! ([`PeerRun::links`], the market) a peer declares its own inbox and its neighbours'
+//! only, and whoever starts the run declares every inbox first.
 
 use super::drive::{Start, drive};
 use super::error::{BrokerError, Context};

@@ -18,9 +18,10 @@ use super::report::{ClerkReport, Ledger, PeerEnd, PeerReport};
 use crate::contract::PeerId;
 use crate::verdict::{Check, Verdict, check, ids};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// What the run was asked to do (the options every participant agreed on).
+/// What the run was asked to do: the market and the options every participant agreed on
+/// (never what the driver saw happen).
 #[derive(Debug, Clone)]
 pub struct Expect {
     pub peers: Vec<PeerId>,
@@ -28,6 +29,12 @@ pub struct Expect {
     pub lookups: u32,
     pub retries: u32,
     pub hop_count: u32,
+    /// The market's links: a peer's reported neighbours must be these.
+    pub links: BTreeMap<PeerId, Vec<PeerId>>,
+    /// Each seller's first product and stock.
+    pub stalls: BTreeMap<PeerId, (String, u64)>,
+    /// Items a restock puts on a stall (`--stock`).
+    pub restock: u64,
 }
 
 /// The run's figures, from the reports.
@@ -65,33 +72,18 @@ pub struct Proof {
 /// Runs every check on the reports of one run.
 pub fn verify(expect: &Expect, peers: &[PeerReport], clerk: Option<&ClerkReport>) -> Proof {
     let by_id: BTreeMap<PeerId, &PeerReport> = peers.iter().map(|r| (r.id, r)).collect();
-    let links = links(peers);
     let checks = vec![
         reported(expect, &by_id, clerk),
         buyers_finished(expect, &by_id, clerk),
-        never_oversold(&by_id),
-        hop_counts(expect, &by_id, &links),
+        never_oversold(expect, &by_id),
+        hop_counts(expect, &by_id),
         reverse_path(&by_id),
         purchases(expect, &by_id),
     ];
     Proof {
         verdict: Verdict::new(checks),
-        figures: figures(&by_id, &links),
+        figures: figures(&by_id, &expect.links),
     }
-}
-
-/// The graph as the peers reported it (a link named by either side).
-fn links(peers: &[PeerReport]) -> BTreeMap<PeerId, Vec<PeerId>> {
-    let mut l: BTreeMap<PeerId, BTreeSet<PeerId>> = BTreeMap::new();
-    for r in peers {
-        for n in &r.neighbors {
-            l.entry(r.id).or_default().insert(*n);
-            l.entry(*n).or_default().insert(r.id);
-        }
-    }
-    l.into_iter()
-        .map(|(k, v)| (k, v.into_iter().collect()))
-        .collect()
 }
 
 fn linked(links: &BTreeMap<PeerId, Vec<PeerId>>, a: PeerId, b: PeerId) -> bool {
@@ -196,14 +188,14 @@ fn buyers_finished(
         }
         for q in &br.quests {
             quests += 1;
-            if q.rounds == 0 || q.rounds > expect.retries + 1 {
+            if q.rounds == 0 || q.rounds > expect.retries.saturating_add(1) {
                 f.add(|| {
                     format!(
                         "buyer {b} looked up {} {} times (1 + --retries {} at most)",
                         q.product, q.rounds, expect.retries
                     )
                 });
-            } else if q.bought.is_none() && q.rounds != expect.retries + 1 {
+            } else if q.bought.is_none() && q.rounds != expect.retries.saturating_add(1) {
                 f.add(|| {
                     format!(
                         "buyer {b} gave up on {} after {} lookup(s), before its retries were spent",
@@ -234,7 +226,7 @@ fn buyers_finished(
     }
 }
 
-fn never_oversold(by_id: &BTreeMap<PeerId, &PeerReport>) -> Check {
+fn never_oversold(expect: &Expect, by_id: &BTreeMap<PeerId, &PeerReport>) -> Check {
     let mut f = Faults::default();
     let mut sales: HashMap<(PeerId, PeerId, u64), (String, usize)> = HashMap::new();
     let (mut sold, mut stocked) = (0u64, 0u64);
@@ -242,16 +234,44 @@ fn never_oversold(by_id: &BTreeMap<PeerId, &PeerReport>) -> Check {
     for r in by_id.values() {
         let Some(s) = &r.stall else { continue };
         sellers += 1;
+        let Some((first_product, first_stock)) = expect.stalls.get(&r.id) else {
+            f.add(|| {
+                format!(
+                    "peer {} reported a stall, but it is not a seller of the market",
+                    r.id
+                )
+            });
+            continue;
+        };
+        if !matches!(s.ledger.first(), Some(Ledger::Stocked { .. })) {
+            f.add(|| format!("seller {}'s ledger does not start with its stock", r.id));
+        }
         let (mut product, mut stock): (Option<&str>, i64) = (None, 0);
-        for e in &s.ledger {
+        for (i, e) in s.ledger.iter().enumerate() {
             match e {
                 Ledger::Stocked { product: p, items } => {
+                    if i == 0 && (p != first_product || items != first_stock) {
+                        f.add(|| {
+                            format!(
+                                "seller {} started with {items} {p}, the market gave it {first_stock} {first_product}",
+                                r.id
+                            )
+                        });
+                    }
+                    if i > 0 && *items != expect.restock {
+                        f.add(|| {
+                            format!(
+                                "seller {} restocked {items} items, not --stock {}",
+                                r.id, expect.restock
+                            )
+                        });
+                    }
                     if stock > 0 {
                         f.add(|| format!("seller {} restocked with {stock} left", r.id));
                     }
                     product = Some(p);
-                    stock = *items as i64;
-                    stocked += items;
+                    stock = i64::try_from(*items).unwrap_or(i64::MAX);
+                    stocked = stocked.saturating_add(*items);
                 }
                 Ledger::Sold {
                     buyer,
@@ -328,13 +348,21 @@ fn never_oversold(by_id: &BTreeMap<PeerId, &PeerReport>) -> Check {
     check("never_oversold", true, detail)
 }
 
-fn hop_counts(
-    expect: &Expect,
-    by_id: &BTreeMap<PeerId, &PeerReport>,
-    links: &BTreeMap<PeerId, Vec<PeerId>>,
-) -> Check {
+fn hop_counts(expect: &Expect, by_id: &BTreeMap<PeerId, &PeerReport>) -> Check {
     let mut f = Faults::default();
     let h = expect.hop_count;
+    let links = &expect.links;
+    for r in by_id.values() {
+        let given = links.get(&r.id).cloned().unwrap_or_default();
+        if r.neighbors != given {
+            f.add(|| {
+                format!(
+                    "peer {} reported neighbours {:?}; the market gave it {given:?}",
+                    r.id, r.neighbors
+                )
+            });
+        }
+    }
     // Each peer's one forward per lookup, by (peer, lookup).
     let mut forwards: HashMap<(PeerId, LookupId), &super::report::Forward> = HashMap::new();
     for r in by_id.values() {
@@ -358,6 +386,48 @@ fn hop_counts(
                     format!(
                         "peer {} sent lookup {} back to {back}, on its path",
                         r.id, fw.id
+                    )
+                });
+            }
+            // Sent to every neighbour off the path, and only to them.
+            let mut to = fw.to.clone();
+            to.sort_unstable();
+            let off_path: Vec<PeerId> = links
+                .get(&r.id)
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|n| !fw.path.contains(n))
+                .collect();
+            if to != off_path {
+                f.add(|| {
+                    format!(
+                        "peer {} sent lookup {} to {to:?}, not to its neighbours off the path {off_path:?}",
+                        r.id, fw.id
+                    )
+                });
+            }
+            // Forwarded as it came: the buyer its own lookup, a relay the first copy it
+            // got, one hop less.
+            let origin = if fw.id.buyer == r.id {
+                fw.path == [r.id]
+                    && fw.hops.saturating_add(1) == h
+                    && r.buyer
+                        .as_ref()
+                        .is_some_and(|b| b.rounds.iter().any(|x| x.id == fw.id))
+            } else {
+                r.arrivals.iter().any(|a| {
+                    a.first
+                        && a.id == fw.id
+                        && a.hops == fw.hops.saturating_add(1)
+                        && fw.path.split_last().is_some_and(|(_, p)| *p == a.path[..])
+                })
+            };
+            if !origin {
+                f.add(|| {
+                    format!(
+                        "peer {} forwarded lookup {} along {:?} with {} hops left, not as it got it",
+                        r.id, fw.id, fw.path, fw.hops
                     )
                 });
             }
@@ -459,10 +529,42 @@ fn reverse_path(by_id: &BTreeMap<PeerId, &PeerReport>) -> Check {
             }
         }
     }
-    let relays: HashSet<(PeerId, LookupId, PeerId, PeerId)> = by_id
+    let mut relays: HashSet<(PeerId, LookupId, PeerId, PeerId)> = HashSet::new();
+    for r in by_id.values() {
+        let mut once = HashSet::new();
+        for x in &r.relayed {
+            relays.insert((r.id, x.id, x.seller, x.to));
+            if !once.insert((x.id, x.seller)) {
+                f.add(|| {
+                    format!(
+                        "peer {} relayed seller {}'s reply to lookup {} twice",
+                        r.id, x.seller, x.id
+                    )
+                });
+            }
+        }
+    }
+    // A seller replies for the product looked up, and only a seller replies.
+    let wanted: HashMap<LookupId, &str> = by_id
         .values()
-        .flat_map(|r| r.relayed.iter().map(|x| (r.id, x.id, x.seller, x.to)))
+        .filter_map(|r| r.buyer.as_ref())
+        .flat_map(|b| b.rounds.iter().map(|x| (x.id, x.product.as_str())))
         .collect();
+    for r in by_id.values() {
+        for x in &r.replied {
+            if r.role != Role::Seller {
+                f.add(|| format!("peer {}, not a seller, replied to lookup {}", r.id, x.id));
+            }
+            if wanted.get(&x.id).is_some_and(|p| *p != x.product) {
+                f.add(|| {
+                    format!(
+                        "seller {} replied {} to lookup {}, which looked for something else",
+                        r.id, x.product, x.id
+                    )
+                });
+            }
+        }
+    }
     // Every relay passed on a reply some seller sent, to the right peer.
     for (at, id, seller, to) in &relays {
         let ok = match replied.get(&(*seller, *id)) {

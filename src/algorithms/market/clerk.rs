@@ -3,7 +3,8 @@
 //! (`open`: buyers start, so no lookup waits on a peer still starting). Buyers tell it
 //! when they have done all their lookups; once every buyer has (or `--run-timeout`
 //! passed) it closes the market: every peer gets `close` and reports. It takes no part in trading,
-//! so the checks never rely on it: its report only names buyers that never finished.
+//! so no trading check reads it; `reported` and `buyers_finished` use its report to say
+//! whether the market opened and which buyers never finished.
 
 use super::protocol::{Body, Message, Report};
 use super::report::ClerkReport;

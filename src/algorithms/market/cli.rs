@@ -49,7 +49,7 @@ pub struct Shape {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub lookups: u32,
     /// New lookups for a product after every replier said no (or nobody replied).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub retries: u32,
     /// How long a buyer collects replies to a lookup before it picks a seller.
     #[arg(long, default_value = "5ms", value_parser = parse_duration)]
@@ -129,7 +129,7 @@ pub struct PeerArgs {
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Market sizes to run, comma-separated (6 on a ring; the others on random:4).
-    #[arg(long, value_delimiter = ',', default_value = "6,100,1000")]
+    #[arg(long, value_delimiter = ',', default_value = "6,100,1000", value_parser = clap::value_parser!(u32).range(2..=100_000))]
     pub peers: Vec<u32>,
     /// Products each buyer sets out to buy.
     #[arg(long, default_value_t = 20)]

@@ -116,7 +116,11 @@ pub async fn execute(
     )
     .await;
     crate::broker::close_quietly(&conn, "declared").await;
-    declared?;
+    if let Err(e) = declared {
+        // What was declared before the failure is this run's: remove it.
+        let _ = run.delete(broker).await;
+        return Err(e);
+    }
     let t0 = Instant::now();
     let mut machines: Vec<(Member, Part)> =
         vec![(Member::Role(CLERK), Part::Clerk(setup.clerk(market)))];
@@ -180,17 +184,6 @@ pub async fn execute(
     Ok(g)
 }
 
-/// What the checker is told the run was asked to do.
-pub fn expect(market: &Market, setup: &Setup) -> super::Expect {
-    super::Expect {
-        peers: market.ids(),
-        buyers: market.buyers(),
-        lookups: setup.lookups,
-        retries: setup.retries,
-        hop_count: setup.hop_count,
-    }
-}
-
 /// `sync-run market`.
 pub async fn run(s: &Session, a: &MarketArgs) -> i32 {
     let shape = &a.shape;
@@ -235,7 +228,7 @@ pub async fn run(s: &Session, a: &MarketArgs) -> i32 {
         Ok(g) => g,
         Err(e) => return s.broker_failure(&run_id, &e),
     };
-    let proof = super::verify(&expect(&market, &setup), &g.peers, g.clerk.as_ref());
+    let proof = super::verify(&setup.expect(&market), &g.peers, g.clerk.as_ref());
     let code = s.or_signal(proof.verdict.exit_code());
     if let Some(path) = &a.report {
         let d = super::diagram::diagram(&format!("market run {run_id}"), &g.peers);

@@ -320,7 +320,7 @@ impl Market {
         distances(&self.links(), from)
     }
 
-    /// The as a graph file (the generated graphs can be saved and edited).
+    /// The market as a graph file (the generated graphs can be saved and edited).
     pub fn to_file(&self) -> GraphFile {
         GraphFile {
             peers: self.peers.clone(),

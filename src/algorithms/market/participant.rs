@@ -44,9 +44,30 @@ impl Setup {
             buy_timeout_ms: self.buy_timeout_ms,
             // The clerk closes the market at the deadline; a peer reports on its own a
             // little later, when no close came (the clerk is gone).
-            deadline: self.deadline.map(|d| d + PEER_GRACE_MS),
+            deadline: self.deadline.map(|d| d.saturating_add(PEER_GRACE_MS)),
             seed: self.seed,
         })
+    }
+
+    /// What the checker is told the run of `market` was asked to do.
+    pub fn expect(&self, market: &Market) -> super::Expect {
+        super::Expect {
+            peers: market.ids(),
+            buyers: market.buyers(),
+            lookups: self.lookups,
+            retries: self.retries,
+            hop_count: self.hop_count,
+            links: market.links(),
+            stalls: market
+                .peers
+                .iter()
+                .filter_map(|p| {
+                    let product = p.product.clone()?;
+                    Some((p.id, (product, p.stock.unwrap_or(0).max(0) as u64)))
+                })
+                .collect(),
+            restock: self.restock,
+        }
     }
 
     /// The clerk of `market`'s run: it closes the market at the deadline, a little before

@@ -8,8 +8,9 @@
 //!   relay passing a given (lookup, seller) once.
 //! * **Seller.** Sells only what it has: a buy is answered yes (one item less) or no, and
 //!   the answer is kept per buyer so that a retried or duplicated buy is answered again,
-//!   never sold twice. Sold out, it puts another product (at random) on its stall with
-//!   `--stock` items: the course's rule.
+//!   never sold twice. Sold out by a sale, it puts another product (at random; the same
+//!   one if the market has no other) on its stall with `--stock` items: the course's
+//!   rule. (A seller a graph file starts at 0 items never sells, so never restocks.)
 //! * **Buyer.** For each of its `--lookups`: a lookup, replies collected for the reply
 //!   window, then a buy from one replier at random; a "no" or no answer within the buy
 //!   timeout moves to the next replier, then to a new lookup, `--retries` times at most;
@@ -509,7 +510,7 @@ impl Peer {
             let b = self.buyer();
             b.quest = None;
             b.step = Step::Settling {
-                until: now + 3 * timeout,
+                until: now.saturating_add(timeout.saturating_mul(3)),
                 resend_at: now,
             };
             self.settle(now);

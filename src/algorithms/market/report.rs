@@ -146,7 +146,8 @@ pub struct Bought {
     pub sent_at: Millis,
     /// Times it was sent (1 + retries).
     pub sends: u32,
-    /// `Some(yes)`: the seller's answer; `None`: none came before the buyer gave up on it.
+    /// `Some(yes)`: the seller's answer (whenever it came, a late one too); `None`: none
+    /// came before this report.
     pub sold: Option<bool>,
     pub answered_at: Option<Millis>,
 }

@@ -2,7 +2,7 @@
 //! machine type, their routing, and a whole run in memory under a calm or hostile
 //! schedule. tests/sim_market.rs runs thousands.
 
-use super::checks::{Expect, Proof};
+use super::checks::Proof;
 use super::graph::Market;
 pub use super::participant::{CLERK_ID, Ended, Part, Setup};
 use super::protocol::{self, CLERK, Report};
@@ -41,17 +41,6 @@ pub fn setup(hop_count: u32, lookups: u32, retries: u32, seed: u64) -> Setup {
     }
 }
 
-/// What the checker is told a run was asked to do.
-pub fn expect(market: &Market, s: &Setup) -> Expect {
-    Expect {
-        peers: market.ids(),
-        buyers: market.buyers(),
-        lookups: s.lookups,
-        retries: s.retries,
-        hop_count: s.hop_count,
-    }
-}
-
 /// Every participant of a run, with its simulator id.
 pub fn participants(market: &Market, s: &Setup) -> Vec<(PeerId, Part)> {
     let mut parts = vec![(CLERK_ID, Part::Clerk(s.clerk(market)))];
@@ -85,7 +74,7 @@ pub fn run(market: &Market, s: &Setup, cfg: &SimConfig, sim_seed: u64) -> SimOut
         }
     }
     peers.sort_by_key(|r| r.id);
-    let proof = super::verify(&expect(market, s), &peers, clerk.as_ref());
+    let proof = super::verify(&s.expect(market), &peers, clerk.as_ref());
     SimOutcome {
         run,
         peers,
