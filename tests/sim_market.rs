@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use sync_run::algorithms::market::graph::{GraphSpec, Market, Role};
 use sync_run::algorithms::market::report::{Ledger, PeerReport};
 use sync_run::algorithms::market::sim::{self, CLERK_ID, SimOutcome};
-use sync_run::algorithms::market::verify;
+use sync_run::algorithms::market::{Expect, verify};
 use sync_run::sim::{RandomCrashes, SimConfig};
 use sync_run::verdict::Status;
 
@@ -289,16 +289,25 @@ fn crashes_are_named_and_never_break_safety() {
     assert!(named > 50, "only {named} runs had a crash");
 }
 
-/// Each check fails on reports corrupted against it.
-#[test]
-fn each_check_fails_on_corrupted_reports() {
-    let m = star(3);
-    let s = sim::setup(1, 1, 1, 6);
-    let o = sim::run(&m, &s, &SimConfig::calm(), 0);
-    assert_verified(&o, "calm");
-    let expect = s.expect(&m);
-    let fails = |peers: &[PeerReport], name: &str| {
-        let p = verify(&expect, peers, o.clerk.as_ref());
+/// A calm run, verified, to corrupt the reports of.
+struct Calm {
+    o: SimOutcome,
+    expect: Expect,
+}
+
+impl Calm {
+    fn new(m: &Market, s: &sim::Setup) -> Calm {
+        let o = sim::run(m, s, &SimConfig::calm(), 0);
+        assert_verified(&o, "calm");
+        Calm {
+            o,
+            expect: s.expect(m),
+        }
+    }
+
+    /// Check `name` fails on `peers` (the calm run's reports, corrupted).
+    fn fails(&self, peers: &[PeerReport], name: &str) {
+        let p = verify(&self.expect, peers, self.o.clerk.as_ref());
         let c = p
             .verdict
             .checks
@@ -306,7 +315,14 @@ fn each_check_fails_on_corrupted_reports() {
             .find(|c| c.name == name)
             .expect("check");
         assert_eq!(c.status, Status::Failed, "{name} should fail: {}", c.detail);
-    };
+    }
+}
+
+/// Each check fails on reports corrupted against it.
+#[test]
+fn each_check_fails_on_corrupted_reports() {
+    let calm = Calm::new(&star(3), &sim::setup(1, 1, 1, 6));
+    let (o, fails) = (&calm.o, |p: &[PeerReport], name: &str| calm.fails(p, name));
     // An extra sale: oversold, and a sale nobody heard yes for.
     let mut p = o.peers.clone();
     if let Some(st) = p[0].stall.as_mut() {
@@ -358,21 +374,11 @@ fn each_check_fails_on_corrupted_reports() {
     fails(&o.peers[1..], "reported");
 
     // With a relay (case 4: buyer 1 — 2 — seller 3, hop count 2).
-    let m = case("case4_match_within_hops.json");
-    let s = sim::setup(2, 1, 0, 4);
-    let o = sim::run(&m, &s, &SimConfig::calm(), 0);
-    assert_verified(&o, "case 4 calm");
-    let expect = s.expect(&m);
-    let fails = |peers: &[PeerReport], name: &str| {
-        let p = verify(&expect, peers, o.clerk.as_ref());
-        let c = p
-            .verdict
-            .checks
-            .iter()
-            .find(|c| c.name == name)
-            .expect("check");
-        assert_eq!(c.status, Status::Failed, "{name} should fail: {}", c.detail);
-    };
+    let calm = Calm::new(
+        &case("case4_match_within_hops.json"),
+        &sim::setup(2, 1, 0, 4),
+    );
+    let (o, fails) = (&calm.o, |p: &[PeerReport], name: &str| calm.fails(p, name));
     // The relay swallowed the lookup (3's arrival was never forwarded there).
     let mut p = o.peers.clone();
     p[1].forwards[0].to.clear();

@@ -7,9 +7,9 @@
 //! |---|---|
 //! | `reported` | every peer and the clerk reported, and every peer was closed by the clerk (none timed out) |
 //! | `buyers_finished` | every buyer did its `--lookups`, each ending in a purchase or, after `1 + --retries` lookups, giving up: never a hang |
-//! | `never_oversold` | replaying each seller's ledger, no product's stock ever went below 0; no buy (buyer, request) was sold twice; every "yes" a buyer got matches exactly one sale |
-//! | `hop_counts` | every lookup that reached a peer came along a real path from its buyer no longer than the hop count, with the hops left right; no peer forwarded a lookup twice or back onto its path; each arrival is what its sender forwarded; each lookup cost no more messages than the flooding bound |
-//! | `reverse_path` | every reply that reached a buyer came from a seller the lookup reached, back along the reverse of the lookup's path, each relay on it having passed it on; no relay passed on a reply no seller sent |
+//! | `never_oversold` | each seller started with the product and stock the market gave it and restocked `--stock` items; replaying its ledger, no product's stock ever went below 0; no buy (buyer, request) was sold twice; every "yes" a buyer got matches exactly one sale |
+//! | `hop_counts` | every peer reported the neighbours the market gave it; every lookup that reached a peer came along a real path from its buyer no longer than the hop count, with the hops left right; every forward is the buyer's own lookup or the first copy the peer got, one hop less, sent to every neighbour off its path and no other; no peer forwarded a lookup twice or back onto its path; each arrival is what its sender forwarded; each lookup cost no more messages than the flooding bound |
+//! | `reverse_path` | only sellers replied, once per lookup, for the product looked up; every reply that reached a buyer came from a seller the lookup reached, back along the reverse of the lookup's path, each relay on it having passed it on once; no relay passed on a reply no seller sent |
 //! | `purchases` | every buyer's purchases are exactly its "yes" answers, each from a seller that had replied to that lookup before the buy; the totals of buyers and sellers agree, product by product |
 
 use super::graph::{Role, flooding_bound};
