@@ -123,6 +123,18 @@ pub enum Output<M, F> {
     Release(HoldId),
 }
 
+impl<M, F> Output<M, F> {
+    /// The same output with its outcome turned into another type: a machine type made of
+    /// several roles (one per variant) reports each role's outcome as its own.
+    pub fn map_finished<G>(self, f: impl FnOnce(F) -> G) -> Output<M, G> {
+        match self {
+            Output::Publish { route, msg } => Output::Publish { route, msg },
+            Output::Finished(x) => Output::Finished(f(x)),
+            Output::Release(h) => Output::Release(h),
+        }
+    }
+}
+
 /// A message as the drivers handle it: bytes on the wire and a short name for logs,
 /// counters and the AMQP `type` property.
 pub trait Wire {

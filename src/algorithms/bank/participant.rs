@@ -98,17 +98,6 @@ macro_rules! each {
     };
 }
 
-fn map<F>(
-    o: Option<Output<Message, F>>,
-    f: impl FnOnce(F) -> Ended,
-) -> Option<Output<Message, Ended>> {
-    Some(match o? {
-        Output::Publish { route, msg } => Output::Publish { route, msg },
-        Output::Finished(x) => Output::Finished(f(x)),
-        Output::Release(h) => Output::Release(h),
-    })
-}
-
 impl StateMachine for Part {
     type Msg = Message;
     type Finished = Ended;
@@ -124,9 +113,9 @@ impl StateMachine for Part {
     }
     fn poll_output(&mut self) -> Option<Output<Message, Ended>> {
         match self {
-            Part::Sequencer(m) => map(m.poll_output(), Ended::Sequencer),
-            Part::Branch(m) => map(m.poll_output(), Ended::Branch),
-            Part::Customer(m) => map(m.poll_output(), Ended::Customer),
+            Part::Sequencer(m) => m.poll_output().map(|o| o.map_finished(Ended::Sequencer)),
+            Part::Branch(m) => m.poll_output().map(|o| o.map_finished(Ended::Branch)),
+            Part::Customer(m) => m.poll_output().map(|o| o.map_finished(Ended::Customer)),
         }
     }
     fn interrupt(&mut self, now: Millis, reason: String) {

@@ -95,17 +95,6 @@ pub enum Ended {
     Peer(PeerReport),
 }
 
-fn map<F>(
-    o: Option<Output<Message, F>>,
-    f: impl FnOnce(F) -> Ended,
-) -> Option<Output<Message, Ended>> {
-    Some(match o? {
-        Output::Publish { route, msg } => Output::Publish { route, msg },
-        Output::Finished(x) => Output::Finished(f(x)),
-        Output::Release(h) => Output::Release(h),
-    })
-}
-
 impl StateMachine for Part {
     type Msg = Message;
     type Finished = Ended;
@@ -130,8 +119,8 @@ impl StateMachine for Part {
     }
     fn poll_output(&mut self) -> Option<Output<Message, Ended>> {
         match self {
-            Part::Clerk(m) => map(m.poll_output(), Ended::Clerk),
-            Part::Peer(m) => map(m.poll_output(), Ended::Peer),
+            Part::Clerk(m) => m.poll_output().map(|o| o.map_finished(Ended::Clerk)),
+            Part::Peer(m) => m.poll_output().map(|o| o.map_finished(Ended::Peer)),
         }
     }
     fn interrupt(&mut self, now: Millis, reason: String) {

@@ -601,16 +601,18 @@ impl Peer {
             .unwrap_or_default();
         let req = b.next_req;
         b.next_req += 1;
-        b.buys.push(Bought {
+        let first = Bought {
             req,
             seller,
-            product: product.clone(),
+            product,
             lookup,
             sent_at: now,
             sends: 1,
             sold: None,
             answered_at: None,
-        });
+        };
+        let body = buy(self.cfg.id, &first);
+        b.buys.push(first);
         b.step = Step::Buying {
             lookup,
             others,
@@ -618,17 +620,7 @@ impl Peer {
             retry_at: now + self.cfg.buy_retry_ms,
             give_up_at: now + self.cfg.buy_timeout_ms,
         };
-        let me = self.cfg.id;
-        self.send(
-            Route::Peer(seller),
-            Body::Buy {
-                buyer: me,
-                req,
-                seller,
-                product,
-                lookup,
-            },
-        );
+        self.send(Route::Peer(seller), body);
     }
 
     /// While settling: says done once every buy is answered (or the wait is over), and
@@ -656,16 +648,7 @@ impl Peer {
             .map(|i| {
                 let x = &mut b.buys[i];
                 x.sends += 1;
-                (
-                    x.seller,
-                    Body::Buy {
-                        buyer: me,
-                        req: x.req,
-                        seller: x.seller,
-                        product: x.product.clone(),
-                        lookup: x.lookup,
-                    },
-                )
+                (x.seller, buy(me, x))
             })
             .collect();
         for (seller, body) in again {
@@ -718,6 +701,17 @@ impl Peer {
             },
         );
         self.out.push_back(Output::Finished(report));
+    }
+}
+
+/// The buy message of `x` from buyer `me` (the first send and every resend are alike).
+fn buy(me: PeerId, x: &Bought) -> Body {
+    Body::Buy {
+        buyer: me,
+        req: x.req,
+        seller: x.seller,
+        product: x.product.clone(),
+        lookup: x.lookup,
     }
 }
 
@@ -854,16 +848,7 @@ impl StateMachine for Peer {
                 }
                 let x = &mut b.buys[i];
                 x.sends += 1;
-                let (seller, body) = (
-                    x.seller,
-                    Body::Buy {
-                        buyer: me,
-                        req: x.req,
-                        seller: x.seller,
-                        product: x.product.clone(),
-                        lookup: x.lookup,
-                    },
-                );
+                let (seller, body) = (x.seller, buy(me, x));
                 self.send(Route::Peer(seller), body);
             }
             Act::Settle => self.settle(now),

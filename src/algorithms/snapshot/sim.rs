@@ -47,17 +47,6 @@ macro_rules! each {
     };
 }
 
-fn map<F>(
-    o: Option<Output<Message, F>>,
-    f: impl FnOnce(F) -> Ended,
-) -> Option<Output<Message, Ended>> {
-    Some(match o? {
-        Output::Publish { route, msg } => Output::Publish { route, msg },
-        Output::Finished(x) => Output::Finished(f(x)),
-        Output::Release(h) => Output::Release(h),
-    })
-}
-
 impl StateMachine for Part {
     type Msg = Message;
     type Finished = Ended;
@@ -79,10 +68,10 @@ impl StateMachine for Part {
     }
     fn poll_output(&mut self) -> Option<Output<Message, Ended>> {
         match self {
-            Part::Script(m) => map(m.poll_output(), Ended::Master),
-            Part::Auto(m) => map(m.poll_output(), Ended::Master),
-            Part::Observer(m) => map(m.poll_output(), Ended::Observer),
-            Part::Node(m) => map(m.poll_output(), Ended::Node),
+            Part::Script(m) => m.poll_output().map(|o| o.map_finished(Ended::Master)),
+            Part::Auto(m) => m.poll_output().map(|o| o.map_finished(Ended::Master)),
+            Part::Observer(m) => m.poll_output().map(|o| o.map_finished(Ended::Observer)),
+            Part::Node(m) => m.poll_output().map(|o| o.map_finished(Ended::Node)),
         }
     }
     fn interrupt(&mut self, now: Millis, reason: String) {
