@@ -337,7 +337,7 @@ async fn malformed_messages_are_rejected_counted_and_the_run_goes_on() {
         .await
         .expect("connect");
     let ch = conn.create_channel().await.expect("channel");
-    sync_run::algorithms::list::broker::declare_shared(&ch, &names, false)
+    sync_run::algorithms::list::broker::declare_shared(&ch, &names, Default::default())
         .await
         .expect("declare");
     let junk: Vec<Vec<u8>> = vec![
@@ -397,7 +397,7 @@ async fn the_leak_check_sees_what_is_left() {
         .await
         .expect("connect");
     let ch = conn.create_channel().await.expect("channel");
-    sync_run::algorithms::list::broker::declare_shared(&ch, &names, false)
+    sync_run::algorithms::list::broker::declare_shared(&ch, &names, Default::default())
         .await
         .expect("declare");
     let left = leftovers(&tb, &run, 1).await;

@@ -205,7 +205,10 @@ async fn junk_on_an_inbox_is_rejected_counted_and_the_run_goes_on() {
         .await
         .expect("connect");
     let ch = conn.create_channel().await.expect("channel");
-    run.wiring().declare(&ch, false).await.expect("declare");
+    run.wiring()
+        .declare(&ch, Default::default())
+        .await
+        .expect("declare");
     let junk: Vec<Vec<u8>> = vec![
         b"{not json".to_vec(),
         br#"{"v":99,"run":"x","type":"request"}"#.to_vec(),

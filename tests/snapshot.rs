@@ -267,7 +267,10 @@ async fn channel_content_stays_on_the_broker_until_received() {
         .await
         .expect("connect");
     let ch = conn.create_channel().await.expect("channel");
-    run.wiring().declare(&ch, false).await.expect("declare");
+    run.wiring()
+        .declare(&ch, Default::default())
+        .await
+        .expect("declare");
     let publish = |from: Who, body: Body| {
         let ch = ch.clone();
         let x = run.exchange();

@@ -3,7 +3,7 @@
 //! needs: a channel with confirms, whether a queue exists, an exclusive hold.
 
 use super::error::{BrokerError, Context, is_locked, is_not_found, stream_not_ready_text};
-use super::url::BrokerUrl;
+use super::url::{BrokerUrl, NodeUrl};
 use lapin::options::{BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
@@ -16,48 +16,124 @@ pub const FRAME_MAX: u32 = 8192;
 /// tried again until the timeout: a broker that is still starting (the normal case right
 /// after `docker compose up`) refuses connections for a few seconds, and that is no reason
 /// to give up.
+///
+/// With several URLs (a cluster) the nodes are tried in the participant's own order
+/// ([`BrokerUrl::order`], keyed by `name`), each within its share of the timeout, starting
+/// after the node this name was connected to last: the first that answers wins. Only when
+/// every node refuses for good (the credentials, not AMQP) does that refusal end it.
 pub async fn connect(
     url: &BrokerUrl,
     name: &str,
     timeout: Duration,
 ) -> Result<Connection, BrokerError> {
-    let deadline = tokio::time::Instant::now() + timeout;
+    connect_ordered(url, name, 0, name, timeout).await
+}
+
+/// Connects the `nth` connection of a group keyed `key` (a pool's): its order of the nodes
+/// is the group's turned `nth` places, so a group's connections cover every node.
+pub(crate) async fn connect_nth(
+    url: &BrokerUrl,
+    key: &str,
+    nth: usize,
+    name: &str,
+    timeout: Duration,
+) -> Result<Connection, BrokerError> {
+    connect_ordered(url, key, nth, name, timeout).await
+}
+
+async fn connect_ordered(
+    url: &BrokerUrl,
+    key: &str,
+    offset: usize,
+    name: &str,
+    timeout: Duration,
+) -> Result<Connection, BrokerError> {
+    use tokio::time::Instant;
+    let deadline = Instant::now() + timeout;
+    let order = url.order(key, offset);
+    let n = order.len();
+    // A node that accepts the connection but does not answer (frozen, overloaded) must
+    // not take the whole timeout from the others.
+    let share = (timeout / n as u32).max(Duration::from_secs(1));
+    let start = url.next_start(name);
+    let timed_out = || BrokerError::ConnectTimeout {
+        url: url.redacted().to_owned(),
+        timeout_ms: timeout.as_millis(),
+    };
     let mut delay = Duration::from_millis(100);
     loop {
-        let attempt = tokio::time::timeout_at(deadline, connect_once(url, name));
-        let refused = match attempt.await {
-            Err(_) => {
-                return Err(BrokerError::ConnectTimeout {
-                    url: url.redacted().to_owned(),
-                    timeout_ms: timeout.as_millis(),
-                });
-            }
-            Ok(Ok(c)) => return Ok(c),
-            Ok(Err(e)) => match e.kind() {
-                lapin::ErrorKind::IOError(io)
-                    if io.kind() == std::io::ErrorKind::ConnectionRefused =>
-                {
-                    e
+        let mut refused: Option<String> = None;
+        let mut for_good: Vec<BrokerError> = Vec::new();
+        for i in 0..n {
+            let pos = (start + i) % n;
+            let node = &url.nodes()[order[pos]];
+            let until = if n == 1 {
+                deadline
+            } else {
+                deadline.min(Instant::now() + share)
+            };
+            match tokio::time::timeout_at(until, connect_once(node, name)).await {
+                Ok(Ok(c)) => {
+                    url.connected(name, pos);
+                    if n > 1 {
+                        tracing::debug!(who = name, node = node.redacted(), "connected");
+                    }
+                    return Ok(c);
                 }
-                _ => return Err(classify(url, e)),
-            },
-        };
-        if tokio::time::Instant::now() + delay >= deadline {
+                Ok(Err(e)) if is_refused(&e) => {
+                    tracing::debug!(url = node.redacted(), error = %e, "connection refused");
+                    refused = Some(format!("{}: {e}", node.redacted()));
+                }
+                Ok(Err(e)) => {
+                    let e = classify(node.redacted(), e);
+                    if n == 1 {
+                        return Err(e);
+                    }
+                    // A node going down or coming up may drop a handshake: another node
+                    // may still take us, and this one may on the next round.
+                    tracing::debug!(url = node.redacted(), error = %e, "node did not take the connection");
+                    for_good.push(e);
+                }
+                Err(_) if n == 1 => return Err(timed_out()),
+                Err(_) => {
+                    tracing::debug!(
+                        url = node.redacted(),
+                        "no answer within its share of the connect timeout"
+                    );
+                    refused = Some(format!("{}: no answer", node.redacted()));
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(timed_out());
+            }
+        }
+        if for_good.len() == n {
+            return Err(for_good.remove(0));
+        }
+        if Instant::now() + delay >= deadline {
+            let last = refused
+                .or_else(|| for_good.first().map(ToString::to_string))
+                .unwrap_or_default();
             return Err(BrokerError::Unreachable {
                 url: url.redacted().to_owned(),
                 reason: format!(
-                    "{refused} (tried for {} ms, the connect timeout)",
+                    "{last} (tried for {} ms, the connect timeout)",
                     timeout.as_millis()
                 ),
             });
         }
-        tracing::debug!(url = %url, error = %refused, "connection refused; trying again");
+        tracing::debug!(url = %url, "no node took the connection; trying again");
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(1000));
     }
 }
 
-async fn connect_once(url: &BrokerUrl, name: &str) -> Result<Connection, lapin::Error> {
+/// The node refused the TCP connection: nothing listens there (yet).
+fn is_refused(e: &lapin::Error) -> bool {
+    matches!(e.kind(), lapin::ErrorKind::IOError(io) if io.kind() == std::io::ErrorKind::ConnectionRefused)
+}
+
+async fn connect_once(url: &NodeUrl, name: &str) -> Result<Connection, lapin::Error> {
     let props = ConnectionProperties::default().with_connection_name(name.to_string().into());
     // Validated by `BrokerUrl::parse` already; an unparsable one is refused here as a
     // protocol error (`classify` reports it as such).
@@ -74,8 +150,9 @@ async fn connect_once(url: &BrokerUrl, name: &str) -> Result<Connection, lapin::
     Connection::connect_uri(uri, props).await
 }
 
-/// Says what a failed connection attempt means for the user.
-fn classify(url: &BrokerUrl, e: lapin::Error) -> BrokerError {
+/// Says what a failed connection attempt to the node at `url` (redacted) means for the user.
+fn classify(url: &str, e: lapin::Error) -> BrokerError {
+    let url = url.to_owned();
     let reason = e.to_string();
     let lower = reason.to_lowercase();
     if lower.contains("access_refused")
@@ -85,27 +162,21 @@ fn classify(url: &BrokerUrl, e: lapin::Error) -> BrokerError {
         || lower.contains("403")
     {
         return BrokerError::Auth {
-            url: url.redacted().to_owned(),
+            url,
             reason: "ACCESS_REFUSED (check the user and password in --amqp-url / AMQP_URL)".into(),
         };
     }
     match e.kind() {
-        lapin::ErrorKind::IOError(_) => BrokerError::Unreachable {
-            url: url.redacted().to_owned(),
-            reason,
-        },
+        lapin::ErrorKind::IOError(_) => BrokerError::Unreachable { url, reason },
         // The peer answered with something that is not AMQP 0-9-1 (an HTTP server, a
         // database, another protocol's port).
         lapin::ErrorKind::ParsingError(_)
         | lapin::ErrorKind::InvalidProtocolVersion(_)
-        | lapin::ErrorKind::SerialisationError(_) => BrokerError::NotAmqp {
-            url: url.redacted().to_owned(),
-            reason,
-        },
+        | lapin::ErrorKind::SerialisationError(_) => BrokerError::NotAmqp { url, reason },
         // RabbitMQ closes the socket during the handshake on a bad login; lapin reports
         // that as a protocol/state error rather than an I/O error.
         _ => BrokerError::Auth {
-            url: url.redacted().to_owned(),
+            url,
             reason: format!(
                 "the connection was closed during the handshake ({reason}); check the credentials and the vhost"
             ),

@@ -29,7 +29,7 @@ pub enum BrokerError {
     #[error("the broker did not answer while {what} within {secs} s (connection presumed dead)")]
     Stalled { what: String, secs: u64 },
     #[error(
-        "queue {queue} is gone after reconnecting (the broker restarted?): the run's messages are lost; use --durable to survive broker restarts"
+        "queue {queue} is gone after reconnecting (the broker restarted, or the cluster node it lived on was lost): the run's messages are lost; on a cluster use --queue-type quorum to survive losing a node, on one broker --durable to survive its restart"
     )]
     RunLost { queue: String },
     #[error(

@@ -26,7 +26,8 @@ pub use error::BrokerError;
 pub use pool::ConnectionPool;
 pub use url::{BrokerUrl, redact_loose};
 pub use wiring::{
-    Consume, Endpoint, Exchange, ExchangeKind, QUEUE_EXPIRES_MS, Queue, QueueKind, Wiring,
+    Consume, Endpoint, Exchange, ExchangeKind, QUEUE_EXPIRES_MS, Queue, QueueKind, QueueOpts,
+    Wiring,
 };
 
 use crate::contract::Millis;
@@ -45,6 +46,8 @@ pub struct Broker {
     pub durable: bool,
     /// Per-worker queues or one stream.
     pub topology: crate::contract::Topology,
+    /// Classic or quorum queues (`--queue-type`).
+    pub queue_type: crate::contract::QueueType,
     /// Workers driven with this `Broker` share these connections (each on a channel of
     /// its own) instead of opening one each; `None`: one connection per participant.
     pub pool: Option<std::sync::Arc<ConnectionPool>>,
@@ -55,6 +58,16 @@ pub struct Broker {
     /// Counters shared by every participant driven with this `Broker` (for `--json` and
     /// the benchmark).
     pub stats: std::sync::Arc<Stats>,
+}
+
+impl Broker {
+    /// How this run's queues are declared.
+    pub fn queue_opts(&self) -> QueueOpts {
+        QueueOpts {
+            durable: self.durable,
+            queue_type: self.queue_type,
+        }
+    }
 }
 
 /// What the drivers of one process did.

@@ -271,7 +271,7 @@ impl Endpoint for PeerEndpoint {
         Box::pin(async move {
             self.run
                 .member_wiring(self.id)
-                .declare(ch, broker.durable)
+                .declare(ch, broker.queue_opts())
                 .await
         })
     }
@@ -443,7 +443,7 @@ async fn read_reports<K: Ord + Clone, R>(
     .await?;
     let r = async {
         let ch = open_channel(&conn, 64).await?;
-        run.wiring().declare(&ch, broker.durable).await?;
+        run.wiring().declare(&ch, broker.queue_opts()).await?;
         let mut consumer = ch
             .basic_consume(
                 run.results().as_str().into(),

@@ -1,6 +1,6 @@
 //! The connection pool of an in-process run: many participants, few connections.
 
-use super::connect::{close_quietly, connect};
+use super::connect::{close_quietly, connect_nth};
 use super::error::BrokerError;
 use super::url::BrokerUrl;
 use lapin::Connection;
@@ -57,8 +57,11 @@ impl ConnectionPool {
             *users += 1;
             return Ok(c.clone());
         }
-        let name = format!("{} #{}", self.name, slots.len() + 1);
-        let conn = std::sync::Arc::new(connect(&self.url, &name, self.connect_timeout).await?);
+        let k = slots.len() + 1;
+        let name = format!("{} #{k}", self.name);
+        let conn = std::sync::Arc::new(
+            connect_nth(&self.url, &self.name, k, &name, self.connect_timeout).await?,
+        );
         slots.push((conn.clone(), 1));
         Ok(conn)
     }
@@ -67,11 +70,16 @@ impl ConnectionPool {
     /// do not open them one after the other.
     pub async fn warm(&self, workers: usize) -> Result<(), BrokerError> {
         let count = workers.div_ceil(self.per_connection);
-        let opened = futures::future::join_all((1..=count).map(|k| {
-            let name = format!("{} #{k}", self.name);
-            async move { connect(&self.url, &name, self.connect_timeout).await }
-        }))
-        .await;
+        let opened =
+            futures::future::join_all(
+                (1..=count).map(|k| {
+                    let name = format!("{} #{k}", self.name);
+                    async move {
+                        connect_nth(&self.url, &self.name, k, &name, self.connect_timeout).await
+                    }
+                }),
+            )
+            .await;
         let mut slots = self.slots.lock().await;
         for conn in opened {
             slots.push((std::sync::Arc::new(conn?), 0));

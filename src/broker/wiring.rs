@@ -8,7 +8,7 @@
 
 use super::error::{BrokerError, Context};
 use super::{Broker, Link};
-use crate::contract::Route;
+use crate::contract::{QueueType, Route};
 use futures::future::BoxFuture;
 use lapin::options::{
     ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
@@ -41,7 +41,8 @@ pub struct Exchange {
 /// A queue's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueKind {
-    /// A classic queue with `x-expires` (durable with `--durable`).
+    /// A queue of the run with `x-expires`: classic (durable with `--durable`) or, with
+    /// `--queue-type quorum`, a quorum queue ([`QueueOpts`]).
     Classic,
     /// A RabbitMQ stream: always durable, never expires (the run deletes it), read from
     /// the start by every reader.
@@ -74,11 +75,37 @@ pub struct Wiring {
     pub queues: Vec<Queue>,
 }
 
-fn queue_args(kind: QueueKind) -> FieldTable {
+/// How a run's queues are declared: every participant of a run passes the same (from its
+/// [`Broker`]: `--durable`, `--queue-type`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueOpts {
+    /// Durable exchanges and queues (persistent messages are the drive loop's part).
+    pub durable: bool,
+    /// What a [`QueueKind::Classic`] queue of the run becomes on the broker: a classic
+    /// queue, or a quorum queue (replicated, always durable). Streams are streams.
+    pub queue_type: QueueType,
+}
+
+impl QueueOpts {
+    /// Whether a queue of `kind` is declared durable: quorum queues and streams always are.
+    fn durable(&self, kind: QueueKind) -> bool {
+        self.durable || kind == QueueKind::Stream || self.queue_type == QueueType::Quorum
+    }
+}
+
+fn queue_args(kind: QueueKind, queue_type: QueueType) -> FieldTable {
     let mut t = FieldTable::default();
     match kind {
         QueueKind::Classic => {
+            // Quorum queues honour `x-expires` too (RabbitMQ 3.8+): a crashed participant's
+            // replicated queue goes away on its own just the same.
             t.insert("x-expires".into(), AMQPValue::LongLongInt(QUEUE_EXPIRES_MS));
+            if queue_type == QueueType::Quorum {
+                t.insert(
+                    "x-queue-type".into(),
+                    AMQPValue::LongString("quorum".into()),
+                );
+            }
         }
         QueueKind::Stream => {
             t.insert(
@@ -93,10 +120,10 @@ fn queue_args(kind: QueueKind) -> FieldTable {
 impl Wiring {
     /// Declares the exchanges, then each queue and its bindings. Idempotent: whichever
     /// participant starts first creates them, the others find them.
-    pub async fn declare(&self, ch: &Channel, durable: bool) -> Result<(), BrokerError> {
+    pub async fn declare(&self, ch: &Channel, opts: QueueOpts) -> Result<(), BrokerError> {
         let xopts = ExchangeDeclareOptions {
             auto_delete: true,
-            durable,
+            durable: opts.durable,
             ..Default::default()
         };
         for x in &self.exchanges {
@@ -109,13 +136,17 @@ impl Wiring {
                 .ctx(|| format!("declaring exchange {}", x.name))?;
         }
         for q in &self.queues {
-            let opts = QueueDeclareOptions {
-                durable: durable || q.kind == QueueKind::Stream,
+            let qopts = QueueDeclareOptions {
+                durable: opts.durable(q.kind),
                 ..Default::default()
             };
-            ch.queue_declare(q.name.as_str().into(), opts, queue_args(q.kind))
-                .await
-                .ctx(|| format!("declaring queue {}", q.name))?;
+            ch.queue_declare(
+                q.name.as_str().into(),
+                qopts,
+                queue_args(q.kind, opts.queue_type),
+            )
+            .await
+            .ctx(|| format!("declaring queue {}", q.name))?;
             for (exchange, key) in &q.bindings {
                 ch.queue_bind(
                     q.name.as_str().into(),

@@ -6,8 +6,8 @@ pub mod session;
 
 use crate::algorithms::list::cli::{AllArgs, BenchArgs, MasterArgs, WorkerArgs};
 use crate::broker::BrokerUrl;
-pub use crate::contract::Topology;
 use crate::contract::validate_run_id;
+pub use crate::contract::{QueueType, Topology};
 use clap::{Args, CommandFactory, Parser, Subcommand, error::ErrorKind};
 use std::time::Duration;
 
@@ -157,9 +157,20 @@ pub enum BenchAlgorithm {
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Broker URL (the password is never printed).
-    #[arg(long, env = "AMQP_URL", default_value = DEFAULT_URL, global = true, hide_env_values = true)]
-    pub amqp_url: String,
+    /// Broker URL (the password is never printed). A cluster: several URLs, comma-separated
+    /// or the option repeated; a participant connects to the first that answers (in an
+    /// order shuffled per participant, so load spreads over the nodes) and, when its
+    /// connection is lost, to the next.
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = DEFAULT_URL,
+        global = true,
+        hide_env_values = true,
+        value_delimiter = ',',
+        action = clap::ArgAction::Append
+    )]
+    pub amqp_url: Vec<String>,
     /// How long to wait for the broker to answer a connection attempt (e.g. 5s, 500ms).
     #[arg(long, default_value = "5s", value_parser = parse_duration, global = true)]
     pub connect_timeout: Duration,
@@ -174,6 +185,11 @@ pub struct GlobalArgs {
     /// participant of a run must agree on it.
     #[arg(long, global = true, value_enum, default_value_t = Topology::Queues)]
     pub topology: Topology,
+    /// The run's queues: `classic` (on the one node that declared each) or `quorum`
+    /// (replicated over a cluster's nodes by Raft, always durable: a run survives losing a
+    /// node; RabbitMQ 3.8+). Every participant of a run must agree on it.
+    #[arg(long, global = true, value_enum, default_value_t = QueueType::Classic)]
+    pub queue_type: QueueType,
     /// Print one JSON document on stdout instead of the table. `sync-run snapshot SCRIPT`
     /// takes `--json FILE` (its standard output is the script's lines, exactly).
     #[arg(long = "json", global = true, num_args = 0..=1, value_name = "FILE")]
@@ -240,7 +256,7 @@ impl GlobalArgs {
     }
 
     pub fn broker_url(&self) -> Result<BrokerUrl, String> {
-        BrokerUrl::parse(&self.amqp_url)
+        BrokerUrl::parse(&self.amqp_url.join(","))
     }
 }
 

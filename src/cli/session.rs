@@ -29,6 +29,7 @@ impl Session {
             prefetch: 256,
             durable: global.durable,
             topology: global.topology,
+            queue_type: global.queue_type,
             pool: None,
             declared: false,
             stats: Default::default(),
@@ -40,6 +41,16 @@ impl Session {
             shutdown,
             stopped,
         }
+    }
+
+    /// The broker settings with `--seed` mixed into each participant's order of a
+    /// cluster's nodes (the same seed spreads the same participants the same way).
+    pub fn seeded(&self, seed: Option<u64>) -> Broker {
+        let mut b = self.broker.clone();
+        if let Some(seed) = seed {
+            b.url = b.url.with_seed(seed);
+        }
+        b
     }
 
     /// The exit code of a finished run: the signal's when one stopped it.

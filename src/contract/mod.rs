@@ -83,6 +83,40 @@ impl fmt::Display for Topology {
     }
 }
 
+/// The type of a run's queues on the broker. Every participant of a run must use the same
+/// one (the list agreement's `start` announces it; a queue re-declared with another type is
+/// refused by the broker).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueType {
+    /// A classic queue: it lives on the one node that declared it. Fast and cheap; on a
+    /// cluster, losing that node loses the queue and the run (exit 3).
+    #[default]
+    Classic,
+    /// A quorum queue: replicated by Raft over the cluster's nodes (three by default) and
+    /// always durable, so a run survives losing a minority of them. RabbitMQ 3.8+.
+    Quorum,
+}
+
+impl fmt::Display for QueueType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
+        })
+    }
+}
+
 /// Checks a run id: 1 to 64 characters from `[A-Za-z0-9_-]`, starting with a letter or a
 /// digit, so it is safe in queue names, cannot contain the `.` that separates the parts of
 /// a name, and can never be taken for an option on a command line.

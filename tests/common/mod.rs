@@ -46,6 +46,7 @@ impl TestBroker {
             prefetch: 256,
             durable: false,
             topology: Default::default(),
+            queue_type: Default::default(),
             pool: None,
             declared: false,
             stats: Default::default(),

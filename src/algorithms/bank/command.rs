@@ -110,7 +110,7 @@ pub async fn execute(
     // `go` to a customer must not find the exchange without a queue for it.
     let declared = async {
         let ch = crate::broker::open_channel(&conn, 1).await?;
-        run.wiring().declare(&ch, broker.durable).await
+        run.wiring().declare(&ch, broker.queue_opts()).await
     };
     let declared = crate::broker::bounded(
         crate::broker::op_limit(broker),

@@ -8,8 +8,8 @@ use super::worker::{Worker, WorkerConfig, WorkerOutcome};
 use crate::broker::error::Context;
 use crate::broker::{
     Broker, BrokerError, Consume, Endpoint, Exchange, ExchangeKind, INTERRUPTED, Link, Queue,
-    QueueKind, Shutdown, Start, Wiring, close_quietly, connect, drive, hold_exclusive, now_ms,
-    open_channel, queue_exists, settle, stopped,
+    QueueKind, QueueOpts, Shutdown, Start, Wiring, close_quietly, connect, drive, hold_exclusive,
+    now_ms, open_channel, queue_exists, settle, stopped,
 };
 use crate::contract::{Route, StateMachine};
 use futures::StreamExt;
@@ -85,8 +85,12 @@ pub fn run_wiring(names: &Names, workers: &[WorkerId]) -> Wiring {
 }
 
 /// Declares what both roles need. Idempotent, so whichever role starts first creates them.
-pub async fn declare_shared(ch: &Channel, names: &Names, durable: bool) -> Result<(), BrokerError> {
-    shared_wiring(names).declare(ch, durable).await
+pub async fn declare_shared(
+    ch: &Channel,
+    names: &Names,
+    opts: QueueOpts,
+) -> Result<(), BrokerError> {
+    shared_wiring(names).declare(ch, opts).await
 }
 
 /// Declares worker `id`'s queue and binds it to the fanout.
@@ -94,9 +98,9 @@ pub async fn declare_worker_queue(
     ch: &Channel,
     names: &Names,
     id: WorkerId,
-    durable: bool,
+    opts: QueueOpts,
 ) -> Result<(), BrokerError> {
-    worker_wiring(names, id).declare(ch, durable).await
+    worker_wiring(names, id).declare(ch, opts).await
 }
 
 /// What a participant deletes when it is done.
@@ -183,7 +187,7 @@ impl Role {
         &self,
         conn: &Connection,
         ch: &Channel,
-        durable: bool,
+        opts: QueueOpts,
         known_declared: bool,
     ) -> Result<(), BrokerError> {
         if self.worker.is_none() && !try_lock(conn, &self.names).await? {
@@ -191,7 +195,7 @@ impl Role {
                 run: self.names.run().to_owned(),
             });
         }
-        self.declare(conn, ch, durable, known_declared).await
+        self.declare(conn, ch, opts, known_declared).await
     }
 
     /// Declares what this role needs (the master: everything shared; a worker: its queue,
@@ -200,7 +204,7 @@ impl Role {
         &self,
         conn: &Connection,
         ch: &Channel,
-        durable: bool,
+        opts: QueueOpts,
         known_declared: bool,
     ) -> Result<(), BrokerError> {
         // A worker that finds the run's shared names already declared (the master is up)
@@ -210,14 +214,12 @@ impl Role {
         let shared_ready =
             self.worker.is_some() && (known_declared || self.shared_exists(conn).await);
         if !shared_ready {
-            declare_shared(ch, &self.names, durable).await?;
+            declare_shared(ch, &self.names, opts).await?;
         }
         match (self.worker, self.topology) {
-            (Some(id), Topology::Queues) => {
-                declare_worker_queue(ch, &self.names, id, durable).await?
-            }
+            (Some(id), Topology::Queues) => declare_worker_queue(ch, &self.names, id, opts).await?,
             (_, Topology::Stream) if !shared_ready => {
-                stream_wiring(&self.names).declare(ch, durable).await?
+                stream_wiring(&self.names).declare(ch, opts).await?
             }
             _ => {}
         }
@@ -297,7 +299,7 @@ impl Endpoint for Role {
         broker: &'a Broker,
         known_declared: bool,
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
-        Box::pin(self.setup(conn, ch, broker.durable, known_declared))
+        Box::pin(self.setup(conn, ch, broker.queue_opts(), known_declared))
     }
 
     fn taken(&self) -> BrokerError {
@@ -463,7 +465,7 @@ pub async fn run_standby(
     let conn_name = format!("sync-run standby {}", cfg.run_id);
     let conn = connect(&broker.url, &conn_name, broker.connect_timeout).await?;
     let ch = open_channel(&conn, broker.prefetch).await?;
-    declare_shared(&ch, &names, broker.durable).await?;
+    declare_shared(&ch, &names, broker.queue_opts()).await?;
     Wiring {
         exchanges: vec![],
         queues: vec![Queue::classic(
@@ -474,7 +476,7 @@ pub async fn run_standby(
             ],
         )],
     }
-    .declare(&ch, broker.durable)
+    .declare(&ch, broker.queue_opts())
     .await?;
     let tag = "standby";
     let mut follow = ch
@@ -559,7 +561,7 @@ pub async fn run_standby(
         worker: None,
         topology: broker.topology,
     };
-    role.declare(&conn, &ch, broker.durable, false).await?;
+    role.declare(&conn, &ch, broker.queue_opts(), false).await?;
     let mut deliveries = futures::stream::SelectAll::new();
     for Consume { queue: q, args, .. } in role.consumes() {
         deliveries.push(

@@ -84,7 +84,8 @@ pub async fn all(s: &Session, a: &AllArgs) -> i32 {
     let mut opts = run_options(slaves, &a.run);
     opts.connections = a.connections as usize;
     let mut progress = Progress::new(g.quiet || g.json);
-    let result = run::run_all(&s.broker, &opts, s.shutdown.clone(), |d, t| {
+    let broker = s.seeded(opts.seed);
+    let result = run::run_all(&broker, &opts, s.shutdown.clone(), |d, t| {
         progress.update(d, t)
     })
     .await;
@@ -101,8 +102,8 @@ pub async fn all(s: &Session, a: &AllArgs) -> i32 {
 /// `sync-run master`: the master alone (or a standby).
 pub async fn master(s: &Session, m: &MasterArgs) -> i32 {
     let g = &s.global;
-    let broker = &s.broker;
     let opts = run_options(m.slaves, &m.run);
+    let broker = &s.seeded(opts.seed);
     if !g.json && !g.quiet {
         eprintln!(
             "master of run {} waiting for {} workers on {}",
@@ -136,7 +137,7 @@ pub async fn worker(s: &Session, w: &WorkerArgs) -> i32 {
     let id =
         w.id.unwrap_or_else(|| 1 + rand::random::<u32>() % 1_000_000);
     let t0 = Instant::now();
-    let broker = &s.broker;
+    let broker = &s.seeded(w.seed);
     let cfg = run::worker_config(&w.run_id, id, w.timeout, broker, w.master_user.clone());
     match amqp::run_worker(
         broker,

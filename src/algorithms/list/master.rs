@@ -12,7 +12,9 @@
 //! No I/O, no clock, no global RNG: [`super::broker`] drives it against RabbitMQ and
 //! [`super::sim`] on the generic simulator ([`crate::sim`]), with the same code.
 
-use super::protocol::{Body, Commit, Entry, Message, Rejection, Sender, Seq, Topology, WorkerId};
+use super::protocol::{
+    Body, Commit, Entry, Message, QueueType, Rejection, Sender, Seq, Topology, WorkerId,
+};
 use crate::contract::{Millis, Route, StateMachine};
 use rand::{Rng, RngCore};
 use serde::Serialize;
@@ -57,6 +59,7 @@ pub struct MasterConfig {
     /// `start` so that a worker started with other options says so instead of joining.
     pub topology: Topology,
     pub durable: bool,
+    pub queue_type: QueueType,
 }
 
 /// What the master wants done; it finishes with the run's record.
@@ -713,6 +716,7 @@ impl Master {
             relay: self.cfg.relay,
             topology: self.cfg.topology,
             durable: self.cfg.durable,
+            queue_type: self.cfg.queue_type,
         };
         self.publish(Route::Broadcast, body);
     }
@@ -943,6 +947,7 @@ mod tests {
             relay: false,
             topology: Default::default(),
             durable: false,
+            queue_type: Default::default(),
         }
     }
 

@@ -71,8 +71,9 @@ pub enum Body {
     /// workers follow the master of the highest epoch. `relay`: granted workers send their
     /// appends to the master alone, which re-broadcasts each committed append (batched with
     /// its grants); otherwise they broadcast appends on the fanout themselves.
-    /// `topology` and `durable` are the options every participant must share: a worker
-    /// started with others reports the mismatch and stops instead of joining in silence.
+    /// `topology`, `durable` and `queue_type` are the options every participant must
+    /// share: a worker started with others reports the mismatch and stops instead of
+    /// joining in silence. `queue_type` may be absent (a master that predates it): classic.
     Start {
         epoch: u32,
         workers: Vec<WorkerId>,
@@ -82,6 +83,8 @@ pub enum Body {
         relay: bool,
         topology: Topology,
         durable: bool,
+        #[serde(default)]
+        queue_type: QueueType,
     },
     /// Master → all (fanout). Turn `seq` belongs to `worker` for `lease_ms` milliseconds.
     Grant {
@@ -139,7 +142,7 @@ impl Body {
     }
 }
 
-pub use crate::contract::Topology;
+pub use crate::contract::{QueueType, Topology};
 
 /// One part of a [`Body::Batch`], kept as the JSON text it arrived as until the receiver
 /// decodes it with the same checks as any message ([`Part::decode`]). A part that does not

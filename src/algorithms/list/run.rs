@@ -93,6 +93,7 @@ pub fn master_config(o: &RunOptions, broker: &Broker) -> MasterConfig {
         relay: o.relay,
         topology: broker.topology,
         durable: broker.durable,
+        queue_type: broker.queue_type,
     }
 }
 
@@ -113,6 +114,7 @@ pub fn worker_config(
         deadline: Some(ms(deadline)),
         topology: broker.topology,
         durable: broker.durable,
+        queue_type: broker.queue_type,
         master_user,
     }
 }

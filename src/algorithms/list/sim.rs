@@ -272,6 +272,7 @@ pub fn run(seed: u64, cfg: SimConfig) -> SimResult {
         relay: cfg.relay,
         topology: Default::default(),
         durable: false,
+        queue_type: Default::default(),
     };
     let master = Master::new(mcfg, Box::new(StdRng::seed_from_u64(rng.random())), 0);
     let mut machines = vec![(MASTER, Node::Master(Box::new(master)))];
@@ -284,6 +285,7 @@ pub fn run(seed: u64, cfg: SimConfig) -> SimResult {
             deadline: Some(DEADLINE),
             topology: Default::default(),
             durable: false,
+            queue_type: Default::default(),
             master_user: None,
         };
         let w = Worker::new(wcfg, Box::new(StdRng::seed_from_u64(rng.random())), 0);

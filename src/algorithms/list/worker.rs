@@ -14,7 +14,9 @@
 //! Grants, evictions and the end come from the master alone, so they reach every worker
 //! in the same order; that and the sequence numbers are what make the lists identical.
 
-use super::protocol::{Body, Commit, Entry, Message, Rejection, Sender, Seq, Topology, WorkerId};
+use super::protocol::{
+    Body, Commit, Entry, Message, QueueType, Rejection, Sender, Seq, Topology, WorkerId,
+};
 use crate::contract::{Millis, Route, StateMachine};
 use rand::{Rng, RngCore};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -33,6 +35,7 @@ pub struct WorkerConfig {
     /// difference ends the worker with [`WorkerOutcome::Mismatch`].
     pub topology: Topology,
     pub durable: bool,
+    pub queue_type: QueueType,
     /// `--master-user`: accept messages that claim to come from the master only when the
     /// broker-validated AMQP `user_id` of their delivery is this user.
     pub master_user: Option<String>,
@@ -272,6 +275,7 @@ impl Worker {
                 relay,
                 topology,
                 durable,
+                queue_type,
                 ..
             } => {
                 self.heard_master = true;
@@ -294,6 +298,12 @@ impl Worker {
                     } else {
                         "the run is not durable; start this worker without --durable".to_string()
                     });
+                }
+                if queue_type != self.cfg.queue_type {
+                    differences.push(format!(
+                        "the run uses --queue-type {queue_type}, this worker --queue-type {}",
+                        self.cfg.queue_type
+                    ));
                 }
                 if !differences.is_empty() {
                     self.finish(WorkerOutcome::Mismatch {
@@ -546,6 +556,7 @@ mod tests {
             deadline: None,
             topology: Default::default(),
             durable: false,
+            queue_type: Default::default(),
             master_user: None,
         };
         Worker::new(cfg, Box::new(StdRng::seed_from_u64(id as u64)), 0)
@@ -572,6 +583,7 @@ mod tests {
             relay: false,
             topology: Default::default(),
             durable: false,
+            queue_type: Default::default(),
         })
     }
     fn drain(x: &mut Worker) -> Vec<Output> {
@@ -632,6 +644,7 @@ mod tests {
                             relay: true,
                             topology: Default::default(),
                             durable: false,
+                            queue_type: Default::default(),
                         },
                     ),
                     part(M, grant(1, 2)),
@@ -1054,6 +1067,7 @@ mod tests {
                 relay: false,
                 topology: Default::default(),
                 durable: false,
+                queue_type: Default::default(),
             },
         )
         .encode();
@@ -1095,6 +1109,7 @@ mod tests {
                 relay: false,
                 topology: Default::default(),
                 durable: false,
+                queue_type: Default::default(),
             },
         )
         .encode();

@@ -107,7 +107,7 @@ pub async fn execute(
     // Every inbox once, here: each peer then declares only its own and its neighbours'.
     let declared = async {
         let ch = crate::broker::open_channel(&conn, 1).await?;
-        run.wiring().declare(&ch, broker.durable).await
+        run.wiring().declare(&ch, broker.queue_opts()).await
     };
     let declared = crate::broker::bounded(
         crate::broker::op_limit(broker) * 4,
