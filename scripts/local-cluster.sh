@@ -61,8 +61,8 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,/^# up: starts/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' >&2
-  echo "(more in the comment at the top of $0)" >&2
+  sed -n '2,/^# up: starts/p' "$self" | sed -e '$d' -e 's/^# \{0,1\}//' >&2
+  echo "(more in the comment at the top of $self)" >&2
   exit 2
 }
 say() { printf 'local-cluster: %s\n' "$*" >&2; }
@@ -197,12 +197,18 @@ vm_pid() {
   echo "$pid"
 }
 
-# Pids of every beam.smp whose command line contains DIR/.
+re_escape() { printf '%s' "$1" | sed 's/[][\.*^$+?(){}|]/\\&/g'; }
+
+# Pids of every beam.smp whose command line contains $1 (default: DIR/).
 dir_beams() {
   local p cmd
+  if command -v pgrep >/dev/null; then
+    pgrep -f -- "beam\.smp .*$(re_escape "${1:-$DIR/}")" || true
+    return 0
+  fi
   for p in /proc/[0-9]*; do
     cmd=$(cmdline "${p#/proc/}") || continue
-    if [[ $cmd == *beam.smp* && $cmd == *"$DIR/"* ]]; then echo "${p#/proc/}"; fi
+    if [[ $cmd == *beam.smp* && $cmd == *"${1:-$DIR/}"* ]]; then echo "${p#/proc/}"; fi
   done
 }
 
@@ -240,6 +246,10 @@ tail_logs() {
       tail -n 30 "$f" >&2
     fi
   done
+  f="$DIR/$1/erl_crash.dump"
+  if [ -s "$f" ]; then
+    say "--- its Erlang VM crashed ($f): $(grep -m1 '^Slogan' "$f" | cut -c1-2000)"
+  fi
 }
 
 # Starts node $1's Erlang VM; returns once it has detached.
@@ -254,7 +264,7 @@ start_vm() {
 # Waits until node $1, just started (by start_vm or start_app), runs: await_startup, then its
 # AMQP port. $2: deadline (in $SECONDS). rabbitmqctl output goes to DIR/<n>/ctl.log.
 await_node() {
-  local i=$1 deadline=$2 left
+  local i=$1 deadline=$2 left grace=$((SECONDS + 5))
   while :; do
     # await_startup fails at once while the VM has no distribution port yet.
     if listening "$(dist_port "$i")"; then
@@ -265,7 +275,9 @@ await_node() {
         break
       fi
     fi
-    if [ -s "$DIR/$i/pid" ] && ! vm_pid "$i" >/dev/null; then
+    # Its VM (known by pid file or command line) may take a moment to appear.
+    if [ "$SECONDS" -ge "$grace" ] && ! vm_pid "$i" >/dev/null &&
+      [ -z "$(dir_beams "-sync_run_local_cluster $DIR/$i/")" ]; then
       say "$(node_name "$i"): its Erlang VM has exited"
       return 1
     fi
@@ -390,13 +402,24 @@ join_node() {
   }
 }
 
+UP_JOBS=()
+on_interrupt() {
+  trap '' INT TERM
+  say "interrupted: tearing the cluster down"
+  [ ${#UP_JOBS[@]} -eq 0 ] || kill "${UP_JOBS[@]}" 2>/dev/null || true
+  wait || true
+  cmd_down
+  exit 130
+}
+
 cmd_up() {
-  local watch="" t0 i p pid deadline failed="" pids=() ports=()
+  local watch="" t0 i p pid deadline failed="" ports=()
   t0=$(now)
   while [ $# -gt 0 ]; do
     case "$1" in
       --watch)
         [[ ${2:-} =~ ^[0-9]+$ ]] || die "--watch needs a process id" 2
+        alive "$2" || die "--watch $2: no such process" 2
         watch=$2
         shift 2
         ;;
@@ -436,7 +459,7 @@ cmd_up() {
 
   mkdir -p "$DIR"
   : >"$MARKER"
-  trap 'say "interrupted"; cmd_down; exit 130' INT TERM
+  trap on_interrupt INT TERM
   od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$DIR/instance"
   (
     umask 077
@@ -475,9 +498,9 @@ cmd_up() {
       join_node "$i" || fail
       say "$(node_name "$i") joined $(node_name 1) ($(since "$t0") s)"
     ) &
-    pids+=($!)
+    UP_JOBS+=($!)
   done
-  for pid in "${pids[@]}"; do wait "$pid" || true; done
+  for pid in "${UP_JOBS[@]}"; do wait "$pid" || true; done
   for i in "${NODES[@]}"; do
     if [ -e "$DIR/$i/failed" ]; then
       failed=$i
@@ -592,6 +615,7 @@ case "$cmd" in
     [ $# -ge 2 ] || usage
     n=$(node_index "$1") || usage
     shift
+    [ -e "$MARKER" ] || die "no cluster in $DIR: run \`up\` first"
     ctl_within 0 "$n" "$@"
     ;;
   __watchdog)

@@ -19,9 +19,11 @@
 //! They run one at a time: a broker restart would disturb any other run.
 
 mod common;
+mod observer;
 
 use common::{
     PrivateBroker, TestBroker, close_connections, ctl_ok, finish, leftovers, spawn, unique,
+    verified,
 };
 use futures::StreamExt;
 use lapin::options::{
@@ -30,8 +32,9 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
+use observer::{PeerObserver, freeze};
 use std::collections::{BTreeMap, HashSet};
-use std::process::{Child, Command};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use sync_run::algorithms::list::protocol::Names;
@@ -218,46 +221,6 @@ impl Drop for RestartGuard {
 
 // ---------------------------------------------------------------------------------------
 // Freezing participants, and watching the run.
-
-fn signal(sig: &str, pids: &[u32]) -> bool {
-    Command::new("kill")
-        .arg(format!("-{sig}"))
-        .args(pids.iter().map(u32::to_string))
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Processes stopped with SIGSTOP; SIGCONT when dropped (also when the test fails).
-struct Frozen(Vec<u32>);
-
-/// Stops `pids` and waits until the kernel reports each stopped.
-fn freeze(pids: &[u32]) -> Frozen {
-    assert!(signal("STOP", pids), "kill -STOP {pids:?}");
-    let frozen = Frozen(pids.to_vec());
-    let t = Instant::now();
-    for pid in pids {
-        // /proc/PID/stat: "PID (comm) STATE …"; T is stopped.
-        while let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            let state = stat.rsplit(") ").next().and_then(|s| s.chars().next());
-            if state == Some('T') {
-                break;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "process {pid} did not stop: {stat}"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-    frozen
-}
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        // A process killed while frozen is a zombie until reaped: the signal is harmless.
-        signal("CONT", &self.0);
-    }
-}
 
 fn pid(c: &Child) -> u32 {
     c.id()
@@ -505,24 +468,6 @@ async fn wait_queue(pb: &PrivateBroker, queue: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     sync_run::broker::close_quietly(&conn, "probe done").await;
-}
-
-/// Parses the master's JSON report and checks the lists agree; returns the report.
-fn verified(stdout: &str, entries: usize) -> serde_json::Value {
-    let doc: serde_json::Value =
-        serde_json::from_str(stdout).unwrap_or_else(|e| panic!("JSON report: {e}: {stdout}"));
-    assert_eq!(doc["verdict"]["verified"], true, "{}", doc["verdict"]);
-    let lists = doc["lists"].as_object().expect("lists");
-    let first = lists.values().next().expect("a list").clone();
-    for l in lists.values() {
-        assert_eq!(l, &first, "lists identical");
-    }
-    assert_eq!(
-        first.as_array().map(Vec::len),
-        Some(entries),
-        "no entry lost, none twice"
-    );
-    doc
 }
 
 // ---------------------------------------------------------------------------------------
@@ -973,7 +918,7 @@ async fn a_second_active_master_is_refused() {
         err.contains("leadership lock") && err.contains("--standby"),
         "{err}"
     );
-    assert!(signal("INT", &[pid(&first)]));
+    observer::signal(pid(&first), "INT");
     assert_eq!(finish(first).0, 130);
     assert_eq!(leftovers(&s.tb, &run, 2).await, Vec::<String>::new());
     s.done().await;
@@ -1079,102 +1024,6 @@ async fn bad_messages_mid_run_are_rejected_counted_and_the_run_verifies() {
 // ---------------------------------------------------------------------------------------
 // Point-to-point algorithms (mutual exclusion, logical clocks): connections closed mid-run.
 
-/// Watches everything sent to process 1 of a peer run: an exclusive, server-named queue
-/// bound to the run's direct exchange with process 1's key, declared before the run
-/// starts. Counts the messages by type.
-struct PeerObserver {
-    conn: Connection,
-    seen: Arc<Mutex<BTreeMap<String, u64>>>,
-}
-
-impl PeerObserver {
-    async fn attach(pb: &PrivateBroker, run: &sync_run::broker::peers::PeerRun) -> PeerObserver {
-        let url = BrokerUrl::parse(&pb.url).expect("private broker URL");
-        // Named without the run id: closing the run's connections leaves it alone.
-        let conn =
-            sync_run::broker::connect(&url, "sync-run fault observer", Duration::from_secs(10))
-                .await
-                .expect("observer: connect");
-        let ch = conn.create_channel().await.expect("observer: channel");
-        // As the run declares it (broker::wiring): direct, auto-delete, not durable.
-        ch.exchange_declare(
-            run.exchange().as_str().into(),
-            ExchangeKind::Direct,
-            ExchangeDeclareOptions {
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("observer: declare the run's exchange");
-        let q = ch
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("observer: queue");
-        ch.queue_bind(
-            q.name().as_str().into(),
-            run.exchange().as_str().into(),
-            "peer.1".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("observer: bind");
-        let mut consumer = ch
-            .basic_consume(
-                q.name().as_str().into(),
-                "observer".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("observer: consume");
-        let seen: Arc<Mutex<BTreeMap<String, u64>>> = Default::default();
-        let into = seen.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(d)) = consumer.next().await {
-                if let Ok(m) = serde_json::from_slice::<serde_json::Value>(&d.data) {
-                    let kind = m["type"].as_str().unwrap_or("?").to_owned();
-                    *into.lock().unwrap().entry(kind).or_default() += 1;
-                }
-            }
-        });
-        PeerObserver { conn, seen }
-    }
-
-    fn count(&self, kind: &str) -> u64 {
-        self.seen.lock().unwrap().get(kind).copied().unwrap_or(0)
-    }
-
-    async fn wait_for(&self, kind: &str, n: u64) {
-        let t = Instant::now();
-        while self.count(kind) < n {
-            assert!(
-                t.elapsed() < Duration::from_secs(60),
-                "{n} {kind} to process 1 not seen; seen {:?}",
-                self.seen.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
-
-    async fn close(self) {
-        sync_run::broker::close_quietly(&self.conn, "observer done").await;
-    }
-}
-
 /// Every connection of a mutual-exclusion run and of a logical-clock run (the processes'
 /// pooled connections and the results reader) is closed by the broker mid-run, while the
 /// run's process is frozen after process 1 has received its 3rd message and before it has
@@ -1241,7 +1090,7 @@ async fn peer_runs_survive_connections_closed_mid_run() {
         for rep in 0..3 {
             let run_id = unique(&format!("{alg}-cc"));
             let run = sync_run::broker::peers::PeerRun::numbered(alg, run_id.clone(), n);
-            let obs = PeerObserver::attach(s.pb, &run).await;
+            let obs = PeerObserver::attach(&s.pb.url, &run).await;
             let mut args = vec![alg, "--run-id", &run_id, "--json", "--timeout", "60s"];
             args.extend(shape);
             let t = Instant::now();

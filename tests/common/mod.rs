@@ -975,3 +975,21 @@ pub async fn wait_for_consumer(tb: &TestBroker, queue: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Parses the master's JSON report and checks the lists agree; returns the report.
+pub fn verified(stdout: &str, entries: usize) -> serde_json::Value {
+    let doc: serde_json::Value =
+        serde_json::from_str(stdout).unwrap_or_else(|e| panic!("JSON report: {e}: {stdout}"));
+    assert_eq!(doc["verdict"]["verified"], true, "{}", doc["verdict"]);
+    let lists = doc["lists"].as_object().expect("lists");
+    let first = lists.values().next().expect("a list").clone();
+    for l in lists.values() {
+        assert_eq!(l, &first, "lists identical");
+    }
+    assert_eq!(
+        first.as_array().map(Vec::len),
+        Some(entries),
+        "no entry lost, none twice"
+    );
+    doc
+}

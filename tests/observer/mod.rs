@@ -148,3 +148,153 @@ pub fn signal(pid: u32, signal: &str) {
 pub fn is(m: &Value, kind: &str) -> bool {
     m["type"] == kind
 }
+
+/// Watches everything sent to process 1 of a peer run: an exclusive, server-named queue
+/// bound to the run's direct exchange with process 1's key, declared before the run
+/// starts. Counts the messages by type.
+pub struct PeerObserver {
+    conn: lapin::Connection,
+    seen: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
+}
+
+impl PeerObserver {
+    pub async fn attach(url: &str, run: &sync_run::broker::peers::PeerRun) -> PeerObserver {
+        let url = BrokerUrl::parse(url).expect("observer URL");
+        // Named without the run id: closing the run's connections leaves it alone.
+        let conn =
+            sync_run::broker::connect(&url, "sync-run fault observer", Duration::from_secs(10))
+                .await
+                .expect("observer: connect");
+        let ch = conn.create_channel().await.expect("observer: channel");
+        // As the run declares it (broker::wiring): direct, auto-delete, not durable.
+        ch.exchange_declare(
+            run.exchange().as_str().into(),
+            lapin::ExchangeKind::Direct,
+            ExchangeDeclareOptions {
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("observer: declare the run's exchange");
+        let q = ch
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("observer: queue");
+        ch.queue_bind(
+            q.name().as_str().into(),
+            run.exchange().as_str().into(),
+            "peer.1".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("observer: bind");
+        let mut consumer = ch
+            .basic_consume(
+                q.name().as_str().into(),
+                "observer".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("observer: consume");
+        let seen: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>> =
+            Default::default();
+        let into = seen.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(d)) = consumer.next().await {
+                if let Ok(m) = serde_json::from_slice::<serde_json::Value>(&d.data) {
+                    let mut seen = into.lock().unwrap();
+                    let kind = m["type"].as_str().unwrap_or("?").to_owned();
+                    *seen.entry(kind).or_default() += 1;
+                    // The parts of a packed delivery (the bank's `bodies`) count too.
+                    for part in m["bodies"].as_array().into_iter().flatten() {
+                        let kind = part["type"].as_str().unwrap_or("?").to_owned();
+                        *seen.entry(kind).or_default() += 1;
+                    }
+                }
+            }
+        });
+        PeerObserver { conn, seen }
+    }
+
+    /// Every message seen, whatever its type (packed parts not counted twice).
+    pub fn total(&self) -> u64 {
+        let seen = self.seen.lock().unwrap();
+        seen.values().sum::<u64>()
+    }
+
+    pub fn count(&self, kind: &str) -> u64 {
+        self.seen.lock().unwrap().get(kind).copied().unwrap_or(0)
+    }
+
+    pub async fn wait_for(&self, kind: &str, n: u64) {
+        let t = std::time::Instant::now();
+        while self.count(kind) < n {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "{n} {kind} to process 1 not seen; seen {:?}",
+                self.seen.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    pub async fn close(self) {
+        sync_run::broker::close_quietly(&self.conn, "observer done").await;
+    }
+}
+
+/// Processes stopped with SIGSTOP; SIGCONT when dropped (also when the test fails).
+pub struct Frozen(Vec<u32>);
+
+/// Stops `pids` and waits until the kernel reports each stopped.
+pub fn freeze(pids: &[u32]) -> Frozen {
+    assert!(signal_all("STOP", pids), "kill -STOP {pids:?}");
+    let frozen = Frozen(pids.to_vec());
+    let t = std::time::Instant::now();
+    for pid in pids {
+        // /proc/PID/stat: "PID (comm) STATE …"; T is stopped.
+        while let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            let state = stat.rsplit(") ").next().and_then(|s| s.chars().next());
+            if state == Some('T') {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "process {pid} did not stop: {stat}"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    frozen
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        // A process killed while frozen is a zombie until reaped: the signal is harmless.
+        signal_all("CONT", &self.0);
+    }
+}
+
+/// Sends `sig` to every process of `pids`; whether `kill` succeeded.
+fn signal_all(sig: &str, pids: &[u32]) -> bool {
+    std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .args(pids.iter().map(u32::to_string))
+        .status()
+        .is_ok_and(|s| s.success())
+}
