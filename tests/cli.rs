@@ -411,6 +411,7 @@ async fn the_leak_check_sees_what_is_left() {
         "{left:?}"
     );
     sync_run::algorithms::list::broker::delete_run(
+        &conn,
         &ch,
         &names,
         &sync_run::algorithms::list::broker::Cleanup::Run(vec![]),

@@ -200,7 +200,7 @@ impl PeerRun {
         let conn = connect(&broker.url, "sync-run cleanup", broker.connect_timeout).await?;
         let r = async {
             let ch = open_channel(&conn, 1).await?;
-            self.wiring().delete(&ch).await
+            self.wiring().delete(&conn, &ch).await
         };
         let r = bounded(op_limit(broker), "deleting the run", r).await;
         close_quietly(&conn, "cleanup done").await;

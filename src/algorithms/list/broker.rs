@@ -116,7 +116,12 @@ pub enum Cleanup {
 
 /// Deletes what `what` names. RabbitMQ treats deleting a missing queue or exchange as
 /// success, so both roles may delete the same thing.
-pub async fn delete_run(ch: &Channel, names: &Names, what: &Cleanup) -> Result<(), BrokerError> {
+pub async fn delete_run(
+    conn: &Connection,
+    ch: &Channel,
+    names: &Names,
+    what: &Cleanup,
+) -> Result<(), BrokerError> {
     match what {
         Cleanup::Worker { id, .. } => {
             let q = names.worker_queue(*id);
@@ -125,7 +130,7 @@ pub async fn delete_run(ch: &Channel, names: &Names, what: &Cleanup) -> Result<(
                 .ctx(|| format!("deleting queue {q}"))?;
             Ok(())
         }
-        Cleanup::Run(workers) => run_wiring(names, workers).delete(ch).await,
+        Cleanup::Run(workers) => run_wiring(names, workers).delete(conn, ch).await,
     }
 }
 
@@ -321,7 +326,7 @@ impl Endpoint for Role {
         what: &'a Cleanup,
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
         Box::pin(async move {
-            delete_run(&link.ch, &self.names, what).await?;
+            delete_run(&link.conn, &link.ch, &self.names, what).await?;
             if let Cleanup::Worker {
                 abandoned: true, ..
             } = what
@@ -342,11 +347,11 @@ impl Endpoint for Role {
 
     fn delete_fresh<'a>(
         &'a self,
-        _conn: &'a Connection,
+        conn: &'a Connection,
         ch: &'a Channel,
         what: &'a Cleanup,
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
-        Box::pin(delete_run(ch, &self.names, what))
+        Box::pin(delete_run(conn, ch, &self.names, what))
     }
 }
 
