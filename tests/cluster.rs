@@ -10,7 +10,7 @@
 //! Every node loss happens mid-run **by construction**: an observer on the run's fanout (or
 //! on a peer's inbox) sees the run reach a point, the run's process is frozen (SIGSTOP),
 //! the test checks the run is not over, finds the node that holds the connection under
-//! attack (`list_connections name port`: the port says the node), stops its application
+//! attack (`list_connections client_properties port`: the port says the node), stops its application
 //! (`stop_app`) or kills its Erlang VM (SIGKILL), and lets the process go. The node is
 //! brought back after each run, and every run is checked to leave nothing on any node.
 //!
@@ -168,20 +168,46 @@ impl Drop for Lost<'_> {
 }
 
 impl Cluster {
-    /// Names of the queues and exchanges of run `run` that any node still lists.
+    /// Names of the queues and exchanges of run `run` that any node still lists (every
+    /// node asked, at once).
     fn leftovers(&self, run: &str) -> Vec<String> {
-        let mut left = Vec::new();
-        for i in 0..3 {
-            for what in ["list_queues", "list_exchanges"] {
-                let listed = self.ctl(i, &["-q", what, "--no-table-headers", "name"]);
-                left.extend(
-                    listed
-                        .lines()
-                        .filter(|l| l.contains(run))
-                        .map(|l| format!("node {}: {l}", i + 1)),
-                );
-            }
+        self.leftovers_on(&[0, 1, 2], run)
+    }
+
+    /// [`Cluster::leftovers`] as `nodes` list them.
+    fn leftovers_on(&self, nodes: &[usize], run: &str) -> Vec<String> {
+        std::thread::scope(|s| {
+            let asks: Vec<_> = nodes
+                .iter()
+                .flat_map(|&i| ["list_queues", "list_exchanges"].map(|what| (i, what)))
+                .map(|(i, what)| {
+                    s.spawn(move || {
+                        let listed = self.ctl(i, &["-q", what, "--no-table-headers", "name"]);
+                        listed
+                            .lines()
+                            .filter(|l| l.contains(run))
+                            .map(|l| format!("node {}: {l}", i + 1))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            asks.into_iter()
+                .flat_map(|a| a.join().expect("a listing"))
+                .collect()
+        })
+    }
+
+    /// Brings the lost node back while the two others are checked for leftovers of `run`,
+    /// then checks it too.
+    fn back_and_clean(&self, lost: Lost<'static>, run: &str) -> Vec<String> {
+        let node = lost.node;
+        let survivors: Vec<usize> = (0..3).filter(|&i| i != node).collect();
+        let restoring = std::thread::spawn(move || drop(lost));
+        let mut left = self.leftovers_on(&survivors, run);
+        if restoring.join().is_err() {
+            panic!("node {} did not come back", node + 1);
         }
+        left.extend(self.leftovers_on(&[node], run));
         left
     }
 }
@@ -284,8 +310,9 @@ fn start_cluster() -> Result<Cluster, String> {
 
 /// What one run with a node lost showed.
 struct Figures {
-    /// From letting the frozen run go to the first grant after the loss.
-    recover: Duration,
+    /// From letting the frozen run go to the first grant after the loss (`None`: the run
+    /// did not move on within 90 s).
+    recover: Option<Duration>,
     wall: Duration,
     node: usize,
 }
@@ -297,7 +324,7 @@ const LIST_ROUNDS: usize = 5;
 /// nodes; frozen after its 3rd grant, the node holding the master's connection is lost
 /// `how`, and the run let go. Returns the exit code, stdout, stderr and the figures.
 async fn list_run_losing_the_masters_node(
-    c: &Cluster,
+    c: &'static Cluster,
     how: Loss,
     topology: &str,
     queue_type: &str,
@@ -363,31 +390,33 @@ async fn list_run_losing_the_masters_node(
     let lost = c.lose_for_a_while(node, how);
     drop(frozen);
     let resumed = Instant::now();
-    // Bounded here, not in the observer: a run that never recovers is reported below with
-    // its own output.
-    let next = tokio::time::timeout(
-        Duration::from_secs(90),
-        after.wait_for("a grant after the loss", Duration::from_secs(3600), |m| {
-            (is(m, "grant") && m["seq"].as_u64() > Some(last_grant))
-                || is(m, "end")
-                || is(m, "abort")
-        }),
-    )
-    .await;
-    let recover = resumed.elapsed();
+    // Until the run moves on (a grant after the last one seen before the loss, or its
+    // end) or its process exits (a run that cannot survive the loss).
+    let mut child = child;
+    let mut recover = None;
+    while resumed.elapsed() < Duration::from_secs(90) {
+        let moved = after
+            .saw(Duration::from_millis(20), |m| {
+                (is(m, "grant") && m["seq"].as_u64() > Some(last_grant))
+                    || is(m, "end")
+                    || is(m, "abort")
+            })
+            .await;
+        if moved {
+            recover = Some(resumed.elapsed());
+            break;
+        }
+        if child.try_wait().ok().flatten().is_some() {
+            break;
+        }
+    }
     let (code, out, err) = finish(child);
     let wall = t.elapsed();
-    assert!(
-        next.is_ok(),
-        "run {run}: nothing after the loss of node {} within 90 s: exit {code}\n{out}\n{err}",
-        node + 1
-    );
     after.close().await;
     if node != 0 {
         obs.close().await;
     }
-    drop(lost);
-    let left = c.leftovers(&run);
+    let left = c.back_and_clean(lost, &run);
     assert!(left.is_empty(), "run {run} left on the cluster: {left:?}");
     (
         code,
@@ -401,9 +430,13 @@ async fn list_run_losing_the_masters_node(
     )
 }
 
-/// Checks a run that lost a node verified: every list identical, every entry there once.
-fn survived(code: i32, out: &str, err: &str, what: &str) {
+/// Checks a run that lost a node moved on and verified: every list identical, every entry
+/// there once. Returns its time to recover.
+fn survived(code: i32, out: &str, err: &str, f: &Figures, what: &str) -> Duration {
     assert_eq!(code, 0, "{what}: {out}\n{err}");
+    let Some(recover) = f.recover else {
+        panic!("{what}: verified, but no grant seen within 90 s of the loss: {err}");
+    };
     let doc = verified(out, LIST_SLAVES * LIST_ROUNDS);
     // Nothing lost, nothing applied twice: no worker evicted or lost, every grant
     // committed once (the checker's "each worker wrote exactly once per round" passed).
@@ -422,6 +455,7 @@ fn survived(code: i32, out: &str, err: &str, what: &str) {
         LIST_SLAVES * LIST_ROUNDS,
         "{what}: committed grants: {grants:?}"
     );
+    recover
 }
 
 /// Repeats the loss `how` of the master's node REPEATS times and prints the fault table's row.
@@ -432,14 +466,13 @@ async fn list_survives(test: &str, how: Loss) {
     for rep in 0..REPEATS {
         let (code, out, err, f) =
             list_run_losing_the_masters_node(c, how, "queues", "quorum", rep).await;
-        survived(code, &out, &err, &format!("{how:?} rep {rep}"));
+        let r = survived(code, &out, &err, &f, &format!("{how:?} rep {rep}"));
         eprintln!(
-            "{how:?} rep {rep}: lost node {} (the master's); first grant {:.0?} after; verified in {:.1?}",
+            "{how:?} rep {rep}: lost node {} (the master's); first grant {r:.0?} after; verified in {:.1?}",
             f.node + 1,
-            f.recover,
             f.wall
         );
-        recover.push(f.recover);
+        recover.push(r);
     }
     recover.sort();
     eprintln!(
@@ -523,11 +556,10 @@ async fn the_stream_topology_survives_losing_the_masters_node() {
     for how in [Loss::StopApp, Loss::Kill] {
         let (code, out, err, f) =
             list_run_losing_the_masters_node(c, how, "stream", "quorum", 0).await;
-        survived(code, &out, &err, &format!("stream, {how:?}"));
+        let r = survived(code, &out, &err, &f, &format!("stream, {how:?}"));
         eprintln!(
-            "stream, {how:?}: lost node {}; first grant {:.0?} after; verified in {:.1?}",
+            "stream, {how:?}: lost node {}; first grant {r:.0?} after; verified in {:.1?}",
             f.node + 1,
-            f.recover,
             f.wall
         );
     }
@@ -567,7 +599,7 @@ async fn classic_queues_on_a_lost_node_end_the_run_with_a_clear_error() {
 /// messages and before it has `over` of `last`; the node holding the run's shared
 /// connection is lost `how`; the run's checkers must verify.
 async fn peer_run_losing_a_node(
-    c: &Cluster,
+    c: &'static Cluster,
     alg: &'static str,
     peers: u32,
     args: &[&str],
@@ -609,12 +641,11 @@ async fn peer_run_losing_a_node(
     if node != 0 {
         obs.close().await;
     }
-    drop(lost);
+    let left = c.back_and_clean(lost, &run_id);
     assert_eq!(code, 0, "{alg}, {how:?}: {out}\n{err}");
     let doc: serde_json::Value =
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{alg}: JSON: {e}: {out}"));
     assert_eq!(doc["verified"], true, "{alg}: {}", doc["checks"]);
-    let left = c.leftovers(&run_id);
     assert!(left.is_empty(), "{alg} left on the cluster: {left:?}");
     eprintln!(
         "{alg}, {how:?}: lost node {} (the run's shared connection) mid-run; verified in {wall:.1?}",

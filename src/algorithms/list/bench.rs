@@ -320,7 +320,7 @@ async fn fanout_rate(
 }
 
 /// How a run is made: topology, window, relay.
-type Variant = (Topology, usize, bool);
+pub(super) type Variant = (Topology, usize, bool);
 
 /// The command-line flags of a variant (also its label).
 fn flags((topology, window, relay): Variant) -> String {
@@ -333,15 +333,28 @@ fn flags((topology, window, relay): Variant) -> String {
 
 /// One `sync-run --slaves N --json` process; its JSON report gives the figures.
 async fn sync_run_once(cfg: &BenchConfig, n: usize, v: Variant) -> Result<RunFigures> {
+    sync_run_against(cfg, &cfg.url, n, v, &[]).await
+}
+
+/// [`sync_run_once`] against `url` (a node, or a cluster's nodes), with `extra` flags
+/// (e.g. `--queue-type quorum`).
+pub(super) async fn sync_run_against(
+    cfg: &BenchConfig,
+    url: &BrokerUrl,
+    n: usize,
+    v: Variant,
+    extra: &[&str],
+) -> Result<RunFigures> {
     let (topology, window, relay) = v;
     // The URL goes through the environment, not argv, where `ps` would show its password.
     let out = tokio::process::Command::new(&cfg.exe)
-        .env("AMQP_URL", cfg.url.as_str())
+        .env("AMQP_URL", url.as_str())
         .arg("--connect-timeout")
         .arg(format!("{}ms", cfg.connect_timeout.as_millis()))
         .args(["--json", "--seed", "1", "--slaves"])
         .arg(n.to_string())
         .args(flags(v).split(' '))
+        .args(extra)
         .arg("--timeout")
         .arg(format!("{}s", cfg.timeout.as_secs().max(1)))
         .stdin(Stdio::null())

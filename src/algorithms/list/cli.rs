@@ -49,6 +49,14 @@ pub struct BenchArgs {
     /// Each run's time limit.
     #[arg(long, default_value = "600s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// What replication costs: each size on one node (`--single-url`) with classic queues
+    /// and with the stream, and on the cluster (`--amqp-url`, two URLs or more) with quorum
+    /// queues and with the stream, in one session; cluster ÷ one node as a ratio.
+    #[arg(long)]
+    pub cluster: bool,
+    /// The single node `--cluster` compares with (the password is never printed).
+    #[arg(long, default_value = crate::cli::DEFAULT_URL, hide_default_value = true)]
+    pub single_url: String,
 }
 
 #[derive(Debug, Args)]

@@ -5,7 +5,7 @@ use super::master::RunRecord;
 use super::run::{self, RunOptions};
 use super::worker::WorkerOutcome;
 use super::{broker as amqp, checks as verify, report};
-use crate::broker::{Broker, BrokerError};
+use crate::broker::{Broker, BrokerError, BrokerUrl};
 use crate::cli::session::{Session, Stopped, or_signal};
 use crate::cli::{GlobalArgs, usage_error};
 use crate::exit;
@@ -177,6 +177,9 @@ pub async fn bench(s: &Session, b: &BenchArgs) -> i32 {
         plot: b.plot.clone(),
         timeout: b.timeout,
     };
+    if b.cluster {
+        return cluster_bench(s, b, &cfg).await;
+    }
     let report = match super::bench::run(&cfg).await {
         Ok(r) => r,
         Err(e) => {
@@ -269,4 +272,44 @@ fn worker_exit(g: &GlobalArgs, run_id: &str, id: u32, o: &WorkerOutcome, stopped
         println!("{line}");
     }
     code
+}
+
+/// `sync-run bench --cluster`: the same runs on one node and on the cluster.
+async fn cluster_bench(s: &Session, b: &BenchArgs, cfg: &super::bench::BenchConfig) -> i32 {
+    if cfg.url.nodes().len() < 2 {
+        usage_error(
+            "bench --cluster needs the cluster's nodes in --amqp-url (two URLs or more, comma-separated; e.g. --amqp-url \"$(scripts/local-cluster.sh urls)\")",
+        );
+    }
+    let single = BrokerUrl::parse(&b.single_url)
+        .unwrap_or_else(|e| usage_error(format!("--single-url: {e}")));
+    match super::cluster_bench::run(cfg, &single).await {
+        Ok(report) => {
+            if s.global.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            } else {
+                print!("{}", super::cluster_bench::render(&report));
+            }
+            let all_verified = report
+                .runs
+                .iter()
+                .all(|r| r.figures.as_ref().is_some_and(|f| f.verified));
+            if all_verified {
+                exit::VERIFIED
+            } else {
+                exit::FAILED
+            }
+        }
+        Err(e) => {
+            eprintln!("sync-run bench --cluster: {e:#}");
+            if e.downcast_ref::<BrokerError>().is_some() {
+                exit::BROKER
+            } else {
+                exit::FAILED
+            }
+        }
+    }
 }

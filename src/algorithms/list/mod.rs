@@ -9,6 +9,7 @@ pub mod bench;
 pub mod broker;
 pub mod checks;
 pub mod cli;
+pub mod cluster_bench;
 pub mod command;
 pub mod master;
 pub mod protocol;
