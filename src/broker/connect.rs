@@ -52,9 +52,6 @@ async fn connect_ordered(
     let deadline = Instant::now() + timeout;
     let order = url.order(key, offset);
     let n = order.len();
-    // A node that accepts the connection but does not answer (frozen, overloaded) must
-    // not take the whole timeout from the others.
-    let share = (timeout / n as u32).max(Duration::from_secs(1));
     let start = url.next_start(name);
     let timed_out = || BrokerError::ConnectTimeout {
         url: url.redacted().to_owned(),
@@ -67,11 +64,11 @@ async fn connect_ordered(
         for i in 0..n {
             let pos = (start + i) % n;
             let node = &url.nodes()[order[pos]];
-            let until = if n == 1 {
-                deadline
-            } else {
-                deadline.min(Instant::now() + share)
-            };
+            // Each node gets an equal share of what is left, so a node that accepts the
+            // connection but does not answer (frozen, overloaded) cannot take the others'
+            // time; with one node, that is all of it.
+            let now = Instant::now();
+            let until = now + (deadline.saturating_duration_since(now) / (n - i) as u32);
             match tokio::time::timeout_at(until, connect_once(node, name)).await {
                 Ok(Ok(c)) => {
                     url.connected(name, pos);
@@ -85,16 +82,18 @@ async fn connect_ordered(
                     refused = Some(format!("{}: {e}", node.redacted()));
                 }
                 Ok(Err(e)) => {
+                    // The broker said no to the credentials: a cluster's users are the same
+                    // on every node, so no other node will say yes.
+                    let said_no = refused_credentials(&e);
                     let e = classify(node.redacted(), e);
-                    if n == 1 {
+                    if said_no {
                         return Err(e);
                     }
-                    // A node going down or coming up may drop a handshake: another node
-                    // may still take us, and this one may on the next round.
+                    // A node going down or coming up may drop a handshake or a socket:
+                    // another node may still take us, and this one may on the next round.
                     tracing::debug!(url = node.redacted(), error = %e, "node did not take the connection");
                     for_good.push(e);
                 }
-                Err(_) if n == 1 => return Err(timed_out()),
                 Err(_) => {
                     tracing::debug!(
                         url = node.redacted(),
@@ -111,8 +110,10 @@ async fn connect_ordered(
             return Err(for_good.remove(0));
         }
         if Instant::now() + delay >= deadline {
-            let last = refused
-                .or_else(|| for_good.first().map(ToString::to_string))
+            let last = for_good
+                .first()
+                .map(ToString::to_string)
+                .or(refused)
                 .unwrap_or_default();
             return Err(BrokerError::Unreachable {
                 url: url.redacted().to_owned(),
@@ -126,6 +127,16 @@ async fn connect_ordered(
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(1000));
     }
+}
+
+/// The broker answered that the user or the password is wrong (ACCESS_REFUSED).
+fn refused_credentials(e: &lapin::Error) -> bool {
+    let lower = e.to_string().to_lowercase();
+    lower.contains("access_refused")
+        || lower.contains("access-refused")
+        || lower.contains("authentication")
+        || lower.contains("login")
+        || lower.contains("403")
 }
 
 /// The node refused the TCP connection: nothing listens there (yet).
@@ -154,13 +165,7 @@ async fn connect_once(url: &NodeUrl, name: &str) -> Result<Connection, lapin::Er
 fn classify(url: &str, e: lapin::Error) -> BrokerError {
     let url = url.to_owned();
     let reason = e.to_string();
-    let lower = reason.to_lowercase();
-    if lower.contains("access_refused")
-        || lower.contains("access-refused")
-        || lower.contains("authentication")
-        || lower.contains("login")
-        || lower.contains("403")
-    {
+    if refused_credentials(&e) {
         return BrokerError::Auth {
             url,
             reason: "ACCESS_REFUSED (check the user and password in --amqp-url / AMQP_URL)".into(),

@@ -29,7 +29,7 @@ pub enum BrokerError {
     #[error("the broker did not answer while {what} within {secs} s (connection presumed dead)")]
     Stalled { what: String, secs: u64 },
     #[error(
-        "queue {queue} is gone after reconnecting (the broker restarted, or the cluster node it lived on was lost): the run's messages are lost; on a cluster use --queue-type quorum to survive losing a node, on one broker --durable to survive its restart"
+        "queue {queue} is gone after reconnecting (the broker restarted, or the cluster node it lived on was lost): the run's messages are lost; on one broker use --durable to survive its restart, on a cluster use --queue-type quorum to survive losing a node"
     )]
     RunLost { queue: String },
     #[error(

@@ -20,7 +20,14 @@ pub struct ConnectionPool {
     name: String,
     connect_timeout: Duration,
     per_connection: usize,
-    slots: tokio::sync::Mutex<Vec<(std::sync::Arc<Connection>, usize)>>,
+    slots: tokio::sync::Mutex<Vec<Slot>>,
+}
+
+/// One pooled connection: the `k` in its name `<name> #k`, and how many workers use it.
+struct Slot {
+    conn: std::sync::Arc<Connection>,
+    users: usize,
+    k: usize,
 }
 
 impl fmt::Debug for ConnectionPool {
@@ -49,40 +56,48 @@ impl ConnectionPool {
         }
     }
 
-    /// A live connection with room for one more worker, opened if there is none.
+    /// A live connection with room for one more worker, opened if there is none. A
+    /// connection that died is replaced under its own name and place in the pool (the
+    /// lowest `k` free), so the replacement starts with the node after the one it lost.
     pub(crate) async fn get(&self) -> Result<std::sync::Arc<Connection>, BrokerError> {
         let mut slots = self.slots.lock().await;
-        slots.retain(|(c, _)| c.status().connected());
-        if let Some((c, users)) = slots.iter_mut().find(|(_, u)| *u < self.per_connection) {
-            *users += 1;
-            return Ok(c.clone());
+        slots.retain(|s| s.conn.status().connected());
+        if let Some(s) = slots.iter_mut().find(|s| s.users < self.per_connection) {
+            s.users += 1;
+            return Ok(s.conn.clone());
         }
-        let k = slots.len() + 1;
-        let name = format!("{} #{k}", self.name);
-        let conn = std::sync::Arc::new(
-            connect_nth(&self.url, &self.name, k, &name, self.connect_timeout).await?,
-        );
-        slots.push((conn.clone(), 1));
+        let k = (1..)
+            .find(|k| slots.iter().all(|s| s.k != *k))
+            .unwrap_or(slots.len() + 1);
+        let conn = self.open(k).await?;
+        slots.push(Slot {
+            conn: conn.clone(),
+            users: 1,
+            k,
+        });
         Ok(conn)
+    }
+
+    /// Opens connection `#k`: its order of a cluster's nodes is the pool's turned `k`
+    /// places, so the pool's connections spread over every node.
+    async fn open(&self, k: usize) -> Result<std::sync::Arc<Connection>, BrokerError> {
+        let name = format!("{} #{k}", self.name);
+        let conn = connect_nth(&self.url, &self.name, k, &name, self.connect_timeout).await?;
+        Ok(std::sync::Arc::new(conn))
     }
 
     /// Opens the connections `workers` workers will need, all at once, so the workers
     /// do not open them one after the other.
     pub async fn warm(&self, workers: usize) -> Result<(), BrokerError> {
         let count = workers.div_ceil(self.per_connection);
-        let opened =
-            futures::future::join_all(
-                (1..=count).map(|k| {
-                    let name = format!("{} #{k}", self.name);
-                    async move {
-                        connect_nth(&self.url, &self.name, k, &name, self.connect_timeout).await
-                    }
-                }),
-            )
-            .await;
+        let opened = futures::future::join_all((1..=count).map(|k| self.open(k))).await;
         let mut slots = self.slots.lock().await;
-        for conn in opened {
-            slots.push((std::sync::Arc::new(conn?), 0));
+        for (conn, k) in opened.into_iter().zip(1..) {
+            slots.push(Slot {
+                conn: conn?,
+                users: 0,
+                k,
+            });
         }
         Ok(())
     }
@@ -90,6 +105,6 @@ impl ConnectionPool {
     /// Closes every connection (after the run: each worker closed its own channel).
     pub async fn close(&self) {
         let slots = std::mem::take(&mut *self.slots.lock().await);
-        futures::future::join_all(slots.iter().map(|(c, _)| close_quietly(c, "run done"))).await;
+        futures::future::join_all(slots.iter().map(|s| close_quietly(&s.conn, "run done"))).await;
     }
 }

@@ -1,8 +1,6 @@
 //! The broker's URL, or a cluster's URLs: validated once, printed only with the passwords
 //! redacted, and put in a per-participant order so a cluster's load spreads over its nodes.
 
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -29,7 +27,7 @@ impl NodeUrl {
 /// that never shows a password.
 ///
 /// Cluster awareness lives here and in [`super::connect`]: each participant tries the
-/// nodes in an order of its own (a shuffle seeded by its connection name and `--seed`),
+/// nodes in an order of its own (ranked by a hash of its connection name and `--seed`),
 /// connects to the first that answers, and after losing a connection starts with the
 /// node after the one it had. Nothing else in sync-run knows there is more than one node.
 #[derive(Clone)]
@@ -51,7 +49,7 @@ pub struct BrokerUrl {
 impl BrokerUrl {
     /// Parses one URL, or several separated by commas (a cluster's nodes).
     pub fn parse(s: &str) -> Result<Self, String> {
-        let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+        let parts = split_list(s);
         if parts.iter().any(|p| p.is_empty()) {
             return Err(format!(
                 "empty URL in the list {:?}: give one or more amqp:// URLs separated by commas",
@@ -91,7 +89,7 @@ impl BrokerUrl {
         })
     }
 
-    /// The same URLs, each participant's order of the nodes shuffled with `seed` too.
+    /// The same URLs, `seed` mixed into each participant's order of the nodes.
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
@@ -118,15 +116,16 @@ impl BrokerUrl {
         &self.nodes
     }
 
-    /// The order in which the participant connecting as `name` tries the nodes: a shuffle
-    /// seeded by `name` and `--seed` (stable from run to run), turned `offset` places (a
-    /// pool's k-th connection takes offset k, so a pool's connections spread over every
-    /// node whatever the shuffle).
+    /// The order in which the participant connecting as `name` tries the nodes: the nodes
+    /// ranked by a hash of `name`, `--seed` and the node (rendezvous hashing: the same name
+    /// and seed give the same order in every run and every build, and different names
+    /// spread evenly), turned `offset` places (a pool's k-th connection takes offset k, so
+    /// a pool's connections spread over every node whatever the ranking).
     pub fn order(&self, name: &str, offset: usize) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.nodes.len()).collect();
         if order.len() > 1 {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(fnv1a(name.as_bytes()) ^ self.seed);
-            order.shuffle(&mut rng);
+            let key = fnv1a(name.as_bytes(), fnv1a(&self.seed.to_le_bytes(), FNV_OFFSET));
+            order.sort_by_key(|&i| mix(fnv1a(&(i as u64).to_le_bytes(), key)));
             let by = offset % order.len();
             order.rotate_left(by);
         }
@@ -152,12 +151,45 @@ impl BrokerUrl {
     }
 }
 
-/// A stable 64-bit hash (FNV-1a): the same participant gets the same order of the nodes in
-/// every run and every build.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// A stable 64-bit hash (FNV-1a) of `bytes`, continuing from `h`: the same participant gets
+/// the same order of the nodes in every run and every build.
+fn fnv1a(bytes: &[u8], h: u64) -> u64 {
+    bytes
+        .iter()
+        .fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// A final mix (splitmix64's), so that ranks differ in their high bits too.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Splits a list of URLs at the commas that start another URL (`,scheme://`): a comma
+/// inside a URL (in a password, say) stays where it is.
+fn split_list(s: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    for (i, _) in s.match_indices(',') {
+        let rest = s[i + 1..].trim_start();
+        let next_is_url = rest.is_empty()
+            || rest.starts_with(',')
+            || rest.split_once("://").is_some_and(|(scheme, _)| {
+                !scheme.is_empty()
+                    && scheme
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            });
+        if next_is_url {
+            parts.push(s[start..i].trim());
+            start = i + 1;
+        }
+    }
+    parts.push(s[start..].trim());
+    parts
 }
 
 /// One URL, checked, and the user it logs in as.
@@ -214,10 +246,11 @@ impl fmt::Debug for BrokerUrl {
 /// Redacts `user:password@` in a string that may not even parse as a URL (or a
 /// comma-separated list of them).
 pub fn redact_loose(s: &str) -> String {
-    if s.contains(',') {
-        return s.split(',').map(redact_one).collect::<Vec<_>>().join(",");
-    }
-    redact_one(s)
+    split_list(s)
+        .into_iter()
+        .map(redact_one)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn redact_one(s: &str) -> String {
@@ -256,6 +289,17 @@ mod tests {
         let again = BrokerUrl::parse(u.as_str()).expect("round trip");
         assert_eq!(again.redacted(), u.redacted());
         assert!(!redact_loose(THREE).contains("secret"));
+    }
+
+    #[test]
+    fn a_comma_in_a_password_is_part_of_the_url() {
+        let u = BrokerUrl::parse("amqp://u:pa,ss@h1:5681/%2f,amqp://u:pa,ss@h2:5682/%2f")
+            .expect("a comma inside a URL");
+        assert_eq!(u.nodes().len(), 2);
+        assert!(!u.redacted().contains("pa,ss") && !u.redacted().contains("ss@"));
+        assert!(!redact_loose("amqp://u:pa,ss@h/%2f").contains("pa"));
+        let e = BrokerUrl::parse("amqp://u:pa,ss@h1:badport/%2f").expect_err("bad port");
+        assert!(!e.contains("pa,ss"), "{e}");
     }
 
     #[test]

@@ -174,26 +174,28 @@ impl Wiring {
     /// RabbitMQ about 5 s (it waits for that replica), so one channel would take 5 s a
     /// queue after a node loss.
     pub async fn delete(&self, conn: &Connection, ch: &Channel) -> Result<(), BrokerError> {
-        let lanes = self.queues.len().clamp(1, DELETE_CHANNELS);
-        let mut channels = vec![ch.clone()];
-        for _ in 1..lanes {
-            channels.push(
-                conn.create_channel()
-                    .await
-                    .ctx(|| "opening a channel to delete the run".into())?,
-            );
-        }
+        // The extra channels are opened at once; the deletes go over those that opened
+        // (at least `ch`).
+        let wanted = self.queues.len().clamp(1, DELETE_CHANNELS) - 1;
+        let extra: Vec<Channel> =
+            futures::future::join_all((0..wanted).map(|_| conn.create_channel()))
+                .await
+                .into_iter()
+                .filter_map(Result::ok)
+                .collect();
+        let channels: Vec<&Channel> = std::iter::once(ch).chain(&extra).collect();
         let deletes = self.queues.iter().enumerate().map(|(i, q)| {
-            channels[i % lanes].queue_delete(q.name.as_str().into(), QueueDeleteOptions::default())
+            channels[i % channels.len()]
+                .queue_delete(q.name.as_str().into(), QueueDeleteOptions::default())
         });
         let results = futures::future::join_all(deletes).await;
-        for extra in &channels[1..] {
-            let _ = tokio::time::timeout(
+        futures::future::join_all(extra.iter().map(|c| {
+            tokio::time::timeout(
                 std::time::Duration::from_secs(2),
-                extra.close(200, "deleted".into()),
+                c.close(200, "deleted".into()),
             )
-            .await;
-        }
+        }))
+        .await;
         for (r, q) in results.into_iter().zip(&self.queues) {
             r.ctx(|| format!("deleting queue {}", q.name))?;
         }

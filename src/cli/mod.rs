@@ -158,7 +158,7 @@ pub enum BenchAlgorithm {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Broker URL (the password is never printed). A cluster: several URLs, comma-separated
-    /// or the option repeated; a participant connects to the first that answers (in an
+    /// or the option repeated (in one place of the command line); a participant connects to the first that answers (in an
     /// order shuffled per participant, so load spreads over the nodes) and, when its
     /// connection is lost, to the next.
     #[arg(
@@ -167,7 +167,6 @@ pub struct GlobalArgs {
         default_value = DEFAULT_URL,
         global = true,
         hide_env_values = true,
-        value_delimiter = ',',
         action = clap::ArgAction::Append
     )]
     pub amqp_url: Vec<String>,
@@ -354,6 +353,36 @@ mod tests {
         );
         let cli = parse(&["sync-run", "--slaves", "3", "--json"]);
         assert!(cli.global.json && cli.global.json_file().is_none());
+    }
+
+    #[test]
+    fn several_broker_urls_make_one_list() {
+        let urls = |line: &[&str]| {
+            let cli = Cli::try_parse_from(line).expect("parses");
+            cli.global.broker_url().expect("valid URLs").nodes().len()
+        };
+        let (a, b) = ("amqp://u:p@h1:5681/%2f", "amqp://u:p@h2:5682/%2f");
+        assert_eq!(urls(&["sync-run", "--amqp-url", a, "--slaves", "1"]), 1);
+        let both = format!("{a},{b}");
+        assert_eq!(urls(&["sync-run", "--amqp-url", &both, "--slaves", "1"]), 2);
+        assert_eq!(
+            urls(&[
+                "sync-run",
+                "--amqp-url",
+                a,
+                "--amqp-url",
+                b,
+                "--slaves",
+                "1"
+            ]),
+            2
+        );
+        let cli = Cli::try_parse_from(["sync-run", "--queue-type", "quorum", "--slaves", "1"])
+            .expect("parses");
+        assert_eq!(cli.global.queue_type, QueueType::Quorum);
+        assert!(
+            Cli::try_parse_from(["sync-run", "--queue-type", "lazy", "--slaves", "1"]).is_err()
+        );
     }
 
     #[test]

@@ -302,7 +302,7 @@ fn start_private_broker() -> Result<PrivateBroker, String> {
 /// `rabbitmq-server` and `rabbitmqctl` that run as the calling user with its environment:
 /// Debian's `/usr/lib/rabbitmq/bin` ones (its `/usr/sbin` wrappers switch to the rabbitmq
 /// user and lose the environment), else the ones on PATH.
-fn local_rabbitmq() -> Option<(PathBuf, PathBuf)> {
+pub fn local_rabbitmq() -> Option<(PathBuf, PathBuf)> {
     let debian = Path::new("/usr/lib/rabbitmq/bin");
     let (server, ctl) = (debian.join("rabbitmq-server"), debian.join("rabbitmqctl"));
     if server.exists() && ctl.exists() {

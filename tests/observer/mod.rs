@@ -21,14 +21,23 @@ use sync_run::broker::BrokerUrl;
 
 pub struct Observer {
     conn: lapin::Connection,
+    ch: lapin::Channel,
+    queue: String,
     consumer: lapin::Consumer,
     /// Every message seen so far, batches unpacked into their parts, in arrival order.
     pub seen: Vec<Value>,
 }
 
 impl Observer {
-    /// Starts watching run `run` (call before starting the run's master).
+    /// Starts watching run `run` (call before starting the run's master). A broker that
+    /// does not answer within 60 s fails the test, saying so.
     pub async fn new(url: &str, run: &str, durable: bool) -> Observer {
+        tokio::time::timeout(Duration::from_secs(60), Self::attach(url, run, durable))
+            .await
+            .expect("the observer's setup did not finish within 60 s")
+    }
+
+    async fn attach(url: &str, run: &str, durable: bool) -> Observer {
         let url = BrokerUrl::parse(url).expect("observer URL");
         let conn = sync_run::broker::connect(&url, "test observer", Duration::from_secs(10))
             .await
@@ -82,9 +91,21 @@ impl Observer {
             .expect("observe");
         Observer {
             conn,
+            ch,
+            queue: q.name().to_string(),
             consumer,
             seen: Vec::new(),
         }
+    }
+
+    /// Returns once the observer has read everything routed to it before this call: a
+    /// marker it sends to its own queue comes back behind it.
+    pub async fn sync(&mut self) {
+        let marker = send_marker(&self.ch, &self.queue).await;
+        self.wait_for("the observer's marker", Duration::from_secs(30), |m| {
+            m["type"] == marker.as_str()
+        })
+        .await;
     }
 
     fn take(&mut self, body: &[u8]) {
@@ -137,11 +158,7 @@ impl Observer {
 
 /// Sends `signal` (e.g. "STOP", "CONT", "KILL", "TERM") to process `pid`.
 pub fn signal(pid: u32, signal: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "kill -{signal} {pid}");
+    assert!(signal_all(signal, &[pid]), "kill -{signal} {pid}");
 }
 
 /// The run's `type` field of a message.
@@ -154,6 +171,8 @@ pub fn is(m: &Value, kind: &str) -> bool {
 /// starts. Counts the messages by type.
 pub struct PeerObserver {
     conn: lapin::Connection,
+    ch: lapin::Channel,
+    queue: String,
     seen: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
 }
 
@@ -228,10 +247,22 @@ impl PeerObserver {
                 }
             }
         });
-        PeerObserver { conn, seen }
+        PeerObserver {
+            conn,
+            ch,
+            queue: q.name().to_string(),
+            seen,
+        }
     }
 
-    /// Every message seen, whatever its type (packed parts not counted twice).
+    /// Returns once everything routed to the observer before this call is counted: a
+    /// marker it sends to its own queue comes back behind it.
+    pub async fn sync(&self) {
+        let marker = send_marker(&self.ch, &self.queue).await;
+        self.wait_for(&marker, 1).await;
+    }
+
+    /// Every message seen, whatever its type, and every part of a packed one.
     pub fn total(&self) -> u64 {
         let seen = self.seen.lock().unwrap();
         seen.values().sum::<u64>()
@@ -297,4 +328,20 @@ fn signal_all(sig: &str, pids: &[u32]) -> bool {
         .args(pids.iter().map(u32::to_string))
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// Publishes a marker, `{"type":"observer-marker-<random>"}`, to an observer's own queue
+/// and returns its type.
+async fn send_marker(ch: &lapin::Channel, queue: &str) -> String {
+    let kind = format!("observer-marker-{:016x}", rand::random::<u64>());
+    ch.basic_publish(
+        "".into(),
+        queue.into(),
+        lapin::options::BasicPublishOptions::default(),
+        serde_json::json!({ "type": kind }).to_string().as_bytes(),
+        lapin::BasicProperties::default(),
+    )
+    .await
+    .expect("observer: publish a marker");
+    kind
 }
