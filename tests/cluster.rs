@@ -756,8 +756,8 @@ async fn the_bank_survives_losing_a_node() {
     let Some(c) = cluster("the_bank_survives_losing_a_node") else {
         return;
     };
-    let input = bank_input();
-    let input = input.display().to_string();
+    let path = bank_input();
+    let input = path.display().to_string();
     for how in [Loss::StopApp, Loss::Kill] {
         peer_run_losing_a_node(
             c,
@@ -770,4 +770,5 @@ async fn the_bank_survives_losing_a_node() {
         )
         .await;
     }
+    let _ = std::fs::remove_file(&path);
 }
