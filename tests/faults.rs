@@ -27,11 +27,11 @@ use common::{
 };
 use futures::StreamExt;
 use lapin::options::{
-    BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection};
 use observer::{PeerObserver, freeze};
 use std::collections::{BTreeMap, HashSet};
 use std::process::Child;
@@ -286,60 +286,21 @@ impl Observer {
     /// `durable` must be the run's `--durable`: the fanout is declared exactly as the
     /// master declares it (fanout, auto-delete, durable per --durable, no arguments).
     async fn attach(pb: &PrivateBroker, run: &str, durable: bool) -> Observer {
-        let url = BrokerUrl::parse(&pb.url).expect("private broker URL");
         // Named without the run id: nothing that looks for the run's connections finds it.
-        let conn =
-            sync_run::broker::connect(&url, "sync-run fault observer", Duration::from_secs(10))
-                .await
-                .expect("observer: connect");
-        let ch = conn.create_channel().await.expect("observer: channel");
-        let fanout = Names::new(run).fanout();
-        ch.exchange_declare(
-            fanout.as_str().into(),
-            ExchangeKind::Fanout,
-            ExchangeDeclareOptions {
-                auto_delete: true,
-                durable,
-                ..Default::default()
-            },
-            FieldTable::default(),
+        let observer::Watch {
+            conn,
+            ch,
+            queue,
+            mut consumer,
+        } = observer::watch(
+            &pb.url,
+            "sync-run fault observer",
+            &Names::new(run).fanout(),
+            lapin::ExchangeKind::Fanout,
+            durable,
+            "",
         )
-        .await
-        .expect("observer: declare the run's fanout");
-        let q = ch
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("observer: queue");
-        let queue = q.name().to_string();
-        ch.queue_bind(
-            queue.as_str().into(),
-            fanout.as_str().into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("observer: bind");
-        let mut consumer = ch
-            .basic_consume(
-                queue.as_str().into(),
-                "observer".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("observer: consume");
+        .await;
         let seen = Arc::new(Mutex::new(Seen::default()));
         let into = seen.clone();
         tokio::spawn(async move {

@@ -38,61 +38,25 @@ impl Observer {
     }
 
     async fn attach(url: &str, run: &str, durable: bool) -> Observer {
-        let url = BrokerUrl::parse(url).expect("observer URL");
-        let conn = sync_run::broker::connect(&url, "test observer", Duration::from_secs(10))
-            .await
-            .expect("observer connects");
-        let ch = conn.create_channel().await.expect("observer channel");
         let fanout = Names::new(run).fanout();
-        ch.exchange_declare(
-            fanout.as_str().into(),
+        let Watch {
+            conn,
+            ch,
+            queue,
+            consumer,
+        } = watch(
+            url,
+            "test observer",
+            &fanout,
             lapin::ExchangeKind::Fanout,
-            ExchangeDeclareOptions {
-                auto_delete: true,
-                durable,
-                ..Default::default()
-            },
-            FieldTable::default(),
+            durable,
+            "",
         )
-        .await
-        .expect("declare the run's fanout");
-        let q = ch
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("observer queue");
-        ch.queue_bind(
-            q.name().clone(),
-            fanout.as_str().into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("bind the observer");
-        let consumer = ch
-            .basic_consume(
-                q.name().clone(),
-                "observer".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("observe");
+        .await;
         Observer {
             conn,
             ch,
-            queue: q.name().to_string(),
+            queue,
             consumer,
             seen: Vec::new(),
         }
@@ -178,58 +142,22 @@ pub struct PeerObserver {
 
 impl PeerObserver {
     pub async fn attach(url: &str, run: &sync_run::broker::peers::PeerRun) -> PeerObserver {
-        let url = BrokerUrl::parse(url).expect("observer URL");
-        // Named without the run id: closing the run's connections leaves it alone.
-        let conn =
-            sync_run::broker::connect(&url, "sync-run fault observer", Duration::from_secs(10))
-                .await
-                .expect("observer: connect");
-        let ch = conn.create_channel().await.expect("observer: channel");
-        // As the run declares it (broker::wiring): direct, auto-delete, not durable.
-        ch.exchange_declare(
-            run.exchange().as_str().into(),
+        // Named without the run id: closing the run's connections leaves it alone. The
+        // exchange as the run declares it (broker::wiring): direct, auto-delete, not durable.
+        let Watch {
+            conn,
+            ch,
+            queue,
+            mut consumer,
+        } = watch(
+            url,
+            "sync-run fault observer",
+            &run.exchange(),
             lapin::ExchangeKind::Direct,
-            ExchangeDeclareOptions {
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
+            false,
+            "peer.1",
         )
-        .await
-        .expect("observer: declare the run's exchange");
-        let q = ch
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("observer: queue");
-        ch.queue_bind(
-            q.name().as_str().into(),
-            run.exchange().as_str().into(),
-            "peer.1".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("observer: bind");
-        let mut consumer = ch
-            .basic_consume(
-                q.name().as_str().into(),
-                "observer".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("observer: consume");
+        .await;
         let seen: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>> =
             Default::default();
         let into = seen.clone();
@@ -250,7 +178,7 @@ impl PeerObserver {
         PeerObserver {
             conn,
             ch,
-            queue: q.name().to_string(),
+            queue,
             seen,
         }
     }
@@ -344,4 +272,83 @@ async fn send_marker(ch: &lapin::Channel, queue: &str) -> String {
     .await
     .expect("observer: publish a marker");
     kind
+}
+
+/// An observer's connection and its exclusive, server-named queue bound to a run's exchange.
+pub struct Watch {
+    pub conn: lapin::Connection,
+    pub ch: lapin::Channel,
+    pub queue: String,
+    pub consumer: lapin::Consumer,
+}
+
+/// Connects to `url` as `conn_name`, declares `exchange` as the run declares it
+/// (auto-delete, durable per `durable`, no arguments), binds an exclusive, server-named
+/// queue to it with `key` and consumes it without acknowledgements. The queue goes with
+/// the connection and never carries the run id, so a leak check of the run does not see it.
+pub async fn watch(
+    url: &str,
+    conn_name: &str,
+    exchange: &str,
+    kind: lapin::ExchangeKind,
+    durable: bool,
+    key: &str,
+) -> Watch {
+    let url = BrokerUrl::parse(url).expect("observer URL");
+    let conn = sync_run::broker::connect(&url, conn_name, Duration::from_secs(10))
+        .await
+        .expect("observer: connect");
+    let ch = conn.create_channel().await.expect("observer: channel");
+    ch.exchange_declare(
+        exchange.into(),
+        kind,
+        ExchangeDeclareOptions {
+            auto_delete: true,
+            durable,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("observer: declare the run's exchange");
+    let q = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("observer: queue");
+    let queue = q.name().to_string();
+    ch.queue_bind(
+        queue.as_str().into(),
+        exchange.into(),
+        key.into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("observer: bind");
+    let consumer = ch
+        .basic_consume(
+            queue.as_str().into(),
+            "observer".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("observer: consume");
+    Watch {
+        conn,
+        ch,
+        queue,
+        consumer,
+    }
 }
