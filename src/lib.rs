@@ -12,9 +12,12 @@
 //!   schedules.
 //! * [`verdict`] — named checks → human table, JSON, exit code.
 //! * [`algorithms`] — one folder per algorithm.
-//! * [`cli`] and [`progress`] — options and what the user sees while a run goes.
+//! * [`cli`] and [`progress`] — the options every command shares, the session, usage
+//!   errors; what the user sees while a run goes. They name no algorithm.
+//! * [`app`] — the dispatcher: the one place that names every algorithm.
 
 pub mod algorithms;
+pub mod app;
 pub mod bench;
 pub mod broker;
 pub mod cli;

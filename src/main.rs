@@ -1,13 +1,14 @@
 //! The `sync-run` command: parses the options, starts the runtime and hands the command to
-//! [`sync_run::cli::dispatch`]; everything else lives in the library.
+//! [`sync_run::app::dispatch`]; everything else lives in the library.
 
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 use std::time::Duration;
-use sync_run::cli::{Cli, Command, dispatch, session};
+use sync_run::app::{Cli, Command, dispatch};
+use sync_run::cli::session;
 use sync_run::exit;
 
 fn main() {
-    let cli = Cli::parse_from(sync_run::cli::normalize_args(std::env::args_os()));
+    let cli = sync_run::app::parse(std::env::args_os());
     if let Some(Command::Completions { shell }) = &cli.command {
         clap_complete::generate(
             *shell,

@@ -16,7 +16,7 @@ use sync_run::algorithms::clocks::print;
 use sync_run::algorithms::clocks::process::{ClockConfig, Process};
 use sync_run::algorithms::clocks::protocol::{Body, Message, decode_report};
 use sync_run::algorithms::clocks::report::{self, Outcome, Report};
-use sync_run::contract::{PeerId, Route, Wire};
+use sync_run::contract::{PeerId, Route};
 use sync_run::sim::{self, Crash, SimConfig, SimStats};
 use sync_run::verdict::spacetime;
 
@@ -38,6 +38,7 @@ fn clock_junk() -> Vec<Vec<u8>> {
             },
         )
         .encode()
+        .expect("encodes")
     };
     let text = |b: Vec<u8>| String::from_utf8(b).unwrap_or_default();
     vec![
@@ -50,7 +51,8 @@ fn clock_junk() -> Vec<Vec<u8>> {
                 sent: 0,
             },
         )
-        .encode(),
+        .encode()
+        .expect("encodes"),
         text(msg(1, 2, 1))
             .replace("\"v\":1", "\"v\":2")
             .into_bytes(),
@@ -69,7 +71,8 @@ fn clock_junk() -> Vec<Vec<u8>> {
                 sent: 1,
             },
         )
-        .encode(),
+        .encode()
+        .expect("encodes"),
         Message::new(
             RUN,
             1,
@@ -83,7 +86,8 @@ fn clock_junk() -> Vec<Vec<u8>> {
                 },
             },
         )
-        .encode(),
+        .encode()
+        .expect("encodes"),
     ]
 }
 

@@ -63,6 +63,7 @@ fn junk() -> Vec<Vec<u8>> {
             },
         )
         .encode()
+        .expect("encodes")
     };
     let v2 = String::from_utf8(req(RUN, 2, vec![1, 0]))
         .unwrap_or_default()

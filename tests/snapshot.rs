@@ -274,7 +274,7 @@ async fn channel_content_stays_on_the_broker_until_received() {
     let publish = |from: Who, body: Body| {
         let ch = ch.clone();
         let x = run.exchange();
-        let bytes = Message::new(&run_id, from, body).encode();
+        let bytes = Message::new(&run_id, from, body).encode().expect("encodes");
         async move {
             ch.basic_publish(
                 x.as_str().into(),

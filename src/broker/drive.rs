@@ -8,17 +8,16 @@
 //! deliveries come back redelivered — duplicates the machines recognise (by sequence
 //! number, see [`crate::contract::fifo`]).
 
-use super::connect::{close_quietly, connect, open_channel, queue_exists};
-use super::error::{BrokerError, Context, is_locked, is_transient, stream_not_ready};
-use super::wiring::{Consume, Endpoint, QUEUE_EXPIRES_MS};
+use super::connect::{close_quietly, connect};
+use super::error::{BrokerError, Context, is_transient, stream_not_ready};
+use super::link::open_link;
+use super::wiring::{Endpoint, QUEUE_EXPIRES_MS};
 use super::{
     Broker, INTERRUPTED, Link, Shutdown, bounded, now_ms, op_limit, sleep_until_ms, stopped,
 };
 use crate::contract::{HoldId, Route, StateMachine, Wire, drain_with_releases};
 use futures::{FutureExt, StreamExt};
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicRejectOptions,
-};
+use lapin::options::{BasicAckOptions, BasicPublishOptions, BasicRejectOptions};
 use lapin::types::ShortString;
 use lapin::{BasicProperties, Channel, Confirmation};
 use std::collections::HashMap;
@@ -48,11 +47,12 @@ async fn send<E: Endpoint, W: Wire>(
         // can trust it: `--master-user` rests on this.
         .with_user_id(ShortString::from(broker.url.user()))
         .with_delivery_mode(if broker.durable { 2 } else { 1 });
+    let body = msg.encode()?;
     ch.basic_publish(
         exchange.as_str().into(),
         key.as_str().into(),
         BasicPublishOptions::default(),
-        &msg.encode(),
+        &body,
         props,
     )
     .await
@@ -94,104 +94,6 @@ async fn publish_all<E: Endpoint, W: Wire>(
         }
     }
     Ok(())
-}
-
-pub(crate) async fn open_link<E: Endpoint>(
-    broker: &Broker,
-    role: &E,
-    reconnect: bool,
-) -> Result<Link, BrokerError> {
-    bounded(
-        op_limit(broker) + broker.connect_timeout,
-        &format!("setting up the connection of {}", role.conn_name()),
-        open_link_unbounded(broker, role, reconnect),
-    )
-    .await
-}
-
-async fn open_link_unbounded<E: Endpoint>(
-    broker: &Broker,
-    role: &E,
-    reconnect: bool,
-) -> Result<Link, BrokerError> {
-    let (conn, shared) = match &broker.pool {
-        Some(pool) if role.pooled() => (pool.get().await?, true),
-        _ => (
-            std::sync::Arc::new(
-                connect(&broker.url, role.conn_name(), broker.connect_timeout).await?,
-            ),
-            false,
-        ),
-    };
-    let ch = open_channel(&conn, broker.prefetch).await?;
-    if reconnect && !broker.durable {
-        // Our queues must have survived the outage, or messages of the run are gone: a
-        // non-durable run cannot catch up after a broker restart, and says so.
-        for c in role.consumes() {
-            let lost = match queue_exists(&conn, &c.queue).await {
-                Ok(true) => continue,
-                Ok(false) => BrokerError::RunLost { queue: c.queue },
-                // Anything but NOT_FOUND (the broker still starting, out of file
-                // descriptors, a stream recovering) is not news about the run, and goes the
-                // way of any other failed reconnect.
-                Err(e) => e,
-            };
-            if !shared {
-                close_quietly(&conn, "reconnect check failed").await;
-            }
-            return Err(lost);
-        }
-    }
-    tracing::trace!(who = %role.conn_name(), "channel open");
-    if let Err(e) = role
-        .prepare(&conn, &ch, broker, broker.declared && !reconnect)
-        .await
-    {
-        if !shared {
-            close_quietly(&conn, "setup refused").await;
-        }
-        return Err(e);
-    }
-    tracing::trace!(who = %role.conn_name(), "declared");
-    let mut deliveries = futures::stream::SelectAll::new();
-    for Consume {
-        queue: q,
-        args,
-        exclusive,
-    } in role.consumes()
-    {
-        // A participant's own queue has one consumer, exclusively: a second one started
-        // with the same id is refused here and told so.
-        let opts = BasicConsumeOptions {
-            exclusive,
-            ..Default::default()
-        };
-        let consumer = match ch
-            .basic_consume(q.as_str().into(), "".into(), opts, args)
-            .await
-        {
-            Ok(c) => c,
-            Err(e) if opts.exclusive && is_locked(&e) => {
-                if !shared {
-                    close_quietly(&conn, "worker id taken").await;
-                }
-                return Err(role.taken());
-            }
-            Err(e) => {
-                return Err(BrokerError::Amqp {
-                    context: format!("consuming {q}"),
-                    source: e,
-                });
-            }
-        };
-        deliveries.push(consumer);
-    }
-    Ok(Link {
-        conn,
-        shared,
-        ch,
-        deliveries,
-    })
 }
 
 /// Opens a participant's first connection. A broker that cannot be reached is reported at

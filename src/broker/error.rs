@@ -44,6 +44,10 @@ pub enum BrokerError {
         "run {run} is in use: it already has its {role} (the {role}'s queue has a consumer); pick another --run-id"
     )]
     RoleTaken { run: String, role: &'static str },
+    /// A message the participant could not write (a bug, not the broker's doing): it is
+    /// never published as an empty body.
+    #[error(transparent)]
+    Encode(#[from] crate::contract::EncodeError),
 }
 
 impl BrokerError {
@@ -54,6 +58,8 @@ impl BrokerError {
             BrokerError::NotLeader { .. }
             | BrokerError::IdTaken { .. }
             | BrokerError::RoleTaken { .. } => crate::exit::CONFLICT,
+            // Not the broker's doing: a message this build cannot write.
+            BrokerError::Encode(_) => crate::exit::FAILED,
             _ => crate::exit::BROKER,
         }
     }
@@ -72,6 +78,7 @@ impl BrokerError {
             BrokerError::NotLeader { .. } => "master_conflict",
             BrokerError::IdTaken { .. } => "worker_id_conflict",
             BrokerError::RoleTaken { .. } => "role_conflict",
+            BrokerError::Encode(_) => "encode",
         }
     }
 }
@@ -118,6 +125,7 @@ pub fn is_transient(e: &BrokerError) -> bool {
             _ => true,
         },
         BrokerError::Auth { .. }
+        | BrokerError::Encode(_)
         | BrokerError::NotAmqp { .. }
         | BrokerError::RunLost { .. }
         | BrokerError::NotLeader { .. }

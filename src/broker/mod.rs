@@ -12,6 +12,7 @@
 pub mod connect;
 pub mod drive;
 pub mod error;
+pub mod link;
 pub mod peers;
 pub mod pool;
 pub mod reconnect;

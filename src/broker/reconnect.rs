@@ -2,8 +2,8 @@
 //! running, so a participant that cannot get back in time ends by its own deadline rather
 //! than waiting forever.
 
-use super::drive::open_link;
 use super::error::{BrokerError, is_transient};
+use super::link::open_link;
 use super::wiring::Endpoint;
 use super::{Broker, Link, Shutdown, now_ms, stopped};
 use crate::contract::{Output, Route, StateMachine};

@@ -1,11 +1,166 @@
-//! The checks every algorithm's decoder makes before it reads a message's shape: the size
-//! (a misbehaving publisher cannot make a participant parse megabytes) and the protocol
-//! version, read first so that a newer message is refused as a newer version rather than
-//! as garbage (a v2 message may have fields v1 does not know).
+//! The envelope every algorithm's messages travel in: `{"v": …, "run": …, "from": …,
+//! "type": …, …}`, written once for all six protocols.
+//!
+//! An algorithm says only what is its own: its sender type (a peer id, the list's
+//! `Sender`, the snapshot's `Who`, or `()` where messages carry no `from`, as the bank's
+//! and the market's) and its [`Body`] (the `type`-tagged message types, their version,
+//! their size limit and the checks any receiver can make alone). Decoding checks, in this
+//! order: the size (a misbehaving publisher cannot make a participant parse megabytes),
+//! the version (read first, so that a newer message is refused as a newer version rather
+//! than as garbage: a v2 message may have fields v1 does not know), the shape (no unknown
+//! fields), the run, then the body's own checks. Encoding cannot fail silently: a message
+//! that cannot be written is an [`EncodeError`], never an empty body on the wire.
 
-use super::Rejection;
-use serde::Deserialize;
+use super::{Rejection, Wire};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// An algorithm's message types, as the envelope carries them (flattened beside `v`,
+/// `run` and `from`, tagged by `type`).
+pub trait Body: Serialize + DeserializeOwned {
+    /// The protocol version every message of the algorithm carries (`"v"`).
+    const VERSION: u32;
+    /// The largest body a participant accepts, in bytes.
+    const MAX_BYTES: usize;
+    /// The `type` field's value, for logs, counters and the AMQP `type` property.
+    fn kind(&self) -> &'static str;
+    /// What any receiver can check alone, after the run (amounts, ids, paths); who may
+    /// send what to whom is the receiving machine's business.
+    fn check(&self) -> Result<(), Rejection> {
+        Ok(())
+    }
+}
+
+/// Who sent a message, as its `from` field says. `()` is "no `from` field": such messages
+/// are refused when they carry one, and named senders are refused when they do not.
+pub trait Sender: Serialize + DeserializeOwned {
+    /// Whether the field is written and required.
+    const NAMED: bool = true;
+}
+
+impl Sender for () {
+    const NAMED: bool = false;
+}
+
+impl Sender for u32 {}
+
+/// A message: the version, the run, the sender and the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope<F, B> {
+    pub v: u32,
+    pub run: String,
+    pub from: F,
+    pub body: B,
+}
+
+/// A message that could not be written (a bug: every body is plain data with string
+/// keys). The drivers refuse to publish it and say so.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("could not encode a {kind} message: {reason}")]
+pub struct EncodeError {
+    pub kind: &'static str,
+    pub reason: String,
+}
+
+impl<F: Sender, B: Body> Envelope<F, B> {
+    /// A message of this protocol's version.
+    pub fn new(run: &str, from: F, body: B) -> Self {
+        Envelope {
+            v: B::VERSION,
+            run: run.to_owned(),
+            from,
+            body,
+        }
+    }
+
+    /// Decodes and checks (see the module's doc for the order).
+    pub fn decode(bytes: &[u8], run: &str) -> Result<Self, Rejection> {
+        precheck(bytes, B::MAX_BYTES, B::VERSION)?;
+        let msg: Self = parse(bytes)?;
+        if msg.run != run {
+            return Err(Rejection::WrongRun(msg.run));
+        }
+        msg.body.check()?;
+        Ok(msg)
+    }
+
+    /// The message as JSON bytes.
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        serde_json::to_vec(self).map_err(|e| EncodeError {
+            kind: self.body.kind(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+impl<F: Sender, B: Body> Wire for Envelope<F, B> {
+    fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        Envelope::encode(self)
+    }
+    fn kind(&self) -> &'static str {
+        self.body.kind()
+    }
+}
+
+/// The envelope as written: `from` only where the protocol names senders.
+#[derive(Serialize)]
+struct Out<'a, F, B> {
+    v: u32,
+    run: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<&'a F>,
+    #[serde(flatten)]
+    body: &'a B,
+}
+
+impl<F: Sender, B: Body> Serialize for Envelope<F, B> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Out {
+            v: self.v,
+            run: &self.run,
+            from: F::NAMED.then_some(&self.from),
+            body: &self.body,
+        }
+        .serialize(s)
+    }
+}
+
+/// The envelope as read: `from` is checked against [`Sender::NAMED`] afterwards.
+#[derive(Deserialize)]
+#[serde(bound = "F: Sender, B: Body")]
+struct In<F, B> {
+    v: u32,
+    run: String,
+    #[serde(default = "none")]
+    from: Option<F>,
+    #[serde(flatten)]
+    body: B,
+}
+
+fn none<F>() -> Option<F> {
+    None
+}
+
+impl<'de, F: Sender, B: Body> Deserialize<'de> for Envelope<F, B> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let m = In::<F, B>::deserialize(d)?;
+        let from = match (m.from, F::NAMED) {
+            (Some(f), true) => f,
+            (None, true) => return Err(D::Error::missing_field("from")),
+            (Some(_), false) => return Err(D::Error::unknown_field("from", &[])),
+            // `()`: the only value of a sender that is not named.
+            (None, false) => serde_json::from_value(serde_json::Value::Null)
+                .map_err(|e| D::Error::custom(e.to_string()))?,
+        };
+        Ok(Envelope {
+            v: m.v,
+            run: m.run,
+            from,
+            body: m.body,
+        })
+    }
+}
 
 /// Refuses a body larger than `max` bytes or whose `v` is not `version`.
 pub fn precheck(bytes: &[u8], max: usize, version: u32) -> Result<(), Rejection> {
@@ -49,5 +204,77 @@ mod tests {
             precheck(b"{not json", 100, 1),
             Err(Rejection::Malformed(_))
         ));
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+    enum Toy {
+        Ping { n: u64 },
+    }
+
+    impl Body for Toy {
+        const VERSION: u32 = 3;
+        const MAX_BYTES: usize = 100;
+        fn kind(&self) -> &'static str {
+            "ping"
+        }
+        fn check(&self) -> Result<(), Rejection> {
+            match self {
+                Toy::Ping { n: 0 } => Err(Rejection::Refused("n counts from 1".into())),
+                Toy::Ping { .. } => Ok(()),
+            }
+        }
+    }
+
+    #[test]
+    fn named_and_anonymous_senders_round_trip_strictly() {
+        let named = Envelope::new("r", 7u32, Toy::Ping { n: 1 });
+        let bytes = named.encode().expect("encodes");
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            r#"{"v":3,"run":"r","from":7,"type":"ping","n":1}"#
+        );
+        assert_eq!(Envelope::decode(&bytes, "r"), Ok(named));
+        let anon = Envelope::new("r", (), Toy::Ping { n: 1 });
+        let bytes = anon.encode().expect("encodes");
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            r#"{"v":3,"run":"r","type":"ping","n":1}"#
+        );
+        assert_eq!(Envelope::decode(&bytes, "r"), Ok(anon));
+        // A named protocol refuses a message without `from`; an anonymous one, with it.
+        let no_from = br#"{"v":3,"run":"r","type":"ping","n":1}"#;
+        assert!(matches!(
+            Envelope::<u32, Toy>::decode(no_from, "r"),
+            Err(Rejection::Malformed(_))
+        ));
+        let with_from = br#"{"v":3,"run":"r","from":7,"type":"ping","n":1}"#;
+        assert!(matches!(
+            Envelope::<(), Toy>::decode(with_from, "r"),
+            Err(Rejection::Malformed(_))
+        ));
+        // Unknown fields, another run, the body's own checks, the version.
+        let extra = br#"{"v":3,"run":"r","from":7,"type":"ping","n":1,"x":0}"#;
+        assert!(matches!(
+            Envelope::<u32, Toy>::decode(extra, "r"),
+            Err(Rejection::Malformed(_))
+        ));
+        let bytes = Envelope::new("other", 7u32, Toy::Ping { n: 1 })
+            .encode()
+            .expect("encodes");
+        assert_eq!(
+            Envelope::<u32, Toy>::decode(&bytes, "r"),
+            Err(Rejection::WrongRun("other".into()))
+        );
+        let zero = br#"{"v":3,"run":"r","from":7,"type":"ping","n":0}"#;
+        assert!(matches!(
+            Envelope::<u32, Toy>::decode(zero, "r"),
+            Err(Rejection::Refused(_))
+        ));
+        let v1 = br#"{"v":1,"run":"r","from":7,"type":"ping","n":1}"#;
+        assert_eq!(
+            Envelope::<u32, Toy>::decode(v1, "r"),
+            Err(Rejection::Version(Some(1), 3))
+        );
     }
 }

@@ -11,6 +11,8 @@
 pub mod envelope;
 pub mod fifo;
 
+pub use envelope::{Body, EncodeError, Envelope, Sender};
+
 use std::fmt;
 
 /// Milliseconds on a monotonic clock chosen by the driver (the adapter uses time since the
@@ -172,8 +174,9 @@ impl<M, F> Output<M, F> {
 /// A message as the drivers handle it: bytes on the wire and a short name for logs,
 /// counters and the AMQP `type` property.
 pub trait Wire {
-    /// The body as published.
-    fn encode(&self) -> Vec<u8>;
+    /// The body as published. A message that cannot be written is an error the drivers
+    /// report, never an empty body on the wire.
+    fn encode(&self) -> Result<Vec<u8>, envelope::EncodeError>;
     /// The message's type (`"grant"`, `"request"`, …).
     fn kind(&self) -> &'static str;
 }

@@ -432,7 +432,12 @@ impl<M: StateMachine, R: Fn(PeerId, Route) -> Vec<PeerId>> Sim<'_, M, R> {
             p.held.remove(&h);
         }
         for (route, msg) in step {
-            self.publish(i, route, msg.encode());
+            // A message that cannot be written is a bug in the machine under test: the
+            // simulator stops on it rather than deliver an empty body.
+            match msg.encode() {
+                Ok(bytes) => self.publish(i, route, bytes),
+                Err(e) => panic!("simulator: participant {i}: {e}"),
+            }
         }
     }
 

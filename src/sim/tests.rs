@@ -9,8 +9,8 @@ use std::collections::VecDeque;
 struct Note(Vec<u8>);
 
 impl Wire for Note {
-    fn encode(&self) -> Vec<u8> {
-        self.0.clone()
+    fn encode(&self) -> Result<Vec<u8>, crate::contract::EncodeError> {
+        Ok(self.0.clone())
     }
     fn kind(&self) -> &'static str {
         "note"

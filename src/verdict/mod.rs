@@ -121,6 +121,55 @@ impl Verdict {
     }
 }
 
+/// The version of the run document's shape ([`Document`]): every algorithm's `schema` is
+/// `sync-run/<algorithm>/v2`. Version 1 had `verified` and `checks` at the top level
+/// (the list agreement's had them under `verdict`, as all do now).
+pub const DOCUMENT_VERSION: u32 = 2;
+
+/// The one `--json` document every algorithm's run prints (docs/PROTOCOL.md, "Run
+/// documents"): `schema`, `run_id`, `exit_code`, `verdict: {verified, checks}`, then the
+/// algorithm's own fields. A reader of one algorithm's verdict reads every algorithm's.
+#[derive(Debug, Serialize)]
+pub struct Document<'a, T: Serialize> {
+    /// `sync-run/<algorithm>/v2`.
+    pub schema: String,
+    pub run_id: &'a str,
+    pub exit_code: i32,
+    pub verdict: &'a Verdict,
+    /// The algorithm's own fields, after the shared ones.
+    #[serde(flatten)]
+    pub fields: T,
+}
+
+impl<'a, T: Serialize> Document<'a, T> {
+    /// The document of `algorithm`'s run `run_id`.
+    pub fn new(
+        algorithm: &str,
+        run_id: &'a str,
+        exit_code: i32,
+        verdict: &'a Verdict,
+        fields: T,
+    ) -> Self {
+        Document {
+            schema: schema(algorithm),
+            run_id,
+            exit_code,
+            verdict,
+            fields,
+        }
+    }
+
+    /// The document as pretty JSON text.
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string_pretty(self)
+    }
+}
+
+/// `sync-run/<algorithm>/v2`: the schema of `algorithm`'s run document.
+pub fn schema(algorithm: &str) -> String {
+    format!("sync-run/{algorithm}/v{DOCUMENT_VERSION}")
+}
+
 /// The `p` quantile (0..=1) of `sorted_ms` (NaN when empty).
 pub fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
     if sorted_ms.is_empty() {
@@ -157,5 +206,20 @@ mod tests {
             Some("FAILED: a (x); 1 more checks failed")
         );
         assert_eq!(ids(&[1, 2, 3]), "1, 2, 3");
+    }
+
+    #[test]
+    fn one_document_shape_for_every_algorithm() {
+        let v = Verdict::new(vec![check("a", true, "fine")]);
+        let doc = Document::new("mutex", "r1", 0, &v, serde_json::json!({"processes": 3}));
+        let j: serde_json::Value =
+            serde_json::from_str(&doc.to_json().expect("writes")).expect("reads");
+        assert_eq!(j["schema"], "sync-run/mutex/v2");
+        assert_eq!(j["run_id"], "r1");
+        assert_eq!(j["exit_code"], 0);
+        assert_eq!(j["verdict"]["verified"], true);
+        assert_eq!(j["verdict"]["checks"][0]["name"], "a");
+        assert_eq!(j["processes"], 3);
+        assert!(j.get("verified").is_none() && j.get("checks").is_none());
     }
 }

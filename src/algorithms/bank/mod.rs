@@ -24,6 +24,7 @@ pub mod command;
 pub mod customer;
 pub mod input;
 pub mod ledger;
+pub mod ops;
 pub mod participant;
 pub mod protocol;
 pub mod report;

@@ -24,8 +24,9 @@
 //! applying it twice. Decoding is strict: another version, another run, an unknown field
 //! or an oversized body is a [`Rejection`]; the run goes on.
 
+pub use super::ops::{Mode, Op, Outcome};
 use super::report::{BranchReport, CustomerReport, SequencerReport};
-use crate::contract::{PeerId, Rejection, Route, Wire};
+use crate::contract::{PeerId, Rejection, Route};
 use serde::{Deserialize, Serialize};
 
 /// Protocol version carried in every message (`"v": 1`).
@@ -41,48 +42,6 @@ pub const MAX_MONEY: u64 = 1_000_000_000_000;
 
 /// The sequencer's role name (its inbox `sync-run.bank.<run>.sequencer`).
 pub const SEQUENCER: &str = "sequencer";
-
-/// A customer's operation (the course's `interface`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Op {
-    Query,
-    Deposit,
-    Withdraw,
-}
-
-impl Op {
-    pub fn name(self) -> &'static str {
-        match self {
-            Op::Query => "query",
-            Op::Deposit => "deposit",
-            Op::Withdraw => "withdraw",
-        }
-    }
-}
-
-/// How an operation came out (the course's `result`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Success,
-    /// A withdraw beyond the balance: nothing changed anywhere.
-    Fail,
-}
-
-/// How the branches apply writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// Every operation, queries too, in one total order set by the sequencer; every branch
-    /// applies that order. Linearizable.
-    #[default]
-    Ordered,
-    /// The course's original design, kept for comparison: a branch applies a request at
-    /// once and then tells the other branches, which apply it blindly. Double-spends under
-    /// concurrency; the checker counts how.
-    Propagate,
-}
 
 /// One operation as it travels: who asked, which request, what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -222,33 +181,22 @@ impl Body {
     }
 }
 
-/// A whole message as it travels.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Message {
-    pub v: u32,
-    pub run: String,
-    #[serde(flatten)]
-    pub body: Body,
-}
+/// A whole message as it travels: the shared envelope ([`crate::contract::Envelope`]),
+/// with no `from` (a message says who it concerns in its body: `branch`, `customer`).
+pub type Message = crate::contract::Envelope<(), Body>;
 
-impl Message {
-    pub fn new(run: &str, body: Body) -> Self {
-        Message {
-            v: PROTOCOL_VERSION,
-            run: run.to_owned(),
-            body,
-        }
+impl crate::contract::Body for Body {
+    const VERSION: u32 = PROTOCOL_VERSION;
+    const MAX_BYTES: usize = MAX_BODY_BYTES;
+
+    fn kind(&self) -> &'static str {
+        Body::kind(self)
     }
 
-    /// Decodes and checks, in this order: the size, the version, the shape (no unknown
-    /// fields), the run, the amounts. Who may send what is the receiver's business.
-    pub fn decode(bytes: &[u8], run: &str) -> Result<Message, Rejection> {
-        crate::contract::envelope::precheck(bytes, MAX_BODY_BYTES, PROTOCOL_VERSION)?;
-        let msg: Message = crate::contract::envelope::parse(bytes)?;
-        if msg.run != run {
-            return Err(Rejection::WrongRun(msg.run));
-        }
-        let inner: &[Body] = match &msg.body {
+    /// The amounts and request ids of every operation (a packed message's too), and no
+    /// packed message inside a packed one.
+    fn check(&self) -> Result<(), Rejection> {
+        let inner: &[Body] = match self {
             Body::Packed { bodies } => bodies,
             b => std::slice::from_ref(b),
         };
@@ -277,12 +225,14 @@ impl Message {
                 }
             }
         }
-        Ok(msg)
+        Ok(())
     }
+}
 
-    /// The bodies this message carries, in order (one, or a packed message's).
-    pub fn bodies(self) -> Vec<Body> {
-        match self.body {
+impl Body {
+    /// The bodies this one carries, in order (itself, or a packed message's).
+    pub fn unpacked(self) -> Vec<Body> {
+        match self {
             Body::Packed { bodies } => bodies,
             b => vec![b],
         }
@@ -298,7 +248,7 @@ pub fn each_body(
 ) -> Result<(), Rejection> {
     let mut accepted = false;
     let mut refused = None;
-    for body in msg.bodies() {
+    for body in msg.body.unpacked() {
         match on(body) {
             Ok(()) => accepted = true,
             Err(e) => refused = refused.or(Some(e)),
@@ -331,20 +281,10 @@ pub fn pack(run: &str, step: Vec<(Route, Message)>, max: usize) -> Vec<(Route, M
             } else {
                 Body::Packed { bodies: chunk }
             };
-            out.push((route, Message::new(run, body)));
+            out.push((route, Message::new(run, (), body)));
         }
     }
     out
-}
-
-impl Wire for Message {
-    fn encode(&self) -> Vec<u8> {
-        // Plain structs with string keys: serializing cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-    fn kind(&self) -> &'static str {
-        self.body.kind()
-    }
 }
 
 /// A report from the results queue, if it is one of this run's.
@@ -366,6 +306,7 @@ mod tests {
     fn round_trip_and_strictness() {
         let m = Message::new(
             "r1",
+            (),
             Body::Request {
                 branch: 2,
                 op: Operation {
@@ -376,7 +317,7 @@ mod tests {
                 },
             },
         );
-        let b = m.encode();
+        let b = m.encode().expect("encodes");
         assert_eq!(
             String::from_utf8_lossy(&b),
             r#"{"v":1,"run":"r1","type":"request","branch":2,"op":{"customer":2,"req":1,"op":"deposit","money":170}}"#

@@ -5,7 +5,7 @@
 //! runs: memory then stays flat in the number of operations) and the checks that need
 //! them are skipped, saying so.
 
-use super::protocol::{Mode, Op, Outcome};
+use super::ops::{Mode, Op, Outcome};
 use crate::contract::PeerId;
 use serde::{Deserialize, Serialize};
 

@@ -65,7 +65,7 @@ impl Sequencer {
     }
 
     fn send(&mut self, route: Route, body: Body) {
-        let msg = Message::new(&self.cfg.run_id, body);
+        let msg = Message::new(&self.cfg.run_id, (), body);
         self.out.push_back(Output::Publish { route, msg });
     }
 

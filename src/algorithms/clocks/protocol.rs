@@ -21,7 +21,7 @@
 //! process, is `vc` N entries long) belong to [`super::process`].
 
 use super::report::Report;
-use crate::contract::{PeerId, Rejection, Wire};
+use crate::contract::{PeerId, Rejection};
 use serde::{Deserialize, Serialize};
 
 /// Protocol version carried in every message (`"v": 1`).
@@ -62,46 +62,15 @@ impl Body {
     }
 }
 
-/// A whole message as it travels.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Message {
-    pub v: u32,
-    pub run: String,
-    pub from: PeerId,
-    #[serde(flatten)]
-    pub body: Body,
-}
+/// A whole message as it travels: the shared envelope ([`crate::contract::Envelope`]),
+/// `from` the sending process.
+pub type Message = crate::contract::Envelope<PeerId, Body>;
 
-impl Message {
-    pub fn new(run: &str, from: PeerId, body: Body) -> Self {
-        Message {
-            v: PROTOCOL_VERSION,
-            run: run.to_owned(),
-            from,
-            body,
-        }
-    }
-
-    /// Checks, in order: size, version, shape (no unknown fields anywhere), run.
-    pub fn decode(bytes: &[u8], run: &str) -> Result<Message, Rejection> {
-        crate::contract::envelope::precheck(bytes, MAX_BODY_BYTES, PROTOCOL_VERSION)?;
-        let msg: Message = crate::contract::envelope::parse(bytes)?;
-        if msg.run != run {
-            return Err(Rejection::WrongRun(msg.run));
-        }
-        Ok(msg)
-    }
-}
-
-impl Wire for Message {
-    fn encode(&self) -> Vec<u8> {
-        // Serialising these plain structs cannot fail: no maps with non-string keys, no
-        // custom Serialize impls. An empty body would be refused by any receiver.
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-
+impl crate::contract::Body for Body {
+    const VERSION: u32 = PROTOCOL_VERSION;
+    const MAX_BYTES: usize = MAX_BODY_BYTES;
     fn kind(&self) -> &'static str {
-        self.body.kind()
+        Body::kind(self)
     }
 }
 
@@ -138,7 +107,7 @@ mod tests {
                 vc: vec![3, 1, 0],
             },
         );
-        let json = String::from_utf8(msg.encode()).unwrap();
+        let json = String::from_utf8(msg.encode().expect("encodes")).unwrap();
         assert_eq!(
             json,
             r#"{"v":1,"run":"r1","from":1,"type":"msg","to":2,"seq":1,"lamport":4,"vc":[3,1,0]}"#
@@ -153,7 +122,7 @@ mod tests {
                 sent: 1,
             },
         );
-        let json = String::from_utf8(done.encode()).unwrap();
+        let json = String::from_utf8(done.encode().expect("encodes")).unwrap();
         assert_eq!(
             json,
             r#"{"v":1,"run":"r1","from":1,"type":"done","to":2,"seq":2,"sent":1}"#
@@ -200,9 +169,12 @@ mod tests {
                 report: report.clone(),
             },
         )
-        .encode();
+        .encode()
+        .expect("encodes");
         assert_eq!(decode_report(&bytes, "r").unwrap(), report);
-        let forged = Message::new("r", 3, Body::Report { report }).encode();
+        let forged = Message::new("r", 3, Body::Report { report })
+            .encode()
+            .expect("encodes");
         assert_eq!(decode_report(&forged, "r").unwrap_err().label(), "refused");
         let done = Message::new(
             "r",
@@ -214,7 +186,9 @@ mod tests {
             },
         );
         assert_eq!(
-            decode_report(&done.encode(), "r").unwrap_err().label(),
+            decode_report(&done.encode().expect("encodes"), "r")
+                .unwrap_err()
+                .label(),
             "refused"
         );
     }
@@ -234,11 +208,11 @@ mod tests {
             let msg = Message::decode(ex.as_bytes(), "demo")
                 .unwrap_or_else(|e| panic!("example does not decode: {e}\n{ex}"));
             assert_eq!(
-                String::from_utf8(msg.encode()).unwrap(),
+                String::from_utf8(msg.encode().expect("encodes")).unwrap(),
                 ex,
                 "canonical form"
             );
-            kinds.push(msg.kind());
+            kinds.push(msg.body.kind());
         }
         assert_eq!(kinds, ["msg", "done", "report"]);
     }

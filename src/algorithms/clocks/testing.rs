@@ -7,7 +7,7 @@
 use super::process::{ClockConfig, Process};
 use super::protocol::Message;
 use super::report::Report;
-use crate::contract::{Output, Route, Wire};
+use crate::contract::{Output, Route};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -44,7 +44,7 @@ pub(crate) fn run(cfgs: Vec<ClockConfig>, seed: u64) -> Vec<Report> {
                     Output::Publish {
                         route: Route::Peer(to),
                         msg,
-                    } => pool.push((to, msg.encode())),
+                    } => pool.push((to, msg.encode().expect("encodes"))),
                     Output::Publish { .. } => {}
                     Output::Finished(r) => reports[i] = Some(r),
                     Output::Release(_) => {}
@@ -92,5 +92,5 @@ pub(crate) fn good(n: u32, e: u32, seed: u64) -> Vec<Report> {
 
 /// A message as bytes, for tests that feed a process by hand.
 pub(crate) fn bytes(m: Message) -> Vec<u8> {
-    m.encode()
+    m.encode().expect("encodes")
 }

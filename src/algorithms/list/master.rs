@@ -520,7 +520,8 @@ impl Master {
     /// One delivery from the master's queue or the results queue. `Err` means: reject the
     /// delivery (it has been counted); the run goes on either way.
     pub fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
-        let result = Message::decode(bytes, &self.cfg.run_id).and_then(|m| self.on_message(now, m));
+        let result = crate::algorithms::list::protocol::decode(bytes, &self.cfg.run_id)
+            .and_then(|m| self.on_message(now, m));
         if let Err(r) = &result {
             self.count_rejection(r);
         }
@@ -952,7 +953,9 @@ mod tests {
     }
 
     fn from_worker(id: WorkerId, body: Body) -> Vec<u8> {
-        Message::new("t", Sender::Worker { id, instance: 9 }, body).encode()
+        Message::new("t", Sender::Worker { id, instance: 9 }, body)
+            .encode()
+            .expect("encodes")
     }
 
     fn drain(m: &mut Master) -> Vec<Output> {
@@ -1296,7 +1299,7 @@ mod tests {
         let feed = |outs: Vec<Output>, standby: &mut Master| {
             for o in outs {
                 if let Output::Publish { msg, .. } = o {
-                    standby.handle(0, &msg.encode()).unwrap();
+                    standby.handle(0, &msg.encode().expect("encodes")).unwrap();
                 }
             }
         };

@@ -149,7 +149,7 @@ pub use crate::contract::{QueueType, Topology};
 /// decode (another version, another run, an unknown field) is refused on its own: it cannot
 /// take its valid neighbours down with it, and it is never acted on.
 ///
-/// Batches are taken apart by [`Message::decode`] itself (a batch's parts cannot be read
+/// Batches are taken apart by [`decode`] itself (a batch's parts cannot be read
 /// as raw text through the flattened, tagged [`Body`]), so each part is parsed exactly once,
 /// by the same code as a message on its own.
 #[derive(Debug, Clone, Serialize)]
@@ -158,17 +158,20 @@ pub struct Part(Box<RawValue>);
 
 impl Part {
     /// A message, as a part of a batch.
-    pub fn of(msg: &Message) -> Part {
-        // Encoding these plain structs cannot fail (see `Message::encode`); the fallback,
-        // `null`, is refused by any receiver.
-        Part(serde_json::value::to_raw_value(msg).unwrap_or_else(|_| RawValue::NULL.to_owned()))
+    pub fn of(msg: &Message) -> Result<Part, crate::contract::EncodeError> {
+        serde_json::value::to_raw_value(msg)
+            .map(Part)
+            .map_err(|e| crate::contract::EncodeError {
+                kind: msg.body.kind(),
+                reason: e.to_string(),
+            })
     }
 
-    /// Decodes and checks the part exactly as [`Message::decode`] checks a message on its
+    /// Decodes and checks the part exactly as [`decode`] checks a message on its
     /// own (version, run, shape, no unknown fields), and refuses a batch inside it. (Its
     /// size is bounded by the delivery's.)
     pub fn decode(&self, run: &str) -> Result<Message, Rejection> {
-        let msg = Message::decode(self.0.get().as_bytes(), run)?;
+        let msg = decode(self.0.get().as_bytes(), run)?;
         if matches!(msg.body, Body::Batch { .. }) {
             return Err(Rejection::Refused("a batch inside a batch".into()));
         }
@@ -189,108 +192,95 @@ impl PartialEq for Part {
 impl Eq for Part {}
 
 impl<'de> Deserialize<'de> for Part {
-    /// Only [`Message::decode`] reads batches (see [`Part`]); through the tagged [`Body`]
+    /// Only [`decode`] reads batches (see [`Part`]); through the tagged [`Body`]
     /// a part's text is not available.
     fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Part, D::Error> {
         Err(serde::de::Error::custom(
-            "batch parts are read by Message::decode",
+            "batch parts are read by protocol::decode",
         ))
     }
 }
 
-/// A whole message as it travels.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Message {
-    pub v: u32,
-    pub run: String,
-    pub from: Sender,
-    #[serde(flatten)]
-    pub body: Body,
+/// A whole message as it travels: the shared envelope ([`crate::contract::Envelope`]),
+/// `from` the master or a worker (with its instance).
+pub type Message = crate::contract::Envelope<Sender, Body>;
+
+impl crate::contract::Sender for Sender {}
+
+impl crate::contract::Body for Body {
+    const VERSION: u32 = PROTOCOL_VERSION;
+    const MAX_BYTES: usize = MAX_BODY_BYTES;
+    fn kind(&self) -> &'static str {
+        Body::kind(self)
+    }
 }
 
-impl Message {
-    pub fn new(run: &str, from: Sender, body: Body) -> Self {
+/// Decodes and checks, in this order: the size, the version (before the shape: a v2
+/// message may have fields v1 does not know), the shape (no unknown fields at any
+/// level), the run, and for a batch the number of parts. Its parts are checked the
+/// same way when they are handled ([`Part::decode`]). Type-specific checks (is this
+/// grant from our master, is this append fenced) belong to the state machines.
+pub fn decode(bytes: &[u8], run: &str) -> Result<Message, Rejection> {
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(Rejection::TooLarge(bytes.len(), MAX_BODY_BYTES));
+    }
+    #[derive(Deserialize)]
+    struct Probe<'a> {
+        v: Option<serde_json::Value>,
+        #[serde(rename = "type", borrow)]
+        kind: Option<std::borrow::Cow<'a, str>>,
+    }
+    let malformed = |e: serde_json::Error| Rejection::Malformed(e.to_string());
+    let probe: Probe = serde_json::from_slice(bytes).map_err(malformed)?;
+    match probe.v.as_ref().map(serde_json::Value::as_u64) {
+        Some(Some(v)) if v == PROTOCOL_VERSION as u64 => {}
+        Some(Some(v)) => {
+            return Err(Rejection::Version(
+                Some(v.min(u32::MAX as u64) as u32),
+                PROTOCOL_VERSION,
+            ));
+        }
+        _ => return Err(Rejection::Version(None, PROTOCOL_VERSION)),
+    }
+    let msg = if probe.kind.as_deref() == Some("batch") {
+        /// A batch's envelope, read directly (not through the tagged [`Body`]) so that
+        /// its parts stay text until each is decoded on its own.
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Batch {
+            #[allow(dead_code)]
+            v: u32,
+            run: String,
+            from: Sender,
+            #[serde(rename = "type")]
+            #[allow(dead_code)]
+            kind: String,
+            messages: Vec<Box<RawValue>>,
+        }
+        let b: Batch = serde_json::from_slice(bytes).map_err(malformed)?;
         Message {
             v: PROTOCOL_VERSION,
-            run: run.to_owned(),
-            from,
-            body,
+            run: b.run,
+            from: b.from,
+            body: Body::Batch {
+                messages: b.messages.into_iter().map(Part).collect(),
+            },
         }
+    } else {
+        serde_json::from_slice(bytes).map_err(malformed)?
+    };
+    if msg.run != run {
+        return Err(Rejection::WrongRun(msg.run));
     }
-
-    pub fn encode(&self) -> Vec<u8> {
-        // Serializing these plain structs cannot fail: no maps with non-string keys,
-        // no custom Serialize impls.
-        serde_json::to_vec(self).unwrap_or_default()
+    if let Body::Batch { messages } = &msg.body
+        && messages.len() > MAX_BATCH_MESSAGES
+    {
+        return Err(Rejection::Refused(format!(
+            "a batch of {} parts (at most {MAX_BATCH_MESSAGES})",
+            messages.len()
+        )));
     }
-
-    /// Decodes and checks, in this order: the size, the version (before the shape: a v2
-    /// message may have fields v1 does not know), the shape (no unknown fields at any
-    /// level), the run, and for a batch the number of parts. Its parts are checked the
-    /// same way when they are handled ([`Part::decode`]). Type-specific checks (is this
-    /// grant from our master, is this append fenced) belong to the state machines.
-    pub fn decode(bytes: &[u8], run: &str) -> Result<Message, Rejection> {
-        if bytes.len() > MAX_BODY_BYTES {
-            return Err(Rejection::TooLarge(bytes.len(), MAX_BODY_BYTES));
-        }
-        #[derive(Deserialize)]
-        struct Probe<'a> {
-            v: Option<serde_json::Value>,
-            #[serde(rename = "type", borrow)]
-            kind: Option<std::borrow::Cow<'a, str>>,
-        }
-        let malformed = |e: serde_json::Error| Rejection::Malformed(e.to_string());
-        let probe: Probe = serde_json::from_slice(bytes).map_err(malformed)?;
-        match probe.v.as_ref().map(serde_json::Value::as_u64) {
-            Some(Some(v)) if v == PROTOCOL_VERSION as u64 => {}
-            Some(Some(v)) => {
-                return Err(Rejection::Version(
-                    Some(v.min(u32::MAX as u64) as u32),
-                    PROTOCOL_VERSION,
-                ));
-            }
-            _ => return Err(Rejection::Version(None, PROTOCOL_VERSION)),
-        }
-        let msg = if probe.kind.as_deref() == Some("batch") {
-            /// A batch's envelope, read directly (not through the tagged [`Body`]) so that
-            /// its parts stay text until each is decoded on its own.
-            #[derive(Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct Batch {
-                #[allow(dead_code)]
-                v: u32,
-                run: String,
-                from: Sender,
-                #[serde(rename = "type")]
-                #[allow(dead_code)]
-                kind: String,
-                messages: Vec<Box<RawValue>>,
-            }
-            let b: Batch = serde_json::from_slice(bytes).map_err(malformed)?;
-            Message {
-                v: PROTOCOL_VERSION,
-                run: b.run,
-                from: b.from,
-                body: Body::Batch {
-                    messages: b.messages.into_iter().map(Part).collect(),
-                },
-            }
-        } else {
-            serde_json::from_slice(bytes).map_err(malformed)?
-        };
-        if msg.run != run {
-            return Err(Rejection::WrongRun(msg.run));
-        }
-        if let Body::Batch { messages } = &msg.body
-            && messages.len() > MAX_BATCH_MESSAGES
-        {
-            return Err(Rejection::Refused(format!(
-                "a batch of {} parts (at most {MAX_BATCH_MESSAGES})",
-                messages.len()
-            )));
-        }
-        Ok(msg)
-    }
+    Ok(msg)
 }
 
 /// Most messages one [`Body::Batch`] carries: bounded so a batch stays a few tens of
@@ -320,35 +310,27 @@ pub fn coalesce(
         }
     }
     out.into_iter()
-        .filter_map(|(route, mut group)| {
+        .flat_map(|(route, group)| {
             if group.len() == 1 {
-                return group.pop().map(|m| (route, m));
+                return group.into_iter().map(|m| (route, m)).collect::<Vec<_>>();
             }
-            let run = group[0].run.clone();
-            Some((
-                route,
-                Message::new(
-                    &run,
-                    publisher,
-                    Body::Batch {
-                        messages: group.iter().map(Part::of).collect(),
-                    },
-                ),
-            ))
+            // A part that cannot be written leaves its group unbatched: each message then
+            // goes on its own, and the driver reports the one that fails.
+            match group.iter().map(Part::of).collect::<Result<Vec<_>, _>>() {
+                Ok(messages) => {
+                    let run = group[0].run.clone();
+                    vec![(
+                        route,
+                        Message::new(&run, publisher, Body::Batch { messages }),
+                    )]
+                }
+                Err(_) => group.into_iter().map(|m| (route, m)).collect(),
+            }
         })
         .collect()
 }
 
 pub use crate::contract::Rejection;
-
-impl crate::contract::Wire for Message {
-    fn encode(&self) -> Vec<u8> {
-        Message::encode(self)
-    }
-    fn kind(&self) -> &'static str {
-        self.body.kind()
-    }
-}
 
 /// Names of everything a run declares on the broker. Every name carries the run id, so
 /// two runs never share anything and cleanup knows exactly what to delete.
@@ -424,44 +406,38 @@ mod tests {
                 lease_ms: 2000,
             },
         );
-        let json = String::from_utf8(msg.encode()).unwrap();
+        let json = String::from_utf8(msg.encode().expect("encodes")).unwrap();
         assert_eq!(
             json,
             r#"{"v":1,"run":"r1","from":{"role":"master","instance":7},"type":"grant","seq":3,"worker":5,"lease_ms":2000}"#
         );
-        assert_eq!(Message::decode(json.as_bytes(), "r1").unwrap(), msg);
+        assert_eq!(decode(json.as_bytes(), "r1").unwrap(), msg);
     }
 
     #[test]
     fn decode_rejects_each_kind_of_bad_input() {
-        let ok = Message::new("r1", M, Body::Abort { reason: "x".into() }).encode();
-        assert!(Message::decode(&ok, "r1").is_ok());
-        assert_eq!(Message::decode(&ok, "r2").unwrap_err().label(), "wrong_run");
-        assert_eq!(
-            Message::decode(b"{not json", "r1").unwrap_err().label(),
-            "malformed"
-        );
+        let ok = Message::new("r1", M, Body::Abort { reason: "x".into() })
+            .encode()
+            .expect("encodes");
+        assert!(decode(&ok, "r1").is_ok());
+        assert_eq!(decode(&ok, "r2").unwrap_err().label(), "wrong_run");
+        assert_eq!(decode(b"{not json", "r1").unwrap_err().label(), "malformed");
         let v2 = String::from_utf8(ok.clone())
             .unwrap()
             .replace("\"v\":1", "\"v\":2");
         assert_eq!(
-            Message::decode(v2.as_bytes(), "r1").unwrap_err(),
+            decode(v2.as_bytes(), "r1").unwrap_err(),
             Rejection::Version(Some(2), PROTOCOL_VERSION)
         );
         let unknown = String::from_utf8(ok.clone())
             .unwrap()
             .replace("\"abort\"", "\"teleport\"");
         assert_eq!(
-            Message::decode(unknown.as_bytes(), "r1")
-                .unwrap_err()
-                .label(),
+            decode(unknown.as_bytes(), "r1").unwrap_err().label(),
             "malformed"
         );
         let big = vec![b' '; MAX_BODY_BYTES + 1];
-        assert_eq!(
-            Message::decode(&big, "r1").unwrap_err().label(),
-            "too_large"
-        );
+        assert_eq!(decode(&big, "r1").unwrap_err().label(), "too_large");
     }
 
     /// Every message example in docs/PROTOCOL.md decodes, and re-encodes to the same JSON:
@@ -477,10 +453,10 @@ mod tests {
         assert!(examples.len() >= 8, "every message type has an example");
         let mut kinds = std::collections::BTreeSet::new();
         for ex in examples {
-            let msg = Message::decode(ex.as_bytes(), "demo")
+            let msg = decode(ex.as_bytes(), "demo")
                 .unwrap_or_else(|e| panic!("example does not decode: {e}\n{ex}"));
             assert_eq!(
-                String::from_utf8(msg.encode()).unwrap(),
+                String::from_utf8(msg.encode().expect("encodes")).unwrap(),
                 ex,
                 "canonical form"
             );
@@ -539,8 +515,8 @@ mod tests {
             ]
         );
         // The batch decodes back to its parts, in order, with their own senders.
-        let bytes = out[0].1.encode();
-        let Body::Batch { messages } = Message::decode(&bytes, "r").unwrap().body else {
+        let bytes = out[0].1.encode().expect("encodes");
+        let Body::Batch { messages } = decode(&bytes, "r").unwrap().body else {
             panic!("not a batch")
         };
         let parts: Vec<Message> = messages.iter().map(|p| p.decode("r").unwrap()).collect();
@@ -561,7 +537,9 @@ mod tests {
     /// run, an unknown field or a nested batch is refused by itself.
     #[test]
     fn batch_parts_are_checked_one_by_one_and_batches_are_bounded() {
-        let good = Message::new("r", M, Body::Abort { reason: "x".into() }).encode();
+        let good = Message::new("r", M, Body::Abort { reason: "x".into() })
+            .encode()
+            .expect("encodes");
         let good = String::from_utf8(good).unwrap();
         let bad = [
             good.replace("\"v\":1", "\"v\":2"),
@@ -578,7 +556,7 @@ mod tests {
         let batch = format!(
             r#"{{"v":1,"run":"r","from":{{"role":"master","instance":7}},"type":"batch","messages":[{parts}]}}"#
         );
-        let Body::Batch { messages } = Message::decode(batch.as_bytes(), "r").unwrap().body else {
+        let Body::Batch { messages } = decode(batch.as_bytes(), "r").unwrap().body else {
             panic!("not a batch")
         };
         assert_eq!(messages.len(), 5, "one bad part does not void the batch");
@@ -596,9 +574,7 @@ mod tests {
             r#"{{"v":1,"run":"r","from":{{"role":"master","instance":7}},"type":"batch","messages":[{many}]}}"#
         );
         assert_eq!(
-            Message::decode(too_many.as_bytes(), "r")
-                .unwrap_err()
-                .label(),
+            decode(too_many.as_bytes(), "r").unwrap_err().label(),
             "refused"
         );
     }
@@ -616,12 +592,12 @@ mod tests {
         ];
         for case in cases {
             assert_eq!(
-                Message::decode(case.as_bytes(), "r").unwrap_err().label(),
+                decode(case.as_bytes(), "r").unwrap_err().label(),
                 "malformed",
                 "{case}"
             );
             let fixed = case.replace(",\"extra\":1", "");
-            assert!(Message::decode(fixed.as_bytes(), "r").is_ok(), "{fixed}");
+            assert!(decode(fixed.as_bytes(), "r").is_ok(), "{fixed}");
         }
     }
 

@@ -179,8 +179,8 @@ impl Worker {
         if self.done {
             return Ok(());
         }
-        let result =
-            Message::decode(bytes, &self.cfg.run_id).and_then(|m| self.on_message(m, publisher));
+        let result = crate::algorithms::list::protocol::decode(bytes, &self.cfg.run_id)
+            .and_then(|m| self.on_message(m, publisher));
         if let Err(r) = &result {
             self.rejected += 1;
             tracing::warn!(worker = self.cfg.id, rejection = %r, "worker rejected a message");
@@ -563,15 +563,17 @@ mod tests {
     }
 
     fn m(body: Body) -> Vec<u8> {
-        Message::new("t", M, body).encode()
+        Message::new("t", M, body).encode().expect("encodes")
     }
     fn parts(msgs: Vec<Message>) -> Vec<crate::algorithms::list::protocol::Part> {
         msgs.iter()
-            .map(crate::algorithms::list::protocol::Part::of)
+            .map(|m| crate::algorithms::list::protocol::Part::of(m).expect("encodes"))
             .collect()
     }
     fn w(id: WorkerId, body: Body) -> Vec<u8> {
-        Message::new("t", Sender::Worker { id, instance: 1 }, body).encode()
+        Message::new("t", Sender::Worker { id, instance: 1 }, body)
+            .encode()
+            .expect("encodes")
     }
     fn start(workers: Vec<WorkerId>) -> Vec<u8> {
         m(Body::Start {
@@ -654,7 +656,8 @@ mod tests {
                 ]),
             },
         )
-        .encode();
+        .encode()
+        .expect("encodes");
         x.handle(1, &batch).unwrap();
         assert_eq!(x.rejected(), 1);
         let outs = drain(&mut x);
@@ -682,7 +685,8 @@ mod tests {
                 messages: parts(vec![relayed(2, 1, 7)]),
             },
         )
-        .encode();
+        .encode()
+        .expect("encodes");
         assert!(x.handle(2, &from_worker).is_err(), "only a master batches");
         let nested = Message::new(
             "t",
@@ -691,7 +695,8 @@ mod tests {
                 messages: parts(vec![Message::new("t", M, Body::Batch { messages: vec![] })]),
             },
         )
-        .encode();
+        .encode()
+        .expect("encodes");
         let before = x.rejected();
         assert!(x.handle(3, &nested).is_ok());
         assert_eq!(
@@ -732,7 +737,8 @@ mod tests {
                 ]),
             },
         )
-        .encode();
+        .encode()
+        .expect("encodes");
         x.handle(4, &end).unwrap();
         let done = drain(&mut x);
         assert!(done.iter().any(|o| matches!(o, Output::Finished(WorkerOutcome::Completed { entries }) if entries.iter().map(|e| e.value).collect::<Vec<_>>() == vec![42, own])), "{done:?}");
@@ -991,7 +997,8 @@ mod tests {
                 lease_ms: 9,
             },
         )
-        .encode();
+        .encode()
+        .expect("encodes");
         assert!(x.handle(0, &stray).is_err(), "grant from another master");
         assert!(
             x.handle(
@@ -1070,7 +1077,8 @@ mod tests {
                 queue_type: Default::default(),
             },
         )
-        .encode();
+        .encode()
+        .expect("encodes");
         x.handle(0, &takeover).unwrap();
         assert!(
             x.handle(
@@ -1093,7 +1101,8 @@ mod tests {
                 lease_ms: 9,
             },
         )
-        .encode();
+        .encode()
+        .expect("encodes");
         x.handle(0, &grant).unwrap();
         drain(&mut x);
         // A stale start of an older epoch does not switch back.
@@ -1112,7 +1121,8 @@ mod tests {
                 queue_type: Default::default(),
             },
         )
-        .encode();
+        .encode()
+        .expect("encodes");
         assert!(x.handle(0, &stale).is_err());
     }
 

@@ -55,6 +55,7 @@ impl Clerk {
                 route: Route::Peer(k),
                 msg: Message::new(
                     &self.run_id,
+                    (),
                     Body::Close {
                         reason: reason.to_owned(),
                     },
@@ -78,6 +79,7 @@ impl Clerk {
             route: Route::Results,
             msg: Message::new(
                 &self.run_id,
+                (),
                 Body::Report {
                     report: Report::Clerk(report.clone()),
                 },
@@ -109,7 +111,7 @@ impl StateMachine for Clerk {
                     for k in self.peers.clone() {
                         self.out.push_back(Output::Publish {
                             route: Route::Peer(k),
-                            msg: Message::new(&self.run_id, Body::Open),
+                            msg: Message::new(&self.run_id, (), Body::Open),
                         });
                     }
                 }

@@ -15,6 +15,38 @@ use crate::contract::{Millis, PeerId, StateMachine};
 use crate::exit;
 use std::time::{Duration, Instant};
 
+/// `sync-run market` and `sync-run market-peer`.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// A peer-to-peer market: buyers flood lookups with a hop count, sellers reply back
+    /// along the path, buyers buy directly; never oversold, proven from the reports.
+    Market(MarketArgs),
+    /// One peer of a market run (start it anywhere, with the run's options and --seed, or
+    /// described with --role).
+    MarketPeer(PeerArgs),
+}
+
+/// `sync-run bench market`.
+#[derive(Debug, clap::Subcommand)]
+pub enum Bench {
+    /// The market: lookup→purchase latency, success rate and messages per lookup against
+    /// the flooding bound, at 6, 100 and 1,000 peers, beside the broker's one hop.
+    Market(super::cli::BenchArgs),
+}
+
+pub async fn dispatch(s: &Session, c: &Command) -> i32 {
+    match c {
+        Command::Market(a) => run(s, a).await,
+        Command::MarketPeer(a) => peer_alone(s, a).await,
+    }
+}
+
+pub async fn dispatch_bench(s: &Session, b: &Bench) -> i32 {
+    match b {
+        Bench::Market(a) => bench(s, a).await,
+    }
+}
+
 /// The JSON document's schema name (docs/market.md).
 pub const SCHEMA: &str = "sync-run/market/v1";
 

@@ -21,6 +21,7 @@ pub mod cli;
 pub mod command;
 pub mod diagram;
 pub mod graph;
+pub mod lookup;
 pub mod participant;
 pub mod peer;
 pub mod protocol;

@@ -176,7 +176,7 @@ impl Peer {
     fn send(&mut self, route: Route, body: Body) {
         self.out.push_back(Output::Publish {
             route,
-            msg: Message::new(&self.cfg.run_id, body),
+            msg: Message::new(&self.cfg.run_id, (), body),
         });
     }
 

@@ -24,8 +24,9 @@
 //! another run, an unknown field or an oversized body is a [`Rejection`]; the run goes on.
 
 use super::graph::check_product;
+pub use super::lookup::LookupId;
 use super::report::{ClerkReport, PeerReport};
-use crate::contract::{PeerId, Rejection, Wire};
+use crate::contract::{PeerId, Rejection};
 use serde::{Deserialize, Serialize};
 
 /// Protocol version carried in every message (`"v": 1`).
@@ -40,20 +41,6 @@ pub const MAX_HOPS: u32 = 1000;
 
 /// The clerk's role name (its inbox `sync-run.market.<run>.clerk`).
 pub const CLERK: &str = "clerk";
-
-/// A lookup's id: the buyer and its count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LookupId {
-    pub buyer: PeerId,
-    pub n: u64,
-}
-
-impl std::fmt::Display for LookupId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.buyer, self.n)
-    }
-}
 
 /// The message types.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,40 +136,27 @@ impl Body {
     }
 }
 
-/// A whole message as it travels.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Message {
-    pub v: u32,
-    pub run: String,
-    #[serde(flatten)]
-    pub body: Body,
-}
+/// A whole message as it travels: the shared envelope ([`crate::contract::Envelope`]),
+/// with no `from` (a message's path and ids say who it concerns).
+pub type Message = crate::contract::Envelope<(), Body>;
 
 fn refused(why: impl Into<String>) -> Rejection {
     Rejection::Refused(why.into())
 }
 
-impl Message {
-    pub fn new(run: &str, body: Body) -> Self {
-        Message {
-            v: PROTOCOL_VERSION,
-            run: run.to_owned(),
-            body,
-        }
+impl crate::contract::Body for Body {
+    const VERSION: u32 = PROTOCOL_VERSION;
+    const MAX_BYTES: usize = MAX_BODY_BYTES;
+
+    fn kind(&self) -> &'static str {
+        Body::kind(self)
     }
 
-    /// Decodes and checks, in this order: the size, the version, the shape (no unknown
-    /// fields), the run, then what any receiver can check alone (ids from 1, product
-    /// names, a path that starts at its buyer, has no repeated peer and fits the hop
-    /// limit, a reply's `via` shorter than its path). Who may send what is the receiver's
-    /// business.
-    pub fn decode(bytes: &[u8], run: &str) -> Result<Message, Rejection> {
-        crate::contract::envelope::precheck(bytes, MAX_BODY_BYTES, PROTOCOL_VERSION)?;
-        let msg: Message = crate::contract::envelope::parse(bytes)?;
-        if msg.run != run {
-            return Err(Rejection::WrongRun(msg.run));
-        }
-        match &msg.body {
+    /// What any receiver can check alone: ids from 1, product names, a path that starts
+    /// at its buyer, has no repeated peer and fits the hop limit, a reply's `via` shorter
+    /// than its path.
+    fn check(&self) -> Result<(), Rejection> {
+        match self {
             Body::Lookup {
                 id,
                 product,
@@ -234,7 +208,7 @@ impl Message {
             | Body::Close { .. }
             | Body::Report { .. } => {}
         }
-        Ok(msg)
+        Ok(())
     }
 }
 
@@ -261,16 +235,6 @@ fn check_path(id: &LookupId, path: &[PeerId]) -> Result<(), Rejection> {
     Ok(())
 }
 
-impl Wire for Message {
-    fn encode(&self) -> Vec<u8> {
-        // Plain structs with string keys: serializing cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-    fn kind(&self) -> &'static str {
-        self.body.kind()
-    }
-}
-
 /// A report from the results queue, if it is one of this run's.
 pub fn decode_report(bytes: &[u8], run: &str) -> Result<Report, Rejection> {
     match Message::decode(bytes, run)?.body {
@@ -287,6 +251,7 @@ mod tests {
     fn round_trip_and_strictness() {
         let m = Message::new(
             "r1",
+            (),
             Body::Lookup {
                 id: LookupId { buyer: 1, n: 1 },
                 product: "salt".into(),
@@ -294,7 +259,7 @@ mod tests {
                 path: vec![1],
             },
         );
-        let b = m.encode();
+        let b = m.encode().expect("encodes");
         assert_eq!(
             String::from_utf8_lossy(&b),
             r#"{"v":1,"run":"r1","type":"lookup","id":{"buyer":1,"n":1},"product":"salt","hops":1,"path":[1]}"#

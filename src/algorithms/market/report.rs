@@ -5,7 +5,7 @@
 //! the peer's own millisecond clock.
 
 use super::graph::Role;
-use super::protocol::LookupId;
+use super::lookup::LookupId;
 use crate::contract::{Millis, PeerId};
 use serde::{Deserialize, Serialize};
 

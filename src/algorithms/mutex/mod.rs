@@ -25,6 +25,7 @@
 pub mod bench;
 pub mod checks;
 pub mod cli;
+pub mod clock;
 pub mod command;
 pub mod diagram;
 pub mod print;

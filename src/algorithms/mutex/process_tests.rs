@@ -43,16 +43,20 @@ fn the_older_request_wins_and_the_younger_is_deferred() {
     let (m2, _) = outputs(&mut p2);
     assert_eq!(kinds(&m1), vec![(Route::Peer(2), "request")]);
     // Both requests carry L=1: (1, 1) < (1, 2), so P1's is older.
-    p1.handle(1, &m2[0].1.encode()).expect("request to p1");
+    p1.handle(1, &m2[0].1.encode().expect("encodes"))
+        .expect("request to p1");
     let (nothing, _) = outputs(&mut p1);
     assert!(nothing.is_empty(), "P1 defers the younger request");
-    p2.handle(1, &m1[0].1.encode()).expect("request to p2");
+    p2.handle(1, &m1[0].1.encode().expect("encodes"))
+        .expect("request to p2");
     let (reply, _) = outputs(&mut p2);
     assert_eq!(kinds(&reply), vec![(Route::Peer(1), "reply")]);
     // A duplicate of the request earns no second reply.
-    p2.handle(2, &m1[0].1.encode()).expect("duplicate");
+    p2.handle(2, &m1[0].1.encode().expect("encodes"))
+        .expect("duplicate");
     assert!(outputs(&mut p2).0.is_empty());
-    p1.handle(2, &reply[0].1.encode()).expect("reply to p1");
+    p1.handle(2, &reply[0].1.encode().expect("encodes"))
+        .expect("reply to p1");
     let (after, _) = outputs(&mut p1);
     // P1 entered and exited (hold 0), sent its deferred reply, then its done.
     assert_eq!(
@@ -60,7 +64,7 @@ fn the_older_request_wins_and_the_younger_is_deferred() {
         vec![(Route::Peer(2), "reply"), (Route::Peer(2), "done")]
     );
     for (_, m) in &after {
-        p2.handle(3, &m.encode()).expect("to p2");
+        p2.handle(3, &m.encode().expect("encodes")).expect("to p2");
     }
     let (end2, report2) = outputs(&mut p2);
     assert_eq!(
@@ -71,10 +75,11 @@ fn the_older_request_wins_and_the_younger_is_deferred() {
     assert_eq!(report2.outcome, Outcome::Completed);
     assert_eq!(report2.counts.duplicates, 1);
     assert_eq!(
-        decode_report(&end2[1].1.encode(), "t").expect("report"),
+        decode_report(&end2[1].1.encode().expect("encodes"), "t").expect("report"),
         report2
     );
-    p1.handle(4, &end2[0].1.encode()).expect("done to p1");
+    p1.handle(4, &end2[0].1.encode().expect("encodes"))
+        .expect("done to p1");
     let report1 = outputs(&mut p1).1.expect("P1 finished");
     let e1 = &report1.executions[0];
     let e2 = &report2.executions[0];
@@ -107,17 +112,20 @@ fn junk_and_foreign_messages_are_rejected_and_counted() {
             run: "x".into(),
             ..ok.clone()
         }
-        .encode(),
+        .encode()
+        .expect("encodes"),
         Message {
             from: 1,
             ..ok.clone()
         }
-        .encode(),
+        .encode()
+        .expect("encodes"),
         Message {
             from: 9,
             ..ok.clone()
         }
-        .encode(),
+        .encode()
+        .expect("encodes"),
         Message::new(
             "t",
             2,
@@ -128,7 +136,8 @@ fn junk_and_foreign_messages_are_rejected_and_counted() {
                 vc: vec![0, 1, 0],
             },
         )
-        .encode(),
+        .encode()
+        .expect("encodes"),
         Message::new(
             "t",
             2,
@@ -139,12 +148,13 @@ fn junk_and_foreign_messages_are_rejected_and_counted() {
                 vc: vec![1],
             },
         )
-        .encode(),
+        .encode()
+        .expect("encodes"),
     ];
     for v in &variants {
         assert!(p.handle(1, v).is_err());
     }
-    assert!(p.handle(1, &ok.encode()).is_ok());
+    assert!(p.handle(1, &ok.encode().expect("encodes")).is_ok());
     p.interrupt(2, "stop".into());
     let report = outputs(&mut p).1.expect("finished");
     assert_eq!(report.rejected, variants.len() as u64);
@@ -173,7 +183,8 @@ fn a_silent_peer_is_named_after_the_peer_timeout() {
             vc: vec![1, 2, 0],
         },
     );
-    p.handle(50, &reply.encode()).expect("reply");
+    p.handle(50, &reply.encode().expect("encodes"))
+        .expect("reply");
     // Peer 2 spoke at 50: stuck once both are silent for 100 ms.
     assert_eq!(p.next_timeout(), Some(150));
     p.handle_timeout(149);
@@ -204,7 +215,8 @@ fn the_hold_is_a_timeout_and_the_deadline_ends_the_run() {
             vc: vec![1, 2],
         },
     );
-    p.handle(10, &reply.encode()).expect("reply");
+    p.handle(10, &reply.encode().expect("encodes"))
+        .expect("reply");
     assert!(outputs(&mut p).0.is_empty(), "inside until 40");
     assert_eq!(p.next_timeout(), Some(40));
     p.handle_timeout(40);

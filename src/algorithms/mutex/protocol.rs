@@ -14,6 +14,7 @@
 //! Decoding is strict: another version, another run, an unknown field or an oversized body
 //! is a [`Rejection`]; the run goes on.
 
+pub use super::clock::{Lamport, VectorClock};
 use super::report::Report;
 use crate::contract::{PeerId, Rejection};
 use serde::{Deserialize, Serialize};
@@ -26,12 +27,6 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// ~300 bytes, 1.2 MB. 4 MiB keeps a misbehaving publisher from making a process buffer
 /// more.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
-
-/// A Lamport timestamp.
-pub type Lamport = u64;
-
-/// A vector clock: entry `i - 1` counts the events of process `i`.
-pub type VectorClock = Vec<u64>;
 
 /// The message types.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,51 +74,15 @@ impl Body {
     }
 }
 
-/// A whole message as it travels.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Message {
-    pub v: u32,
-    pub run: String,
-    pub from: PeerId,
-    #[serde(flatten)]
-    pub body: Body,
-}
+/// A whole message as it travels: the shared envelope ([`crate::contract::Envelope`]),
+/// `from` the sending process.
+pub type Message = crate::contract::Envelope<PeerId, Body>;
 
-impl Message {
-    pub fn new(run: &str, from: PeerId, body: Body) -> Self {
-        Message {
-            v: PROTOCOL_VERSION,
-            run: run.to_owned(),
-            from,
-            body,
-        }
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        // Serializing these plain structs cannot fail (no maps with non-string keys, no
-        // custom Serialize impls).
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-
-    /// Decodes and checks, in this order: the size, the version (before the shape: a v2
-    /// message may have fields v1 does not know), the shape (no unknown fields), the run.
-    /// Who may send what to whom is the process's business.
-    pub fn decode(bytes: &[u8], run: &str) -> Result<Message, Rejection> {
-        crate::contract::envelope::precheck(bytes, MAX_BODY_BYTES, PROTOCOL_VERSION)?;
-        let msg: Message = crate::contract::envelope::parse(bytes)?;
-        if msg.run != run {
-            return Err(Rejection::WrongRun(msg.run));
-        }
-        Ok(msg)
-    }
-}
-
-impl crate::contract::Wire for Message {
-    fn encode(&self) -> Vec<u8> {
-        Message::encode(self)
-    }
+impl crate::contract::Body for Body {
+    const VERSION: u32 = PROTOCOL_VERSION;
+    const MAX_BYTES: usize = MAX_BODY_BYTES;
     fn kind(&self) -> &'static str {
-        self.body.kind()
+        Body::kind(self)
     }
 }
 
@@ -169,7 +128,10 @@ mod tests {
                 }
             )
         );
-        assert_eq!(String::from_utf8(msg.encode()).expect("utf8"), EXAMPLE);
+        assert_eq!(
+            String::from_utf8(msg.encode().expect("encodes")).expect("utf8"),
+            EXAMPLE
+        );
     }
 
     #[test]
@@ -198,7 +160,9 @@ mod tests {
             "refused"
         );
         let report = Report::empty(2, super::super::report::Outcome::Completed);
-        let ok = Message::new("r1", 2, Body::Report { report }).encode();
+        let ok = Message::new("r1", 2, Body::Report { report })
+            .encode()
+            .expect("encodes");
         assert_eq!(decode_report(&ok, "r1").expect("report").id, 2);
         let forged = String::from_utf8(ok)
             .expect("utf8")

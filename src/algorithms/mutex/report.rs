@@ -3,7 +3,7 @@
 //! The checker ([`super::checks`]) works from these reports alone; they travel on the
 //! results route inside a `report` message, hence Serialize and Deserialize.
 
-use super::protocol::{Lamport, VectorClock};
+use super::clock::{Lamport, VectorClock};
 use crate::contract::PeerId;
 use serde::{Deserialize, Serialize};
 

@@ -7,6 +7,7 @@
 
 pub mod auto;
 pub mod bench;
+pub mod channel;
 pub mod checks;
 pub mod cli;
 pub mod command;

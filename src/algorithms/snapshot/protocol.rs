@@ -17,6 +17,7 @@
 //! Decoding is strict: another version, another run, an unknown field or an oversized body
 //! is a [`Rejection`]; the run goes on.
 
+pub use super::channel::{Content, Money, SnapshotId};
 use super::report::{NodeReport, Recorded};
 use crate::contract::{PeerId, Rejection};
 use serde::{Deserialize, Serialize};
@@ -28,10 +29,6 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// events of ~80 bytes is 8 MB.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
-/// Money, in whole units.
-pub type Money = u64;
-/// A snapshot's number within the run: 1, 2, … in the order they were begun.
-pub type SnapshotId = u32;
 /// The master's command number: 1, 2, … in the order it issued them.
 pub type Cmd = u64;
 
@@ -58,19 +55,6 @@ impl Role {
 pub enum Who {
     Node(PeerId),
     Role(Role),
-}
-
-/// What travels on a channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Content {
-    /// Money moving from the sender to the receiver; deducted when sent, credited when
-    /// taken.
-    Transfer { amount: Money },
-    /// Chandy–Lamport's marker of snapshot `snapshot`.
-    Marker { snapshot: SnapshotId },
-    /// Random mode: nothing more will come on this channel.
-    Close,
 }
 
 /// A message a node put on a channel (answers say which, so the master knows which
@@ -237,49 +221,17 @@ impl Body {
     }
 }
 
-/// A whole message as it travels.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Message {
-    pub v: u32,
-    pub run: String,
-    pub from: Who,
-    #[serde(flatten)]
-    pub body: Body,
-}
+/// A whole message as it travels: the shared envelope ([`crate::contract::Envelope`]),
+/// `from` a node's id or a role.
+pub type Message = crate::contract::Envelope<Who, Body>;
 
-impl Message {
-    pub fn new(run: &str, from: Who, body: Body) -> Self {
-        Message {
-            v: PROTOCOL_VERSION,
-            run: run.to_owned(),
-            from,
-            body,
-        }
-    }
+impl crate::contract::Sender for Who {}
 
-    pub fn encode(&self) -> Vec<u8> {
-        // Plain structs and enums: serializing cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-
-    /// Decodes and checks, in this order: the size, the version, the shape (no unknown
-    /// fields), the run. Who may send what is the receiving role's business.
-    pub fn decode(bytes: &[u8], run: &str) -> Result<Message, Rejection> {
-        crate::contract::envelope::precheck(bytes, MAX_BODY_BYTES, PROTOCOL_VERSION)?;
-        let msg: Message = crate::contract::envelope::parse(bytes)?;
-        if msg.run != run {
-            return Err(Rejection::WrongRun(msg.run));
-        }
-        Ok(msg)
-    }
-}
-
-impl crate::contract::Wire for Message {
-    fn encode(&self) -> Vec<u8> {
-        Message::encode(self)
-    }
+impl crate::contract::Body for Body {
+    const VERSION: u32 = PROTOCOL_VERSION;
+    const MAX_BYTES: usize = MAX_BODY_BYTES;
     fn kind(&self) -> &'static str {
-        self.body.kind()
+        Body::kind(self)
     }
 }
 
@@ -320,7 +272,10 @@ mod tests {
                 }
             )
         );
-        assert_eq!(String::from_utf8(msg.encode()).expect("utf8"), EXAMPLE);
+        assert_eq!(
+            String::from_utf8(msg.encode().expect("encodes")).expect("utf8"),
+            EXAMPLE
+        );
         let m = Message::new(
             "r1",
             Who::Role(Role::Observer),
@@ -329,7 +284,7 @@ mod tests {
                 snapshot: 1,
             },
         );
-        let s = String::from_utf8(m.encode()).expect("utf8");
+        let s = String::from_utf8(m.encode().expect("encodes")).expect("utf8");
         assert_eq!(
             s,
             r#"{"v":1,"run":"r1","from":"observer","type":"begin","cmd":4,"snapshot":1}"#
@@ -364,7 +319,9 @@ mod tests {
     fn only_a_nodes_own_report_is_a_report() {
         assert!(decode_report(EXAMPLE.as_bytes(), "r1").is_err());
         let report = NodeReport::empty(2);
-        let ok = Message::new("r1", Who::Node(2), Body::Report { report }).encode();
+        let ok = Message::new("r1", Who::Node(2), Body::Report { report })
+            .encode()
+            .expect("encodes");
         assert_eq!(decode_report(&ok, "r1").expect("report").id, 2);
         let forged = Message::new(
             "r1",
@@ -373,7 +330,8 @@ mod tests {
                 report: NodeReport::empty(2),
             },
         )
-        .encode();
+        .encode()
+        .expect("encodes");
         assert!(decode_report(&forged, "r1").is_err());
     }
 }
@@ -415,7 +373,9 @@ mod report_tests {
                 }],
             },
         ));
-        let bytes = Message::new("r1", Who::Node(1), Body::Report { report: r.clone() }).encode();
+        let bytes = Message::new("r1", Who::Node(1), Body::Report { report: r.clone() })
+            .encode()
+            .expect("encodes");
         let back = decode_report(&bytes, "r1").map_err(|e| e.to_string());
         assert_eq!(back, Ok(r), "{}", String::from_utf8_lossy(&bytes));
     }

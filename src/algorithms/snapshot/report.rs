@@ -2,7 +2,7 @@
 //! it records for a snapshot. The checker ([`super::checks`]) works from these alone; they
 //! travel on the broker, hence Serialize and Deserialize.
 
-use super::protocol::{Content, Money, SnapshotId};
+use super::channel::{Content, Money, SnapshotId};
 use crate::contract::PeerId;
 use serde::{Deserialize, Serialize};
 

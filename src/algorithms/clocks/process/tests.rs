@@ -157,7 +157,7 @@ fn receives_follow_the_rules_and_duplicates_are_applied_once() {
     let (route, m) = msgs.last().expect("report published");
     assert_eq!(*route, Route::Results);
     assert_eq!(
-        super::super::protocol::decode_report(&m.encode(), "t"),
+        super::super::protocol::decode_report(&m.encode().expect("encodes"), "t"),
         Ok(r)
     );
 }
