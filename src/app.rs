@@ -11,23 +11,24 @@ use crate::cli::{GlobalArgs, session, usage_error};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 const AFTER_HELP: &str = "\
-Examples:
-  sync-run --slaves 10                      master + 10 workers in one process
-  sync-run --slaves 50 --seed 7 --json      reproducible run, one JSON document on stdout
-  sync-run master --slaves 3 --run-id demo  the master alone (start workers anywhere)
-  sync-run worker --run-id demo --id 1      one worker (repeat with --id 2, 3)
-  sync-run --slaves 20 --report run.svg     and a timeline picture of the run
-  sync-run --slaves 100 --window 1          strictly turn by turn (no pipelining)
-  sync-run bench --sizes 10,100             measure against the broker and the original
-  sync-run mutex --processes 5 --entries 3  Ricart–Agrawala mutual exclusion, checked by
+Examples, one per algorithm (each command's --help has more):
+  sync-run --slaves 10                      list agreement: master + 10 workers in one process
+  sync-run master --slaves 3 --run-id demo  its master alone; then `sync-run worker --run-id demo`
+                                            three times, anywhere that reaches the broker
+  sync-run mutex --processes 5 --entries 3  Ricart-Agrawala mutual exclusion, checked by
                                             vector clocks (mutex-process: one process)
   sync-run clocks --processes 3 --events 5  Lamport and vector clocks, checked against
                                             happened-before (clocks-process: one process)
-  sync-run bench mutex                      handover and entries/s against the broker
-  sync-run snapshot script.txt --seed 1     a Chandy–Lamport script: its lines on stdout,
+  sync-run snapshot examples/snapshot-script.txt
+                                            a Chandy-Lamport script: its lines on stdout,
                                             the verdict on stderr (snapshot-node: one node)
-  sync-run snapshot --nodes 10 --transfers 50 --snapshots 3 --concurrent
-                                            random transfers, snapshots taken meanwhile
+  sync-run bank examples/bank-input.json    replicated bank branches: the course's output,
+                                            proven linearizable (bank-branch, bank-customer)
+  sync-run market --peers 6                 a peer-to-peer market, never oversold
+                                            (market-peer: one peer)
+  sync-run bench [mutex|snapshot|bank|market]
+                                            measure against the broker's own round trip
+  sync-run --slaves 50 --seed 7 --json      any run: one JSON document on stdout
   sync-run completions bash                 shell completions
 
 Exit codes:
@@ -53,7 +54,9 @@ Exit codes:
         chosen at random; the granted worker publishes a random number and every worker \
         places it by its sequence number. At the end every worker reports its list and \
         sync-run checks that all lists are identical and match the grant order. \
-        `sync-run mutex` and `sync-run clocks` run the other algorithms (see their --help).",
+        The subcommands below run the other algorithms (mutual exclusion, logical clocks, \
+        global snapshots, replicated bank branches, a peer-to-peer market), each ending \
+        with its own proof; see each one's --help.",
     after_help = AFTER_HELP,
     args_conflicts_with_subcommands = true
 )]

@@ -489,3 +489,42 @@ async fn a_python_worker_written_from_the_protocol_document_takes_part() {
     }
     assert!(leftovers(&tb, &run, 3).await.is_empty());
 }
+
+/// A usage error shows the usage of the command that was given, not the top level's:
+/// `sync-run bank` with a missing file says how to call `sync-run bank`.
+#[test]
+fn a_usage_error_shows_the_given_commands_usage() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["bank", "/nonexistent/input.json"], "Usage: sync-run bank"),
+        (
+            &["snapshot", "/nonexistent/script.txt"],
+            "Usage: sync-run snapshot",
+        ),
+        (
+            &[
+                "mutex",
+                "--processes",
+                "3",
+                "--entries",
+                "1",
+                "--local",
+                "7",
+            ],
+            "Usage: sync-run mutex",
+        ),
+        (
+            &["--slaves", "3", "--min", "5", "--max", "1"],
+            "Usage: sync-run",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = sync_run(common::DEFAULT_URL, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err:?} lacks {needle:?}");
+    }
+    // The top level's own usage is not shown for a subcommand's error.
+    let out = sync_run(common::DEFAULT_URL, &["bank", "/nonexistent/input.json"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("Usage: sync-run [OPTIONS]"), "{err}");
+}
