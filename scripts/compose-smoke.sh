@@ -3,8 +3,10 @@
 #  1. brings up docker-compose.yml's RabbitMQ — with APP=1 also the app profile, a master and
 #     APP_WORKERS (default 3) worker containers of image sync-run:local (SYNC_RUN_IMAGE),
 #     which compose starts the moment the broker's healthcheck reports healthy;
-#  2. once healthy: an AMQP handshake on the AMQP port must succeed at once (no retry), and
-#     the management UI must answer GET /api/overview as guest;
+#  2. once healthy: an AMQP handshake on the AMQP port must succeed at once (no retry), the
+#     management UI must answer GET /api/overview as guest, and guest/guest must log in over
+#     AMQP from outside the container (on the host network: on a non-loopback address of
+#     this host, when it has one), as the official image allows;
 #  3. runs `BIN --slaves 10 --json` against the broker: exit 0 and 10 identical lists;
 #  4. with APP=1: the master container exits 0 (verified) and so does every worker;
 #  5. tears everything down (also on failure or Ctrl-C).
@@ -94,6 +96,64 @@ req = urllib.request.Request("http://127.0.0.1:%s/api/overview" % sys.argv[1],
 d = json.load(urllib.request.urlopen(req, timeout=10))
 print("compose smoke: management UI answers on port %s (RabbitMQ %s, management %s)"
       % (sys.argv[1], d.get("rabbitmq_version"), d["management_version"]))
+EOF
+
+# guest/guest must get in from outside the container, as with the official image (issue 24:
+# the local image refused it, "user 'guest' can only connect via localhost", and sync-run
+# exited 3). Through a published port every peer is outside; on the host network, 127.0.0.1
+# is loopback to the broker, so also log in on a non-loopback address of this host, if any.
+outside=$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -m1 -E '^[0-9]+(\.[0-9]+){3}$' || true)
+python3 - "$port" 127.0.0.1 $outside <<'EOF' || fail "guest/guest refused on the AMQP port (the broker must allow guest from outside the container)"
+import socket, struct, sys
+
+def login(host, port):
+    """AMQP 0-9-1 handshake up to the login: None if guest/guest is let in, else why not."""
+    s = socket.create_connection((host, port), timeout=5)
+    def read(n):
+        b = b""
+        while len(b) < n:
+            chunk = s.recv(n - len(b))
+            if not chunk:
+                raise EOFError("connection closed by the broker")
+            b += chunk
+        return b
+    def method():
+        ftype, _, size = struct.unpack(">BHI", read(7))
+        payload = read(size)
+        assert ftype == 1 and read(1) == b"\xce", "not a method frame"
+        return struct.unpack(">HH", payload[:4]), payload[4:]
+    s.sendall(b"AMQP\x00\x00\x09\x01")
+    assert method()[0] == (10, 10), "no connection.start"
+    def table(fields):  # an AMQP field table of shortstr keys
+        b = b"".join(bytes([len(k)]) + k + v for k, v in fields)
+        return struct.pack(">I", len(b)) + b
+    # With this capability the broker says why it refuses a login instead of just closing.
+    props = table([(b"capabilities", b"F" + table([(b"authentication_failure_close", b"t\x01")]))])
+    plain = b"\x00guest\x00guest"
+    args = props + b"\x05PLAIN" + struct.pack(">I", len(plain)) + plain + b"\x05en_US"
+    body = struct.pack(">HH", 10, 11) + args  # connection.start-ok
+    s.sendall(struct.pack(">BHI", 1, 0, len(body)) + body + b"\xce")
+    try:
+        (cls, meth), args = method()
+    except (EOFError, OSError) as e:
+        return str(e)
+    finally:
+        s.close()
+    if (cls, meth) == (10, 30):  # connection.tune: logged in
+        return None
+    if (cls, meth) == (10, 50):  # connection.close
+        return "%d %s" % (struct.unpack(">H", args[:2])[0], args[3:3 + args[2]].decode())
+    return "unexpected method %d.%d" % (cls, meth)
+
+port, hosts = int(sys.argv[1]), sys.argv[2:]
+bad = [(h, why) for h in hosts if (why := login(h, port))]
+for h, why in bad:
+    print("compose smoke: guest/guest refused on %s:%d: %s" % (h, port, why), file=sys.stderr)
+if bad:
+    sys.exit(1)
+print("compose smoke: guest/guest logs in over AMQP at %s%s" % (
+    " and ".join("%s:%d" % (h, port) for h in hosts),
+    "" if len(hosts) > 1 else " (this host has no other address to try)"))
 EOF
 
 out=$("$bin" --slaves 10 --json --amqp-url "amqp://guest:guest@127.0.0.1:$port/%2f") \

@@ -14,6 +14,37 @@ use clap::{Args, error::ErrorKind};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+/// Declares an algorithm's subcommands and their dispatch, for the dispatcher
+/// ([`crate::app`]) to flatten into `sync-run`'s: `Command` (each variant's doc comment is
+/// its `--help` line) with `dispatch`, and `Bench` (its `sync-run bench <algorithm>`, if
+/// any) with `dispatch_bench`. Each handler is an `async fn(&Session, &Args) -> i32`.
+#[macro_export]
+macro_rules! subcommands {
+    (
+        commands: [ $( $(#[$doc:meta])* $variant:ident($args:ty) => $handler:path, )* ]
+        bench: [ $( $(#[$bdoc:meta])* $bvariant:ident($bargs:ty) => $bhandler:path, )* ]
+    ) => {
+        /// This algorithm's subcommands of `sync-run`.
+        #[derive(Debug, clap::Subcommand)]
+        pub enum Command { $( $(#[$doc])* $variant($args), )* }
+
+        /// This algorithm's `sync-run bench <algorithm>` (none: an empty enum).
+        #[derive(Debug, clap::Subcommand)]
+        pub enum Bench { $( $(#[$bdoc])* $bvariant($bargs), )* }
+
+        /// Runs one of this algorithm's subcommands; returns the exit code.
+        pub async fn dispatch(s: &$crate::cli::session::Session, c: &Command) -> i32 {
+            match c { $( Command::$variant(a) => $handler(s, a).await, )* }
+        }
+
+        /// Runs this algorithm's bench; returns the exit code.
+        pub async fn dispatch_bench(s: &$crate::cli::session::Session, b: &Bench) -> i32 {
+            let _ = s;
+            match *b { $( Bench::$bvariant(ref a) => $bhandler(s, a).await, )* }
+        }
+    };
+}
+
 /// A fresh random run id, e.g. `r-5f1c09ab`.
 pub fn random_run_id() -> String {
     use rand::RngCore;

@@ -16,38 +16,22 @@ use crate::exit;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// `sync-run bank`, `sync-run bank-branch` and `sync-run bank-customer`.
-#[derive(Debug, clap::Subcommand)]
-pub enum Command {
-    /// Replicated bank branches (the course's JSON input and output): customers call any
-    /// branch, every operation in one total order, never overdrawn, proven linearizable.
-    Bank(BankArgs),
-    /// One branch of a bank run (start it anywhere, with the run's input file).
-    BankBranch(AloneArgs),
-    /// One customer of a bank run (start it anywhere, with the run's input file).
-    BankCustomer(AloneArgs),
-}
-
-/// `sync-run bench bank`.
-#[derive(Debug, clap::Subcommand)]
-pub enum Bench {
-    /// The replicated bank: operations per second and latency at 3 and 10 branches with
-    /// 100 concurrent customers, memory with --no-record, beside the broker's one hop.
-    Bank(super::cli::BenchArgs),
-}
-
-pub async fn dispatch(s: &Session, c: &Command) -> i32 {
-    match c {
-        Command::Bank(a) => run(s, a).await,
-        Command::BankBranch(a) => branch_alone(s, a).await,
-        Command::BankCustomer(a) => customer_alone(s, a).await,
-    }
-}
-
-pub async fn dispatch_bench(s: &Session, b: &Bench) -> i32 {
-    match b {
-        Bench::Bank(a) => bench(s, a).await,
-    }
+// Its subcommands, as the dispatcher (`crate::app`) flattens them into `sync-run`'s.
+crate::subcommands! {
+    commands: [
+        /// Replicated bank branches (the course's JSON input and output): customers call any
+        /// branch, every operation in one total order, never overdrawn, proven linearizable.
+        Bank(BankArgs) => run,
+        /// One branch of a bank run (start it anywhere, with the run's input file).
+        BankBranch(AloneArgs) => branch_alone,
+        /// One customer of a bank run (start it anywhere, with the run's input file).
+        BankCustomer(AloneArgs) => customer_alone,
+    ]
+    bench: [
+        /// The replicated bank: operations per second and latency at 3 and 10 branches with
+        /// 100 concurrent customers, memory with --no-record, beside the broker's one hop.
+        Bank(super::cli::BenchArgs) => bench,
+    ]
 }
 
 /// The JSON document's schema name (docs/bank.md).

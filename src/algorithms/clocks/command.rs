@@ -12,29 +12,16 @@ use crate::cli::{peers, usage_error};
 use crate::contract::{Millis, PeerId};
 use rand::SeedableRng;
 
-/// `sync-run clocks` and `sync-run clocks-process`.
-#[derive(Debug, clap::Subcommand)]
-pub enum Command {
-    /// The logical-clock exercise: N processes, random messages, every event stamped with
-    /// Lamport and vector clocks; happened-before rebuilt and checked against them.
-    Clocks(ClocksArgs),
-    /// One process of a logical-clock run (start the others anywhere).
-    ClocksProcess(ProcessArgs),
-}
-
-/// No bench yet.
-#[derive(Debug, clap::Subcommand)]
-pub enum Bench {}
-
-pub async fn dispatch(s: &Session, c: &Command) -> i32 {
-    match c {
-        Command::Clocks(a) => run(s, a).await,
-        Command::ClocksProcess(a) => process_alone(s, a).await,
-    }
-}
-
-pub async fn dispatch_bench(_: &Session, b: &Bench) -> i32 {
-    match *b {}
+// Its subcommands, as the dispatcher (`crate::app`) flattens them into `sync-run`'s.
+crate::subcommands! {
+    commands: [
+        /// The logical-clock exercise: N processes, random messages, every event stamped with
+        /// Lamport and vector clocks; happened-before rebuilt and checked against them.
+        Clocks(ClocksArgs) => run,
+        /// One process of a logical-clock run (start the others anywhere).
+        ClocksProcess(ProcessArgs) => process_alone,
+    ]
+    bench: []
 }
 
 /// The JSON document's schema name (docs/clocks.md).

@@ -13,30 +13,16 @@ use crate::progress::Progress;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-/// The list agreement's subcommands (its default command, the run in one process, is
-/// `sync-run` itself with [`AllArgs`]; its bench is `sync-run bench` with no algorithm).
-#[derive(Debug, clap::Subcommand)]
-pub enum Command {
-    /// Run only the master: wait for --slaves workers, run the turns, verify their lists.
-    Master(MasterArgs),
-    /// Run only one worker of the run named by --run-id.
-    Worker(WorkerArgs),
-}
-
-/// No `sync-run bench <algorithm>` of its own: the list agreement's bench is `sync-run
-/// bench` itself ([`bench`]).
-#[derive(Debug, clap::Subcommand)]
-pub enum Bench {}
-
-pub async fn dispatch(s: &Session, c: &Command) -> i32 {
-    match c {
-        Command::Master(m) => master(s, m).await,
-        Command::Worker(w) => worker(s, w).await,
-    }
-}
-
-pub async fn dispatch_bench(_: &Session, b: &Bench) -> i32 {
-    match *b {}
+// Its subcommands, as the dispatcher (`crate::app`) flattens them into `sync-run`'s.
+crate::subcommands! {
+    commands: [
+        /// Run only the master: wait for --slaves workers, run the turns, verify their lists.
+        Master(MasterArgs) => master,
+        /// Run only one worker of the run named by --run-id.
+        Worker(WorkerArgs) => worker,
+        // Its bench is `sync-run bench` itself (`bench`), its default command `sync-run`.
+    ]
+    bench: []
 }
 
 pub fn run_options(slaves: usize, a: &RunArgs) -> RunOptions {

@@ -15,36 +15,21 @@ use crate::contract::{Millis, PeerId, StateMachine};
 use crate::exit;
 use std::time::{Duration, Instant};
 
-/// `sync-run market` and `sync-run market-peer`.
-#[derive(Debug, clap::Subcommand)]
-pub enum Command {
-    /// A peer-to-peer market: buyers flood lookups with a hop count, sellers reply back
-    /// along the path, buyers buy directly; never oversold, proven from the reports.
-    Market(MarketArgs),
-    /// One peer of a market run (start it anywhere, with the run's options and --seed, or
-    /// described with --role).
-    MarketPeer(PeerArgs),
-}
-
-/// `sync-run bench market`.
-#[derive(Debug, clap::Subcommand)]
-pub enum Bench {
-    /// The market: lookup→purchase latency, success rate and messages per lookup against
-    /// the flooding bound, at 6, 100 and 1,000 peers, beside the broker's one hop.
-    Market(super::cli::BenchArgs),
-}
-
-pub async fn dispatch(s: &Session, c: &Command) -> i32 {
-    match c {
-        Command::Market(a) => run(s, a).await,
-        Command::MarketPeer(a) => peer_alone(s, a).await,
-    }
-}
-
-pub async fn dispatch_bench(s: &Session, b: &Bench) -> i32 {
-    match b {
-        Bench::Market(a) => bench(s, a).await,
-    }
+// Its subcommands, as the dispatcher (`crate::app`) flattens them into `sync-run`'s.
+crate::subcommands! {
+    commands: [
+        /// A peer-to-peer market: buyers flood lookups with a hop count, sellers reply back
+        /// along the path, buyers buy directly; never oversold, proven from the reports.
+        Market(MarketArgs) => run,
+        /// One peer of a market run (start it anywhere, with the run's options and --seed, or
+        /// described with --role).
+        MarketPeer(PeerArgs) => peer_alone,
+    ]
+    bench: [
+        /// The market: lookup→purchase latency, success rate and messages per lookup against
+        /// the flooding bound, at 6, 100 and 1,000 peers, beside the broker's one hop.
+        Market(super::cli::BenchArgs) => bench,
+    ]
 }
 
 /// The JSON document's schema name (docs/market.md).

@@ -12,35 +12,20 @@ use crate::cli::{peers, usage_error};
 use crate::contract::{Millis, PeerId};
 use crate::exit;
 
-/// `sync-run mutex` and `sync-run mutex-process`.
-#[derive(Debug, clap::Subcommand)]
-pub enum Command {
-    /// Ricart–Agrawala mutual exclusion with Lamport and vector clocks: N processes each
-    /// enter a critical section K times; safety is proven from the vector clocks alone.
-    Mutex(MutexArgs),
-    /// One process of a mutual-exclusion run (start the others anywhere).
-    MutexProcess(ProcessArgs),
-}
-
-/// `sync-run bench mutex`.
-#[derive(Debug, clap::Subcommand)]
-pub enum Bench {
-    /// Mutual exclusion: entries per second, the handover time (one process's exit → the
-    /// next one's entry) and messages per entry at several N, beside the broker's one hop.
-    Mutex(super::cli::BenchArgs),
-}
-
-pub async fn dispatch(s: &Session, c: &Command) -> i32 {
-    match c {
-        Command::Mutex(a) => run(s, a).await,
-        Command::MutexProcess(a) => process_alone(s, a).await,
-    }
-}
-
-pub async fn dispatch_bench(s: &Session, b: &Bench) -> i32 {
-    match b {
-        Bench::Mutex(a) => bench(s, a).await,
-    }
+// Its subcommands, as the dispatcher (`crate::app`) flattens them into `sync-run`'s.
+crate::subcommands! {
+    commands: [
+        /// Ricart–Agrawala mutual exclusion with Lamport and vector clocks: N processes each
+        /// enter a critical section K times; safety is proven from the vector clocks alone.
+        Mutex(MutexArgs) => run,
+        /// One process of a mutual-exclusion run (start the others anywhere).
+        MutexProcess(ProcessArgs) => process_alone,
+    ]
+    bench: [
+        /// Mutual exclusion: entries per second, the handover time (one process's exit → the
+        /// next one's entry) and messages per entry at several N, beside the broker's one hop.
+        Mutex(super::cli::BenchArgs) => bench,
+    ]
 }
 
 /// The JSON document's schema name (docs/mutex.md).

@@ -20,36 +20,21 @@ use crate::verdict::Verdict;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// `sync-run snapshot` and `sync-run snapshot-node`.
-#[derive(Debug, clap::Subcommand)]
-pub enum Command {
-    /// Chandy–Lamport global snapshots of a bank: run a command script (`sync-run snapshot
-    /// SCRIPT.txt`, the course's language and print format) or random transfers with
-    /// snapshots taken while they go on (`--nodes N`).
-    Snapshot(SnapshotArgs),
-    /// One node of a snapshot run (start it anywhere; the script's master drives it).
-    SnapshotNode(NodeArgs),
-}
-
-/// `sync-run bench snapshot`.
-#[derive(Debug, clap::Subcommand)]
-pub enum Bench {
-    /// Chandy–Lamport snapshots: the latency from BeginSnapshot to every state collected,
-    /// markers per snapshot, at several N on a complete graph with transfers going on.
-    Snapshot(super::cli::BenchArgs),
-}
-
-pub async fn dispatch(s: &Session, c: &Command) -> i32 {
-    match c {
-        Command::Snapshot(a) => run(s, a).await,
-        Command::SnapshotNode(a) => node_alone(s, a).await,
-    }
-}
-
-pub async fn dispatch_bench(s: &Session, b: &Bench) -> i32 {
-    match b {
-        Bench::Snapshot(a) => bench(s, a).await,
-    }
+// Its subcommands, as the dispatcher (`crate::app`) flattens them into `sync-run`'s.
+crate::subcommands! {
+    commands: [
+        /// Chandy–Lamport global snapshots of a bank: run a command script (`sync-run snapshot
+        /// SCRIPT.txt`, the course's language and print format) or random transfers with
+        /// snapshots taken while they go on (`--nodes N`).
+        Snapshot(SnapshotArgs) => run,
+        /// One node of a snapshot run (start it anywhere; the script's master drives it).
+        SnapshotNode(NodeArgs) => node_alone,
+    ]
+    bench: [
+        /// Chandy–Lamport snapshots: the latency from BeginSnapshot to every state collected,
+        /// markers per snapshot, at several N on a complete graph with transfers going on.
+        Snapshot(super::cli::BenchArgs) => bench,
+    ]
 }
 
 /// The JSON document's schema name (docs/snapshot.md).
