@@ -4,7 +4,7 @@
 //! Each run is a fresh `sync-run --slaves N --json` process (what a user runs; its peak
 //! memory is its own), so the figures are end to end: connections, declarations, turns,
 //! results, verification and cleanup. Beside them, in the same session and against the
-//! same broker, it measures with lapin:
+//! same broker, it measures with [`crate::broker::yardstick`]:
 //!
 //! * the broker round trip: publish on one connection → delivery on another, one message
 //!   in flight (the floor of a turn, which needs two such hops: grant, then append);
@@ -20,16 +20,9 @@
 //! installed: what is missing is reported in the table as skipped, with the reason.
 
 use crate::bench::{broker_rtt, machine, percentile};
-use crate::broker::{BrokerError, BrokerUrl, close_quietly, connect};
+use crate::broker::{BrokerUrl, yardstick};
 use crate::contract::Topology;
 use anyhow::{Context, Result, bail};
-use futures::StreamExt;
-use lapin::BasicProperties;
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
-    QueueBindOptions, QueueDeclareOptions,
-};
-use lapin::types::FieldTable;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -194,13 +187,6 @@ pub async fn run(cfg: &BenchConfig) -> Result<BenchReport> {
     })
 }
 
-fn amqp(what: &'static str) -> impl Fn(lapin::Error) -> BrokerError {
-    move |e| BrokerError::Amqp {
-        context: what.into(),
-        source: e,
-    }
-}
-
 /// One publisher, `queues` queues on a fanout exchange, auto-ack consumers spread over a
 /// few connections: deliveries per second from the first publish to the last delivery.
 async fn fanout_rate(
@@ -209,114 +195,15 @@ async fn fanout_rate(
     queues: usize,
     messages: usize,
 ) -> Result<f64> {
-    let exchange = format!("sync-run.bench-{:08x}.fanout", rand::random::<u32>());
-    let publisher = connect(url, "sync-run bench fanout publisher", timeout).await?;
-    let pch = publisher.create_channel().await.map_err(amqp("channel"))?;
-    pch.exchange_declare(
-        exchange.as_str().into(),
-        lapin::ExchangeKind::Fanout,
-        ExchangeDeclareOptions {
-            auto_delete: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .map_err(amqp("declaring the bench exchange"))?;
-    let conns = queues.clamp(1, 8);
-    let mut consumers = Vec::new();
-    let mut tasks = tokio::task::JoinSet::new();
-    for c in 0..conns {
-        let conn = connect(url, "sync-run bench fanout consumer", timeout).await?;
-        let ch = conn.create_channel().await.map_err(amqp("channel"))?;
-        for _ in (c..queues).step_by(conns) {
-            let q = ch
-                .queue_declare(
-                    "".into(),
-                    QueueDeclareOptions {
-                        exclusive: true,
-                        auto_delete: true,
-                        ..Default::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(amqp("declaring a bench queue"))?;
-            ch.queue_bind(
-                q.name().clone(),
-                exchange.as_str().into(),
-                "".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(amqp("binding a bench queue"))?;
-            let mut consumer = ch
-                .basic_consume(
-                    q.name().clone(),
-                    "".into(),
-                    BasicConsumeOptions {
-                        no_ack: true,
-                        ..Default::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(amqp("consuming a bench queue"))?;
-            tasks.spawn(async move {
-                let mut got = 0;
-                while got < messages {
-                    match consumer.next().await {
-                        Some(Ok(_)) => got += 1,
-                        _ => break,
-                    }
-                }
-                (got, Instant::now())
-            });
-        }
-        consumers.push(conn);
-    }
-    let body = vec![b'x'; 160];
-    let t0 = Instant::now();
-    for _ in 0..messages {
-        pch.basic_publish(
-            exchange.as_str().into(),
-            "".into(),
-            BasicPublishOptions::default(),
-            &body,
-            BasicProperties::default(),
-        )
-        .await
-        .map_err(amqp("publishing"))?;
-    }
-    let mut delivered = 0usize;
-    let mut last = t0;
-    let deadline = tokio::time::sleep(Duration::from_secs(120));
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            j = tasks.join_next() => match j {
-                Some(Ok((got, at))) => { delivered += got; last = last.max(at); }
-                Some(Err(e)) => bail!("a bench consumer failed: {e}"),
-                None => break,
-            },
-            _ = &mut deadline => bail!("raw fanout: not all deliveries arrived within 120 s"),
-        }
-    }
-    let _ = pch
-        .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
-        .await;
-    close_quietly(&publisher, "bench done").await;
-    for c in consumers {
-        close_quietly(&c, "bench done").await;
-    }
-    if delivered < queues * messages {
+    let f = yardstick::fanout(url, timeout, queues, messages).await?;
+    if f.delivered < queues * messages {
         bail!(
-            "raw fanout: {delivered} of {} deliveries arrived",
+            "raw fanout: {} of {} deliveries arrived",
+            f.delivered,
             queues * messages
         );
     }
-    Ok(delivered as f64 / last.duration_since(t0).as_secs_f64().max(1e-9))
+    Ok(f.delivered as f64 / f.elapsed.as_secs_f64().max(1e-9))
 }
 
 /// How a run is made: topology, window, relay.
