@@ -223,10 +223,10 @@ pub async fn bench(s: &Session, b: &BenchArgs) -> i32 {
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );
     } else {
-        print!("{}", super::bench::render(&report));
+        print!("{}", super::bench_render::render(&report));
     }
     if let Some(path) = &cfg.plot {
-        match super::bench::plot(&report, path) {
+        match super::bench_render::plot(&report, path) {
             Ok(()) => eprintln!("bench: plot written to {}", path.display()),
             Err(e) => {
                 eprintln!("sync-run bench: {e:#}");
