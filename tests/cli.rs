@@ -52,6 +52,7 @@ async fn separate_processes(workers_first: bool) {
     let (code, stdout, stderr) = finish(master);
     assert_eq!(code, 0, "master: {stdout}\n{stderr}");
     let doc: serde_json::Value = serde_json::from_str(&stdout).expect("master prints JSON");
+    assert_eq!(doc["schema"], "sync-run/list/v2");
     assert_eq!(doc["verdict"]["verified"], true);
     let lists = doc["lists"].as_object().expect("lists");
     assert_eq!(lists.len(), n);
