@@ -39,6 +39,15 @@ pub async fn dispatch_bench(_: &Session, b: &Bench) -> i32 {
     match *b {}
 }
 
+/// The session's broker settings for a participant of the list agreement: `--seed` mixed
+/// into its order of a cluster's nodes, and the run's `--topology` (the list's own option:
+/// no other algorithm has one).
+fn list_broker(s: &Session, seed: Option<u64>, topology: crate::contract::Topology) -> Broker {
+    let mut b = s.seeded(seed);
+    b.topology = topology;
+    b
+}
+
 pub fn run_options(slaves: usize, a: &RunArgs) -> RunOptions {
     if let Err(e) = a.validate(slaves) {
         usage_error(e);
@@ -110,7 +119,7 @@ pub async fn all(s: &Session, a: &AllArgs) -> i32 {
     let mut opts = run_options(slaves, &a.run);
     opts.connections = a.connections as usize;
     let mut progress = Progress::new(g.quiet || g.json);
-    let broker = s.seeded(opts.seed);
+    let broker = list_broker(s, opts.seed, a.run.topology);
     let result = run::run_all(&broker, &opts, s.shutdown.clone(), |d, t| {
         progress.update(d, t)
     })
@@ -129,7 +138,7 @@ pub async fn all(s: &Session, a: &AllArgs) -> i32 {
 pub async fn master(s: &Session, m: &MasterArgs) -> i32 {
     let g = &s.global;
     let opts = run_options(m.slaves, &m.run);
-    let broker = &s.seeded(opts.seed);
+    let broker = &list_broker(s, opts.seed, m.run.topology);
     if !g.json && !g.quiet {
         eprintln!(
             "master of run {} waiting for {} workers on {}",
@@ -163,7 +172,7 @@ pub async fn worker(s: &Session, w: &WorkerArgs) -> i32 {
     let id =
         w.id.unwrap_or_else(|| 1 + rand::random::<u32>() % 1_000_000);
     let t0 = Instant::now();
-    let broker = &s.seeded(w.seed);
+    let broker = &list_broker(s, w.seed, w.topology);
     let cfg = run::worker_config(&w.run_id, id, w.timeout, broker, w.master_user.clone());
     match amqp::run_worker(
         broker,
