@@ -3,13 +3,11 @@
 //! gone. Apart from the active master's logic so that each reads on its own; it is the same
 //! machine ([`Master`]) in another mode.
 
-use super::{Master, Member, Phase, refused};
+use super::{Master, MasterConfig, Member, Phase, refused};
 use crate::algorithms::list::protocol::{Body, Rejection, Seq};
 use crate::algorithms::list::record::{GrantOutcome, GrantRecord, RunOutcome};
 use crate::contract::Millis;
 use rand::RngCore;
-
-use super::MasterConfig;
 
 impl Master {
     /// A standby: it rebuilds the run's state from the messages of the active master and
