@@ -52,6 +52,7 @@ async fn separate_processes(workers_first: bool) {
     let (code, stdout, stderr) = finish(master);
     assert_eq!(code, 0, "master: {stdout}\n{stderr}");
     let doc: serde_json::Value = serde_json::from_str(&stdout).expect("master prints JSON");
+    assert_eq!(doc["schema"], "sync-run/list/v2");
     assert_eq!(doc["verdict"]["verified"], true);
     let lists = doc["lists"].as_object().expect("lists");
     assert_eq!(lists.len(), n);
@@ -150,7 +151,11 @@ async fn report_svg_shows_every_grant_and_no_bar_when_piped() {
 fn usage_errors_exit_2_with_a_message() {
     let cases: &[(&[&str], &str)] = &[
         (&["--slaves", "0"], "out of range"),
-        (&["--slaves", "-1"], ""),
+        (&["--slaves", "-1"], "the number of workers is 1 to 2000"),
+        (
+            &["master", "--slaves", "-1"],
+            "the number of workers is 1 to 2000",
+        ),
         (&["--slaves", "ten"], "not a number"),
         (&["--slaves", "3", "--report", "run.txt"], "ending in .svg"),
         (&["--slaves", "2001"], "out of range"),
@@ -170,6 +175,15 @@ fn usage_errors_exit_2_with_a_message() {
         (&["--slaves", "3", "--run-id", "a.b"], "letters, digits"),
         (&[], "--slaves"),
         (&["worker"], "--run-id"),
+        // `--topology` is the list agreement's own option: the other algorithms refuse it.
+        (
+            &["mutex", "--topology", "stream"],
+            "unexpected argument '--topology'",
+        ),
+        (
+            &["bank", "--topology", "stream"],
+            "unexpected argument '--topology'",
+        ),
     ];
     for (args, needle) in cases {
         let out = sync_run(common::DEFAULT_URL, args);

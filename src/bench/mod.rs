@@ -2,13 +2,10 @@
 //! (the yardstick every figure is a ratio of), percentiles, the machine's description and
 //! the process's peak memory.
 
-use crate::broker::{BrokerError, BrokerUrl, close_quietly, connect};
-use anyhow::{Result, bail};
-use futures::StreamExt;
-use lapin::BasicProperties;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
-use std::time::{Duration, Instant};
+use crate::broker::BrokerUrl;
+use crate::broker::yardstick::round_trips;
+use anyhow::Result;
+use std::time::Duration;
 
 /// Percentiles live with the verdict (pure: checkers compute figures too).
 pub use crate::verdict::percentile;
@@ -45,63 +42,10 @@ fn status_kib(field: &str) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// Publish → consume between two connections, one message in flight; sorted, in ms.
+/// Publish → consume between two connections, one message in flight; sorted, in ms
+/// (measured by [`crate::broker::yardstick::round_trips`]).
 pub async fn broker_rtt(url: &BrokerUrl, timeout: Duration, samples: usize) -> Result<Vec<f64>> {
-    let a = connect(url, "sync-run bench rtt publisher", timeout).await?;
-    let b = connect(url, "sync-run bench rtt consumer", timeout).await?;
-    let pch = a.create_channel().await.map_err(amqp("channel"))?;
-    let cch = b.create_channel().await.map_err(amqp("channel"))?;
-    let q = cch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(amqp("declaring the round-trip queue"))?;
-    let qname = q.name().as_str().to_owned();
-    let mut consumer = cch
-        .basic_consume(
-            qname.as_str().into(),
-            "rtt".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(amqp("consuming"))?;
-    let body = vec![b'x'; 160];
-    let warmup = 50;
-    let mut out = Vec::with_capacity(samples);
-    for i in 0..samples + warmup {
-        let t = Instant::now();
-        pch.basic_publish(
-            "".into(),
-            qname.as_str().into(),
-            BasicPublishOptions::default(),
-            &body,
-            BasicProperties::default(),
-        )
-        .await
-        .map_err(amqp("publishing"))?;
-        match tokio::time::timeout(Duration::from_secs(10), consumer.next()).await {
-            Ok(Some(Ok(_))) => {}
-            _ => bail!("no delivery within 10 s during the round-trip measurement"),
-        }
-        if i >= warmup {
-            out.push(t.elapsed().as_secs_f64() * 1000.0);
-        }
-    }
-    close_quietly(&a, "bench done").await;
-    close_quietly(&b, "bench done").await;
-    out.sort_by(f64::total_cmp);
-    Ok(out)
+    Ok(round_trips(url, timeout, samples).await?)
 }
 
 /// Runs `sync-run ARGS` (this very executable) against `url` as a child process, as a
@@ -125,11 +69,4 @@ pub async fn child_json(url: &BrokerUrl, args: &[String], what: &str) -> Result<
             tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
         )
     })
-}
-
-fn amqp(what: &'static str) -> impl Fn(lapin::Error) -> BrokerError {
-    move |e| BrokerError::Amqp {
-        context: what.into(),
-        source: e,
-    }
 }

@@ -10,14 +10,18 @@
 //! reads a clock.
 
 pub mod connect;
+pub mod consume;
 pub mod drive;
 pub mod error;
+pub mod follow;
 pub mod link;
 pub mod peers;
 pub mod pool;
 pub mod reconnect;
+pub mod unused;
 pub mod url;
 pub mod wiring;
+pub mod yardstick;
 
 pub use connect::{
     FRAME_MAX, close_quietly, connect, hold_exclusive, open_channel, queue_consumers, queue_exists,

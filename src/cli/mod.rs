@@ -95,13 +95,6 @@ pub struct GlobalArgs {
     /// restart. Every participant of a run must agree on it.
     #[arg(long, global = true)]
     pub durable: bool,
-    /// How the run's broadcasts reach the workers: `queues`, one queue per worker bound to
-    /// the fanout exchange; or `stream`, one RabbitMQ stream bound to it that every worker
-    /// reads (one stored copy; a reconnecting worker replays it from the start; faster to
-    /// start; RabbitMQ 3.9+ and a file descriptor in the broker per worker). Every
-    /// participant of a run must agree on it.
-    #[arg(long, global = true, value_enum, default_value_t = Topology::Queues)]
-    pub topology: Topology,
     /// The run's queues: `classic` (on the one node that declared each) or `quorum`
     /// (replicated over a cluster's nodes by Raft, always durable: a run survives losing a
     /// node; RabbitMQ 3.8+). Every participant of a run must agree on it.

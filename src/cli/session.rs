@@ -28,7 +28,9 @@ impl Session {
             connect_timeout: global.connect_timeout,
             prefetch: 256,
             durable: global.durable,
-            topology: global.topology,
+            // Only the list agreement has a topology: its commands set it from their own
+            // `--topology`.
+            topology: Default::default(),
             queue_type: global.queue_type,
             pool: None,
             declared: false,

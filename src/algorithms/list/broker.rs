@@ -5,17 +5,16 @@
 use super::master::{Master, MasterConfig, RunRecord};
 use super::protocol::{MASTER_KEY, Names, RESULTS_KEY, Topology, WorkerId};
 use super::worker::{Worker, WorkerConfig, WorkerOutcome};
-use crate::broker::error::Context;
+use crate::broker::follow::{Follower, adopt};
+use crate::broker::unused::delete_unused;
 use crate::broker::{
     Broker, BrokerError, Consume, Endpoint, Exchange, ExchangeKind, INTERRUPTED, Link, Queue,
     QueueKind, QueueOpts, Shutdown, Start, Wiring, close_quietly, connect, drive, hold_exclusive,
-    now_ms, open_channel, queue_exists, settle, stopped,
+    now_ms, open_channel, queue_exists, stopped,
 };
 use crate::contract::{Route, StateMachine};
-use futures::StreamExt;
 use futures::future::BoxFuture;
-use lapin::options::{BasicConsumeOptions, QueueDeclareOptions, QueueDeleteOptions};
-use lapin::types::{AMQPValue, FieldTable};
+// The adapter's own handles, as `Endpoint` names them in its signatures.
 use lapin::{Channel, Connection};
 use rand::RngCore;
 use std::time::{Duration, Instant};
@@ -123,13 +122,7 @@ pub async fn delete_run(
     what: &Cleanup,
 ) -> Result<(), BrokerError> {
     match what {
-        Cleanup::Worker { id, .. } => {
-            let q = names.worker_queue(*id);
-            ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-                .await
-                .ctx(|| format!("deleting queue {q}"))?;
-            Ok(())
-        }
+        Cleanup::Worker { id, .. } => worker_wiring(names, *id).delete(conn, ch).await,
         Cleanup::Run(workers) => run_wiring(names, workers).delete(conn, ch).await,
     }
 }
@@ -140,25 +133,8 @@ pub async fn delete_run(
 /// (`if-unused`): a master or another stream reader that is there keeps it. The exchanges
 /// are auto-delete and go with their last bound queue. A worker still waiting for the same
 /// run re-declares what it misses (a missing name is a transient error).
-async fn delete_abandoned(conn: &Connection, names: &Names) {
-    for q in [names.log(), names.master_queue(), names.results_queue()] {
-        // A refused delete (in use) closes its channel: one channel per delete.
-        let Ok(ch) = conn.create_channel().await else {
-            return;
-        };
-        let opts = QueueDeleteOptions {
-            if_unused: true,
-            ..Default::default()
-        };
-        match ch.queue_delete(q.as_str().into(), opts).await {
-            Ok(_) => {
-                tracing::debug!(queue = %q, "deleted a name of a run that never started");
-                let _ = tokio::time::timeout(Duration::from_secs(2), ch.close(200, "done".into()))
-                    .await;
-            }
-            Err(e) => tracing::debug!(queue = %q, error = %e, "left in place (in use)"),
-        }
-    }
+fn abandoned_names(names: &Names) -> [String; 3] {
+    [names.log(), names.master_queue(), names.results_queue()]
 }
 
 /// Tries to take the run's leadership lock: an exclusive, auto-delete queue that lives
@@ -257,29 +233,10 @@ impl Endpoint for Role {
     fn consumes(&self) -> Vec<Consume> {
         match (self.worker, self.topology) {
             (Some(id), Topology::Queues) => vec![Consume::own(self.names.worker_queue(id))],
-            (Some(_), Topology::Stream) => {
-                let mut from_start = FieldTable::default();
-                from_start.insert(
-                    "x-stream-offset".into(),
-                    AMQPValue::LongString("first".into()),
-                );
-                vec![Consume {
-                    queue: self.names.log(),
-                    args: from_start,
-                    exclusive: false,
-                }]
-            }
+            (Some(_), Topology::Stream) => vec![Consume::stream_from_start(self.names.log())],
             (None, _) => vec![
-                Consume {
-                    queue: self.names.master_queue(),
-                    args: FieldTable::default(),
-                    exclusive: false,
-                },
-                Consume {
-                    queue: self.names.results_queue(),
-                    args: FieldTable::default(),
-                    exclusive: false,
-                },
+                Consume::shared(self.names.master_queue()),
+                Consume::shared(self.names.results_queue()),
             ],
         }
     }
@@ -331,15 +288,7 @@ impl Endpoint for Role {
                 abandoned: true, ..
             } = what
             {
-                // Our own consumer (of the stream) would keep it "in use": let go of it first.
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(2), link.ch.close(200, "done".into()))
-                        .await;
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(10),
-                    delete_abandoned(&link.conn, &self.names),
-                )
-                .await;
+                delete_unused(link, &abandoned_names(&self.names)).await;
             }
             Ok(())
         })
@@ -483,31 +432,14 @@ pub async fn run_standby(
     }
     .declare(&ch, broker.queue_opts())
     .await?;
-    let tag = "standby";
-    let mut follow = ch
-        .basic_consume(
-            shadow.as_str().into(),
-            tag.into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .ctx(|| format!("consuming {shadow}"))?;
+    let mut follow = Follower::start(ch, shadow).await?;
     let mut m = Master::standby(cfg, rng, now_ms(t0));
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tracing::info!(run = names.run(), "standby: following the active master");
     let mut leader = false;
     while !leader {
         tokio::select! {
-            d = follow.next() => {
-                let d = match d {
-                    Some(Ok(d)) => d,
-                    Some(Err(e)) => return Err(BrokerError::Amqp { context: "following the run".into(), source: e }),
-                    None => return Err(BrokerError::Lost { what: "standby's consumer".into() }),
-                };
-                let verdict = m.handle(now_ms(t0), &d.data);
-                settle(std::slice::from_ref(&d), &[verdict.is_ok()], true).await?;
-            }
+            r = follow.apply_next(|data| m.handle(now_ms(t0), data).is_ok()) => r?,
             _ = tick.tick() => {
                 m.handle_timeout(now_ms(t0));
                 if !m.is_done() {
@@ -523,31 +455,12 @@ pub async fn run_standby(
     if leader {
         // Everything the old master published is already in our queue: apply all of it
         // before acting, so the state we continue from is complete.
-        loop {
-            let passive = QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            };
-            let queued = ch
-                .queue_declare(shadow.as_str().into(), passive, FieldTable::default())
-                .await
-                .ctx(|| format!("inspecting {shadow}"))?
-                .message_count();
-            match tokio::time::timeout(Duration::from_millis(200), follow.next()).await {
-                Ok(Some(Ok(d))) => {
-                    let verdict = m.handle(now_ms(t0), &d.data);
-                    settle(std::slice::from_ref(&d), &[verdict.is_ok()], true).await?;
-                }
-                _ if queued == 0 => break,
-                _ => {}
-            }
-        }
+        follow
+            .catch_up(|data| m.handle(now_ms(t0), data).is_ok())
+            .await?;
         m.take_over(now_ms(t0));
     }
-    let _ = ch.basic_cancel(tag.into(), Default::default()).await;
-    let _ = ch
-        .queue_delete(shadow.as_str().into(), QueueDeleteOptions::default())
-        .await;
+    let ch = follow.stop().await;
     if !leader || m.is_done() {
         let mut record = None;
         while let Some(out) = m.poll_output() {
@@ -567,25 +480,7 @@ pub async fn run_standby(
         topology: broker.topology,
     };
     role.declare(&conn, &ch, broker.queue_opts(), false).await?;
-    let mut deliveries = futures::stream::SelectAll::new();
-    for Consume { queue: q, args, .. } in role.consumes() {
-        deliveries.push(
-            ch.basic_consume(
-                q.as_str().into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                args,
-            )
-            .await
-            .ctx(|| format!("consuming {q}"))?,
-        );
-    }
-    let link = Link {
-        conn: std::sync::Arc::new(conn),
-        shared: false,
-        ch,
-        deliveries,
-    };
+    let link = adopt(conn, ch, &role).await?;
     let cleanup = |_: &Master, r: &Result<Box<RunRecord>, BrokerError>| {
         Cleanup::Run(r.as_ref().map(|r| r.members.clone()).unwrap_or_default())
     };

@@ -62,7 +62,7 @@ pub struct BenchArgs {
 #[derive(Debug, Args)]
 pub struct AllArgs {
     /// Number of workers (1 to 2000).
-    #[arg(long, short = 'n', value_parser = parse_slaves)]
+    #[arg(long, short = 'n', value_parser = parse_slaves, allow_negative_numbers = true)]
     pub slaves: Option<usize>,
     /// The workers share at most this many connections to the broker (each worker has a
     /// channel of its own); with fewer workers, each has its own connection.
@@ -75,7 +75,7 @@ pub struct AllArgs {
 #[derive(Debug, Args)]
 pub struct MasterArgs {
     /// Number of workers to wait for (1 to 2000).
-    #[arg(long, short = 'n', value_parser = parse_slaves)]
+    #[arg(long, short = 'n', value_parser = parse_slaves, allow_negative_numbers = true)]
     pub slaves: usize,
     /// Follow the active master of the run and take over if its connection is gone.
     #[arg(long)]
@@ -128,6 +128,13 @@ pub struct RunArgs {
     /// Write a timeline of the run (joins, grants, appends, evictions) to this SVG file.
     #[arg(long, value_parser = parse_svg_path)]
     pub report: Option<std::path::PathBuf>,
+    /// How the run's broadcasts reach the workers: `queues`, one queue per worker bound to
+    /// the fanout exchange; or `stream`, one RabbitMQ stream bound to it that every worker
+    /// reads (one stored copy; a reconnecting worker replays it from the start; faster to
+    /// start; RabbitMQ 3.9+ and a file descriptor in the broker per worker). Every
+    /// participant of a run must agree on it.
+    #[arg(long, value_enum, default_value_t = Topology::Queues)]
+    pub topology: Topology,
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +156,13 @@ pub struct WorkerArgs {
     /// user of its own and give it here: then a worker's credentials cannot forge a grant.
     #[arg(long, value_name = "USER")]
     pub master_user: Option<String>,
+    /// How the run's broadcasts reach the workers: `queues`, one queue per worker bound to
+    /// the fanout exchange; or `stream`, one RabbitMQ stream bound to it that every worker
+    /// reads (one stored copy; a reconnecting worker replays it from the start; faster to
+    /// start; RabbitMQ 3.9+ and a file descriptor in the broker per worker). Every
+    /// participant of a run must agree on it.
+    #[arg(long, value_enum, default_value_t = Topology::Queues)]
+    pub topology: Topology,
 }
 
 fn parse_slaves(s: &str) -> Result<usize, String> {
@@ -157,7 +171,7 @@ fn parse_slaves(s: &str) -> Result<usize, String> {
     })?;
     if n < 1 || n as usize > MAX_SLAVES {
         return Err(format!(
-            "{n} workers is out of range: use 1 to {MAX_SLAVES}"
+            "{n} is out of range: the number of workers is 1 to {MAX_SLAVES}"
         ));
     }
     Ok(n as usize)

@@ -25,6 +25,15 @@ crate::subcommands! {
     bench: []
 }
 
+/// The session's broker settings for a participant of the list agreement: `--seed` mixed
+/// into its order of a cluster's nodes, and the run's `--topology` (the list's own option:
+/// no other algorithm has one).
+fn list_broker(s: &Session, seed: Option<u64>, topology: crate::contract::Topology) -> Broker {
+    let mut b = s.seeded(seed);
+    b.topology = topology;
+    b
+}
+
 pub fn run_options(slaves: usize, a: &RunArgs) -> RunOptions {
     if let Err(e) = a.validate(slaves) {
         usage_error(e);
@@ -96,7 +105,7 @@ pub async fn all(s: &Session, a: &AllArgs) -> i32 {
     let mut opts = run_options(slaves, &a.run);
     opts.connections = a.connections as usize;
     let mut progress = Progress::new(g.quiet || g.json);
-    let broker = s.seeded(opts.seed);
+    let broker = list_broker(s, opts.seed, a.run.topology);
     let result = run::run_all(&broker, &opts, s.shutdown.clone(), |d, t| {
         progress.update(d, t)
     })
@@ -115,7 +124,7 @@ pub async fn all(s: &Session, a: &AllArgs) -> i32 {
 pub async fn master(s: &Session, m: &MasterArgs) -> i32 {
     let g = &s.global;
     let opts = run_options(m.slaves, &m.run);
-    let broker = &s.seeded(opts.seed);
+    let broker = &list_broker(s, opts.seed, m.run.topology);
     if !g.json && !g.quiet {
         eprintln!(
             "master of run {} waiting for {} workers on {}",
@@ -149,7 +158,7 @@ pub async fn worker(s: &Session, w: &WorkerArgs) -> i32 {
     let id =
         w.id.unwrap_or_else(|| 1 + rand::random::<u32>() % 1_000_000);
     let t0 = Instant::now();
-    let broker = &s.seeded(w.seed);
+    let broker = &list_broker(s, w.seed, w.topology);
     let cfg = run::worker_config(&w.run_id, id, w.timeout, broker, w.master_user.clone());
     match amqp::run_worker(
         broker,
@@ -209,10 +218,10 @@ pub async fn bench(s: &Session, b: &BenchArgs) -> i32 {
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );
     } else {
-        print!("{}", super::bench::render(&report));
+        print!("{}", super::bench_render::render(&report));
     }
     if let Some(path) = &cfg.plot {
-        match super::bench::plot(&report, path) {
+        match super::bench_render::plot(&report, path) {
             Ok(()) => eprintln!("bench: plot written to {}", path.display()),
             Err(e) => {
                 eprintln!("sync-run bench: {e:#}");

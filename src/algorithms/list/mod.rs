@@ -6,6 +6,7 @@
 //! The wire format is in docs/PROTOCOL.md, the algorithm in docs/list.md.
 
 pub mod bench;
+pub mod bench_render;
 pub mod broker;
 pub mod checks;
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod cluster_bench;
 pub mod command;
 pub mod master;
 pub mod protocol;
+pub mod record;
 pub mod report;
 pub mod run;
 pub mod sim;

@@ -8,8 +8,9 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Version of the `--json` document's layout (docs/PROTOCOL.md describes it).
-pub const REPORT_SCHEMA: &str = "sync-run/report/v1";
+/// The algorithm's name in the `--json` document's schema, `sync-run/list/v2`
+/// ([`crate::verdict::Document`]; docs/PROTOCOL.md describes it).
+pub const ALGORITHM: &str = "list";
 
 /// Turn latencies: grant published → append received by the master.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -51,10 +52,10 @@ pub fn timings(r: &RunRecord, wall: Duration) -> Timings {
     }
 }
 
+/// The list's own fields of the `--json` document, after the shared `schema`, `run_id`,
+/// `exit_code` and `verdict` ([`crate::verdict::Document`]).
 #[derive(Debug, Serialize)]
 pub struct JsonReport<'a> {
-    pub schema: &'static str,
-    pub run_id: &'a str,
     pub workers: usize,
     pub members: &'a [WorkerId],
     pub rounds: u32,
@@ -70,8 +71,6 @@ pub struct JsonReport<'a> {
     pub lists: BTreeMap<WorkerId, Vec<i64>>,
     pub rejected_by_master: &'a BTreeMap<&'static str, u64>,
     pub rejected_by_workers: u64,
-    pub verdict: &'a Verdict,
-    pub exit_code: i32,
     pub timings: Timings,
     pub resources: Resources,
 }
@@ -109,9 +108,7 @@ pub fn json(
     resources: Resources,
     exit_code: i32,
 ) -> String {
-    let doc = JsonReport {
-        schema: REPORT_SCHEMA,
-        run_id: &r.run_id,
+    let fields = JsonReport {
         workers: r.expected_workers,
         members: &r.members,
         rounds: r.rounds,
@@ -128,12 +125,12 @@ pub fn json(
             .collect(),
         rejected_by_master: &r.rejected,
         rejected_by_workers: r.results.values().map(|rep| rep.rejected).sum(),
-        verdict: v,
-        exit_code,
         timings: timings(r, wall),
         resources,
     };
-    serde_json::to_string_pretty(&doc).unwrap_or_default()
+    crate::verdict::Document::new(ALGORITHM, &r.run_id, exit_code, v, fields)
+        .to_json()
+        .unwrap_or_default()
 }
 
 fn join_values(values: impl Iterator<Item = i64>) -> String {

@@ -3,7 +3,7 @@
 //! crashes, junk). Every schedule must end, the surviving workers must hold identical lists
 //! that match the master's log, and a crashed worker must never count as a survivor.
 //!
-//! A failure prints the seed; replay it with `SIM_SEED=<seed> cargo test --test sim replay`.
+//! A failure prints the seed; replay it with `SIM_SEED=<seed> cargo test --test sim_list replay`.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -104,7 +104,7 @@ fn ten_thousand_hostile_schedules_agree() {
         let r = schedule(seed);
         if let Err(e) = check(&r) {
             panic!(
-                "schedule seed {seed} broke a property: {e}\nreplay: SIM_SEED={seed} cargo test --test sim replay -- --nocapture"
+                "schedule seed {seed} broke a property: {e}\nreplay: SIM_SEED={seed} cargo test --test sim_list replay -- --nocapture"
             );
         }
         evictions += r.record.as_ref().map_or(0, |x| x.evicted.len() as u64);
