@@ -133,7 +133,7 @@ async fn child(
         customers: workload.customers.len() as u32,
         operations: f["operations"].as_u64().unwrap_or(0),
         recorded: record,
-        verified: doc["verified"] == true,
+        verified: doc["verdict"]["verified"] == true,
         ops_per_s: f["ops_per_s"].as_f64().unwrap_or(f64::NAN),
         p50_ms: f["p50_ms"].as_f64(),
         p99_ms: f["p99_ms"].as_f64(),

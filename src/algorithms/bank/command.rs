@@ -52,9 +52,6 @@ pub async fn dispatch_bench(s: &Session, b: &Bench) -> i32 {
     }
 }
 
-/// The JSON document's schema name (docs/bank.md).
-pub const SCHEMA: &str = "sync-run/bank/v1";
-
 /// The run's names on the broker: an inbox per branch, the sequencer's, one per customer.
 pub fn peer_run(run_id: &str, input: &Input) -> PeerRun {
     PeerRun {
@@ -330,33 +327,34 @@ pub async fn run(s: &Session, a: &BankArgs) -> i32 {
     let fig = figures(&g.customers, g.wall);
     let summary = summary(&run_id, shape, &input, &g, &proof);
     if s.global.json {
-        let doc = serde_json::json!({
-            "schema": SCHEMA,
-            "run_id": run_id,
-            "mode": shape.mode,
-            "concurrent": shape.concurrent,
-            "recorded": !shape.no_record,
-            "branches": input.branches,
-            "customers": customers,
-            "balance": input.balance,
-            "verified": proof.verdict.verified,
-            "checks": proof.verdict.checks,
-            "skipped": proof.skipped,
-            "anomalies": proof.anomalies,
-            "exit_code": code,
-            "wall_ms": g.wall.as_millis() as u64,
-            "figures": fig,
-            "peak_rss_kib": crate::bench::peak_rss_kib(),
-            "rss_after_input_kib": rss_after_input,
-            "rejected_on_results": g.rejected_on_results,
-            "output": serde_json::from_str::<serde_json::Value>(&rendered).unwrap_or_default(),
-            "reports": {
-                "sequencer": g.sequencer,
-                "branches": g.branches,
-                "customers": g.customers,
-            },
-        });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        let doc = crate::verdict::Document::new(
+            "bank",
+            &run_id,
+            code,
+            &proof.verdict,
+            serde_json::json!({
+                "mode": shape.mode,
+                "concurrent": shape.concurrent,
+                "recorded": !shape.no_record,
+                "branches": input.branches,
+                "customers": customers,
+                "balance": input.balance,
+                "skipped": proof.skipped,
+                "anomalies": proof.anomalies,
+                "wall_ms": g.wall.as_millis() as u64,
+                "figures": fig,
+                "peak_rss_kib": crate::bench::peak_rss_kib(),
+                "rss_after_input_kib": rss_after_input,
+                "rejected_on_results": g.rejected_on_results,
+                "output": serde_json::from_str::<serde_json::Value>(&rendered).unwrap_or_default(),
+                "reports": {
+                    "sequencer": g.sequencer,
+                    "branches": g.branches,
+                    "customers": g.customers,
+                },
+            }),
+        );
+        println!("{}", doc.to_json().unwrap_or_default());
     } else {
         // Standard output: exactly the course's output. The verdict goes to stderr.
         print!("{rendered}");

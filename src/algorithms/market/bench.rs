@@ -132,7 +132,7 @@ async fn child(s: &Session, a: &BenchArgs, n: u32) -> Result<Figures> {
         graph,
         hop_count,
         reply_window_ms: window,
-        verified: doc["verified"] == true,
+        verified: doc["verdict"]["verified"] == true,
         lookups: f["lookups"].as_u64().unwrap_or(0),
         purchases: f["purchases"].as_u64().unwrap_or(0),
         success_rate: f["success_rate"].as_f64().unwrap_or(f64::NAN),

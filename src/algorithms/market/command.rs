@@ -49,9 +49,6 @@ pub async fn dispatch_bench(s: &Session, b: &Bench) -> i32 {
     }
 }
 
-/// The JSON document's schema name (docs/market.md).
-pub const SCHEMA: &str = "sync-run/market/v1";
-
 /// The run's names on the broker: an inbox per peer and the clerk's; each peer declares
 /// its own and its neighbours' only.
 pub fn peer_run(run_id: &str, market: &Market) -> PeerRun {
@@ -221,28 +218,29 @@ pub async fn run(s: &Session, a: &MarketArgs) -> i32 {
     let rejected: u64 = g.peers.iter().map(|r| r.rejected).sum::<u64>()
         + g.clerk.as_ref().map_or(0, |c| c.rejected);
     if s.global.json {
-        let doc = serde_json::json!({
-            "schema": SCHEMA,
-            "run_id": run_id,
-            "seed": seed,
-            "peers": market.ids().len(),
-            "buyers": market.buyers(),
-            "hop_count": shape.hop_count,
-            "lookups": shape.lookups,
-            "retries": shape.retries,
-            "products": market.products,
-            "verified": proof.verdict.verified,
-            "checks": proof.verdict.checks,
-            "figures": proof.figures,
-            "rejected": rejected,
-            "rejected_on_results": g.rejected_on_results,
-            "exit_code": code,
-            "wall_ms": g.wall.as_millis() as u64,
-            "peak_rss_kib": crate::bench::peak_rss_kib(),
-            "graph": market.to_file(),
-            "reports": { "clerk": g.clerk, "peers": g.peers },
-        });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        let doc = crate::verdict::Document::new(
+            "market",
+            &run_id,
+            code,
+            &proof.verdict,
+            serde_json::json!({
+                "seed": seed,
+                "peers": market.ids().len(),
+                "buyers": market.buyers(),
+                "hop_count": shape.hop_count,
+                "lookups": shape.lookups,
+                "retries": shape.retries,
+                "products": market.products,
+                "figures": proof.figures,
+                "rejected": rejected,
+                "rejected_on_results": g.rejected_on_results,
+                "wall_ms": g.wall.as_millis() as u64,
+                "peak_rss_kib": crate::bench::peak_rss_kib(),
+                "graph": market.to_file(),
+                "reports": { "clerk": g.clerk, "peers": g.peers },
+            }),
+        );
+        println!("{}", doc.to_json().unwrap_or_default());
     } else {
         print!("{}", table(&market, &g.peers));
     }

@@ -130,7 +130,7 @@ pub fn figures(doc: &serde_json::Value, n: u32, k: u32) -> Result<Figures> {
     Ok(Figures {
         processes: n,
         entries: k,
-        verified: doc["verified"] == true,
+        verified: doc["verdict"]["verified"] == true,
         wall_s: doc["wall_ms"].as_f64().unwrap_or(f64::NAN) / 1000.0,
         entries_per_s: sections as f64 / (span_ms / 1000.0),
         handover_ms: span_ms / (sections.saturating_sub(1).max(1)) as f64,

@@ -43,9 +43,6 @@ pub async fn dispatch_bench(s: &Session, b: &Bench) -> i32 {
     }
 }
 
-/// The JSON document's schema name (docs/mutex.md).
-pub const SCHEMA: &str = "sync-run/mutex/v1";
-
 /// Process `id` of the run, as the options describe it (a bad combination is a usage
 /// error).
 fn process(run_id: &str, id: PeerId, s: &Shape) -> Process {
@@ -101,21 +98,22 @@ pub async fn run(s: &Session, a: &MutexArgs) -> i32 {
         )
     });
     if s.global.json {
-        let doc = serde_json::json!({
-            "schema": SCHEMA,
-            "run_id": run.run_id,
-            "processes": shape.processes,
-            "entries": shape.entries,
-            "hold_ms": shape.hold.as_millis() as u64,
-            "verified": verdict.verified,
-            "checks": verdict.checks,
-            "exit_code": code,
-            "wall_ms": f.wall.as_millis() as u64,
-            "rejected_on_results": f.rejected_on_results,
-            "peak_rss_kib": crate::bench::peak_rss_kib(),
-            "reports": reports,
-        });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        let doc = crate::verdict::Document::new(
+            "mutex",
+            &run.run_id,
+            code,
+            &verdict,
+            serde_json::json!({
+                "processes": shape.processes,
+                "entries": shape.entries,
+                "hold_ms": shape.hold.as_millis() as u64,
+                "wall_ms": f.wall.as_millis() as u64,
+                "rejected_on_results": f.rejected_on_results,
+                "peak_rss_kib": crate::bench::peak_rss_kib(),
+                "reports": reports,
+            }),
+        );
+        println!("{}", doc.to_json().unwrap_or_default());
     } else if s.global.quiet {
         println!(
             "{}",

@@ -148,7 +148,7 @@ pub fn figures(doc: &serde_json::Value, n: u32, snapshots: u32) -> Result<Figure
         nodes: n,
         channels,
         snapshots,
-        verified: doc["verified"] == true,
+        verified: doc["verdict"]["verified"] == true,
         wall_s: doc["wall_ms"].as_f64().unwrap_or(f64::NAN) / 1000.0,
         latency_p50_ms: percentile(&lat, 0.5),
         latency_max_ms: lat.last().copied().unwrap_or(f64::NAN),

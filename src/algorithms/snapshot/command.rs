@@ -52,9 +52,6 @@ pub async fn dispatch_bench(s: &Session, b: &Bench) -> i32 {
     }
 }
 
-/// The JSON document's schema name (docs/snapshot.md).
-pub const SCHEMA: &str = "sync-run/snapshot/v1";
-
 /// The roles every snapshot run has besides its nodes.
 pub const ROLES: [&str; 2] = ["master", "observer"];
 
@@ -214,8 +211,7 @@ fn seed(a: &SnapshotArgs) -> u64 {
 }
 
 /// Writes the `--json` document: to its file if one is named, else to stdout.
-fn write_json(s: &Session, doc: &serde_json::Value) {
-    let text = serde_json::to_string_pretty(doc).unwrap_or_default();
+fn write_json(s: &Session, text: String) {
     match s.global.json_file() {
         Some(f) => {
             if let Err(e) = std::fs::write(f, text + "\n") {
@@ -319,24 +315,27 @@ async fn run_script(s: &Session, a: &SnapshotArgs, path: &Path) -> i32 {
     let verdict = super::verify(&g.reports, &nodes, Some(m), None);
     let code = s.or_signal(master_code(m).unwrap_or(verdict.exit_code()));
     finish(s, a, &run_id, &g.reports, &verdict, || {
-        serde_json::json!({
-            "schema": SCHEMA,
-            "mode": "script",
-            "run_id": run_id,
-            "script": path.display().to_string(),
-            "seed": seed,
-            "nodes": nodes,
-            "printed": m.printed,
-            "notes": m.notes,
-            "master": m,
-            "verified": verdict.verified,
-            "checks": verdict.checks,
-            "exit_code": code,
-            "wall_ms": g.wall.as_millis() as u64,
-            "peak_rss_kib": crate::bench::peak_rss_kib(),
-            "rejected_on_results": g.rejected_on_results,
-            "reports": g.reports,
-        })
+        crate::verdict::Document::new(
+            "snapshot",
+            &run_id,
+            code,
+            &verdict,
+            serde_json::json!({
+                "mode": "script",
+                "script": path.display().to_string(),
+                "seed": seed,
+                "nodes": nodes,
+                "printed": m.printed,
+                "notes": m.notes,
+                "master": m,
+                "wall_ms": g.wall.as_millis() as u64,
+                "peak_rss_kib": crate::bench::peak_rss_kib(),
+                "rejected_on_results": g.rejected_on_results,
+                "reports": g.reports,
+            }),
+        )
+        .to_json()
+        .unwrap_or_default()
     });
     code
 }
@@ -348,7 +347,7 @@ fn finish(
     run_id: &str,
     reports: &[NodeReport],
     verdict: &Verdict,
-    doc: impl FnOnce() -> serde_json::Value,
+    doc: impl FnOnce() -> String,
 ) {
     peers::write_diagram(a.report.as_deref(), || {
         super::diagram::diagram(&format!("snapshot run {run_id}"), reports)
@@ -361,7 +360,7 @@ fn finish(
     };
     let script = a.script.is_some();
     if s.global.json {
-        write_json(s, &doc());
+        write_json(s, doc());
         if script {
             eprintln!("{summary}");
         }
@@ -466,25 +465,28 @@ async fn run_auto(s: &Session, a: &SnapshotArgs, n: u32) -> i32 {
         }
     }
     finish(s, a, &run_id, &g.reports, &verdict, || {
-        serde_json::json!({
-            "schema": SCHEMA,
-            "mode": "random",
-            "run_id": run_id,
-            "seed": seed,
-            "nodes": n,
-            "transfers": a.transfers,
-            "snapshots": a.snapshots,
-            "concurrent": a.concurrent,
-            "markers": markers,
-            "master": m,
-            "verified": verdict.verified,
-            "checks": verdict.checks,
-            "exit_code": code,
-            "wall_ms": g.wall.as_millis() as u64,
-            "peak_rss_kib": crate::bench::peak_rss_kib(),
-            "rejected_on_results": g.rejected_on_results,
-            "reports": g.reports,
-        })
+        crate::verdict::Document::new(
+            "snapshot",
+            &run_id,
+            code,
+            &verdict,
+            serde_json::json!({
+                "mode": "random",
+                "seed": seed,
+                "nodes": n,
+                "transfers": a.transfers,
+                "snapshots": a.snapshots,
+                "concurrent": a.concurrent,
+                "markers": markers,
+                "master": m,
+                "wall_ms": g.wall.as_millis() as u64,
+                "peak_rss_kib": crate::bench::peak_rss_kib(),
+                "rejected_on_results": g.rejected_on_results,
+                "reports": g.reports,
+            }),
+        )
+        .to_json()
+        .unwrap_or_default()
     });
     code
 }
@@ -515,12 +517,13 @@ pub async fn node_alone(s: &Session, a: &NodeArgs) -> i32 {
     if s.global.json {
         write_json(
             s,
-            &serde_json::json!({
+            serde_json::to_string_pretty(&serde_json::json!({
                 "schema": "sync-run/snapshot-node/v1",
                 "run_id": a.run_id,
                 "exit_code": code,
                 "report": report,
-            }),
+            }))
+            .unwrap_or_default(),
         );
     } else {
         println!(
