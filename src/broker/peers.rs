@@ -719,10 +719,11 @@ pub fn local_failure<F>(
             eprintln!("sync-run {alg}: {m}: {e}");
         }
     }
-    if !any_report && ends.iter().all(|(_, r)| r.is_err()) {
-        if let Some((_, Err(e))) = ends.into_iter().next() {
-            return Err(e);
-        }
+    if !any_report
+        && ends.iter().all(|(_, r)| r.is_err())
+        && let Some((_, Err(e))) = ends.into_iter().next()
+    {
+        return Err(e);
     }
     Ok(())
 }

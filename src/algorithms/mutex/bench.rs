@@ -58,6 +58,15 @@ pub struct Report {
     pub runs: Vec<Figures>,
 }
 
+impl crate::bench::report::BenchReport for Report {
+    fn render(&self) -> String {
+        render(self)
+    }
+    fn verified(&self) -> bool {
+        self.runs.iter().all(|f| f.verified)
+    }
+}
+
 pub async fn run(cfg: &Config) -> Result<Report> {
     eprintln!("bench mutex: broker one hop ({} samples)", cfg.rtt_samples);
     let hop = broker_rtt(&cfg.url, cfg.connect_timeout, cfg.rtt_samples)

@@ -5,7 +5,6 @@ use super::cli::{MutexArgs, ProcessArgs, Shape};
 use super::process::{Process, ProcessConfig};
 use super::report::{Outcome, Report};
 use super::{diagram, print, protocol};
-use crate::broker::BrokerError;
 use crate::broker::peers::PeerRun;
 use crate::cli::session::Session;
 use crate::cli::{peers, usage_error};
@@ -169,26 +168,9 @@ pub async fn bench(s: &Session, a: &super::cli::BenchArgs) -> i32 {
         timeout: a.timeout,
         exe,
     };
-    match super::bench::run(&cfg).await {
-        Ok(r) => {
-            if s.global.json {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-            } else {
-                print!("{}", super::bench::render(&r));
-            }
-            if r.runs.iter().all(|f| f.verified) {
-                exit::VERIFIED
-            } else {
-                exit::FAILED
-            }
-        }
-        Err(e) => {
-            eprintln!("sync-run bench mutex: {e:#}");
-            if e.downcast_ref::<BrokerError>().is_some() {
-                exit::BROKER
-            } else {
-                exit::FAILED
-            }
-        }
-    }
+    let out = crate::bench::report::Output {
+        json: s.global.json,
+        json_out: None,
+    };
+    crate::bench::report::finish("mutex", out, super::bench::run(&cfg).await)
 }
