@@ -52,7 +52,7 @@ fn doc(stdout: &str) -> serde_json::Value {
 }
 
 fn check<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    doc["checks"]
+    doc["verdict"]["checks"]
         .as_array()
         .and_then(|c| c.iter().find(|c| c["name"] == name))
         .unwrap_or_else(|| panic!("no check {name}"))
@@ -76,7 +76,7 @@ fn assert_every_check_passed(doc: &serde_json::Value) {
             check(doc, name)["detail"]
         );
     }
-    assert_eq!(doc["verified"], true);
+    assert_eq!(doc["verdict"]["verified"], true);
     assert_eq!(doc["skipped"].as_array().map(Vec::len), Some(0));
 }
 

@@ -681,7 +681,11 @@ async fn peer_run_losing_a_node(
     assert_eq!(code, 0, "{alg}, {how:?}: {out}\n{err}");
     let doc: serde_json::Value =
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{alg}: JSON: {e}: {out}"));
-    assert_eq!(doc["verified"], true, "{alg}: {}", doc["checks"]);
+    assert_eq!(
+        doc["verdict"]["verified"], true,
+        "{alg}: {}",
+        doc["verdict"]
+    );
     assert!(left.is_empty(), "{alg} left on the cluster: {left:?}");
     eprintln!(
         "{alg}, {how:?}: lost node {} (the run's shared connection) mid-run; verified in {wall:.1?}",

@@ -1072,7 +1072,11 @@ async fn peer_runs_survive_connections_closed_mid_run() {
             assert_eq!(code, 0, "{alg} rep {rep}: {out}{err}");
             let doc: serde_json::Value = serde_json::from_str(&out)
                 .unwrap_or_else(|e| panic!("{alg} rep {rep}: JSON: {e}: {out}"));
-            assert_eq!(doc["verified"], true, "{alg} rep {rep}: {}", doc["checks"]);
+            assert_eq!(
+                doc["verdict"]["verified"], true,
+                "{alg} rep {rep}: {}",
+                doc["verdict"]
+            );
             assert!(
                 err.contains("reconnecting"),
                 "{alg} rep {rep}: reconnected: {err}"

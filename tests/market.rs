@@ -63,7 +63,7 @@ fn market(tb: &TestBroker, run_id: &str, extra: &[&str]) -> (i32, serde_json::Va
 }
 
 fn check<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    doc["checks"]
+    doc["verdict"]["checks"]
         .as_array()
         .and_then(|c| c.iter().find(|c| c["name"] == name))
         .unwrap_or_else(|| panic!("no check {name}"))
@@ -85,7 +85,7 @@ fn assert_verified(doc: &serde_json::Value, stderr: &str) {
             check(doc, name)["detail"]
         );
     }
-    assert_eq!(doc["verified"], true);
+    assert_eq!(doc["verdict"]["verified"], true);
     assert_eq!(doc["exit_code"], 0);
 }
 

@@ -22,7 +22,7 @@ fn json(out: &str) -> Value {
 }
 
 fn check<'a>(doc: &'a Value, name: &str) -> &'a Value {
-    doc["checks"]
+    doc["verdict"]["checks"]
         .as_array()
         .and_then(|cs| cs.iter().find(|c| c["name"] == name))
         .unwrap_or_else(|| panic!("no check {name:?} in {doc}"))
@@ -71,11 +71,11 @@ async fn mutex_json_has_every_check_and_every_section() {
     );
     assert_eq!(out.status.code(), Some(0));
     let doc = json(&String::from_utf8_lossy(&out.stdout));
-    assert_eq!(doc["schema"], "sync-run/mutex/v1");
-    assert_eq!(doc["verified"], true);
+    assert_eq!(doc["schema"], "sync-run/mutex/v2");
+    assert_eq!(doc["verdict"]["verified"], true);
     assert_eq!(doc["exit_code"], 0);
-    assert_eq!(doc["checks"].as_array().map(Vec::len), Some(5));
-    for c in doc["checks"].as_array().into_iter().flatten() {
+    assert_eq!(doc["verdict"]["checks"].as_array().map(Vec::len), Some(5));
+    for c in doc["verdict"]["checks"].as_array().into_iter().flatten() {
         assert_eq!(c["status"], "passed", "{c}");
     }
     let reports = doc["reports"].as_array().expect("reports");
@@ -178,7 +178,7 @@ async fn a_silent_process_is_named_and_the_run_ends_cleanly() {
         String::from_utf8_lossy(&out.stderr)
     );
     let doc = json(&String::from_utf8_lossy(&out.stdout));
-    assert_eq!(doc["verified"], false);
+    assert_eq!(doc["verdict"]["verified"], false);
     let live = check(&doc, "liveness");
     assert_eq!(live["status"], "failed", "{live}");
     let detail = live["detail"].as_str().unwrap_or_default();
@@ -349,7 +349,7 @@ async fn clocks_split_over_separate_processes() {
     let (code, out, err) = split_run(&tb.url, "clocks", &run, &shape, &[1], &["--json"]);
     assert_eq!(code, 0, "{out}{err}");
     let doc = json(&out);
-    assert_eq!(doc["schema"], "sync-run/clocks/v1");
-    assert_eq!(doc["verified"], true, "{doc}");
+    assert_eq!(doc["schema"], "sync-run/clocks/v2");
+    assert_eq!(doc["verdict"]["verified"], true, "{doc}");
     assert!(peer_leftovers(&tb, "clocks", &run, 3).await.is_empty());
 }

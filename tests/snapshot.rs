@@ -229,9 +229,9 @@ async fn json_file_carries_the_document_while_stdout_keeps_the_lines() {
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON file"))
             .expect("JSON");
-    assert_eq!(doc["schema"], "sync-run/snapshot/v1");
-    assert_eq!(doc["verified"], true);
-    assert_eq!(doc["checks"].as_array().map(Vec::len), Some(9));
+    assert_eq!(doc["schema"], "sync-run/snapshot/v2");
+    assert_eq!(doc["verdict"]["verified"], true);
+    assert_eq!(doc["verdict"]["checks"].as_array().map(Vec::len), Some(9));
     assert_eq!(doc["reports"].as_array().map(Vec::len), Some(2));
     let picture = std::fs::read_to_string(&svg).expect("the SVG");
     assert!(picture.contains("cut S1"), "the cut is drawn");
@@ -430,7 +430,7 @@ async fn random_mode_verifies_concurrent_snapshots_at_4_10_50() {
             String::from_utf8_lossy(&out.stderr)
         );
         let doc: serde_json::Value = serde_json::from_str(&text).expect("one JSON document");
-        assert_eq!(doc["verified"], true);
+        assert_eq!(doc["verdict"]["verified"], true);
         assert_eq!(
             doc["markers"].as_u64(),
             Some(3 * n * (n - 1)),

@@ -2,6 +2,8 @@
 //! (the yardstick every figure is a ratio of), percentiles, the machine's description and
 //! the process's peak memory.
 
+pub mod report;
+
 use crate::broker::BrokerUrl;
 use crate::broker::yardstick::round_trips;
 use anyhow::Result;

@@ -565,6 +565,169 @@ pub async fn drive_members<M: StateMachine>(
     ends
 }
 
+/// How a run is started by whoever renders its verdict ([`run_peers`]).
+#[derive(Debug, Clone)]
+pub struct Launch<K> {
+    /// The role whose inbox, when it has a consumer, means the run id is in use (the
+    /// bank's sequencer, the market's clerk, the snapshot's master): such a run is
+    /// refused before anything is declared or deleted, the other run's names not being
+    /// ours to touch. `None`: the participants' exclusive consumers refuse it.
+    pub probe: Option<&'static str>,
+    /// Declare every name of the run before anyone starts, within this time (the bank's
+    /// customers' inboxes, the market's whole graph); `None`: each participant declares
+    /// what it needs.
+    pub declare: Option<Duration>,
+    /// Whose reports the verdict needs.
+    pub expect: Vec<K>,
+    /// How long the reports are read at most.
+    pub limit: Duration,
+    /// How long the reports of participants elsewhere are awaited once the local ones
+    /// have all ended.
+    pub grace: Duration,
+}
+
+/// What [`run_peers`] gathered.
+#[derive(Debug)]
+pub struct Ran<K, R, D> {
+    /// The reports read from the results queue, by participant (the verdict's only input).
+    pub reports: BTreeMap<K, R>,
+    /// Deliveries on the results queue that were not a report of this run.
+    pub rejected: u64,
+    /// What driving the local participants returned.
+    pub driven: D,
+    /// From the start of the drive to the last report read.
+    pub wall: Duration,
+}
+
+/// The one way a run is run here: probe (is the run id in use?) → declare → drive the
+/// local participants while every report (local or from elsewhere) is read from the
+/// results queue → delete everything of the run. The probe's connection is always closed;
+/// a failed declare deletes what it declared; the run is deleted at the end whatever
+/// happened. `drive` gets the drive's start and returns what the local participants
+/// ended with; `decode` turns a delivery into (participant, report). The reports come
+/// from the participants themselves, over the broker: the verdict is derived from them,
+/// never from this driver's bookkeeping.
+pub async fn run_peers<K, R, D, F>(
+    broker: &Broker,
+    run: &PeerRun,
+    shutdown: &Shutdown,
+    launch: Launch<K>,
+    drive: impl FnOnce(Instant) -> F,
+    decode: impl Fn(&[u8]) -> Option<(K, R)>,
+) -> Result<Ran<K, R, D>, BrokerError>
+where
+    K: Ord + Clone,
+    F: std::future::Future<Output = D>,
+{
+    prepare(broker, run, launch.probe, launch.declare).await?;
+    let t0 = Instant::now();
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+    let driving = async {
+        let driven = drive(t0).await;
+        let _ = done_tx.send(true);
+        driven
+    };
+    let collect = collect_reports(
+        broker,
+        run,
+        &launch.expect,
+        launch.limit,
+        shutdown.clone(),
+        done_rx,
+        launch.grace,
+        decode,
+    );
+    let (driven, collected) = tokio::join!(driving, collect);
+    let wall = t0.elapsed();
+    delete_logged(broker, run).await;
+    let (reports, rejected) = collected?;
+    Ok(Ran {
+        reports,
+        rejected,
+        driven,
+        wall,
+    })
+}
+
+/// The probe and the declare of [`run_peers`], over one connection that is closed
+/// whatever happens.
+async fn prepare(
+    broker: &Broker,
+    run: &PeerRun,
+    probe: Option<&'static str>,
+    declare: Option<Duration>,
+) -> Result<(), BrokerError> {
+    if probe.is_none() && declare.is_none() {
+        return Ok(());
+    }
+    let name = format!("sync-run {} {} start", run.alg, run.run_id);
+    let conn = connect(&broker.url, &name, broker.connect_timeout).await?;
+    // `Err(Ok(e))`: the probe failed or refused, nothing declared; `Err(Err(e))`: the
+    // declare failed, something of ours may be there.
+    let r: Result<(), Result<BrokerError, BrokerError>> = async {
+        if let Some(role) = probe {
+            let q = run.inbox_of(Member::Role(role));
+            let consumers = super::queue_consumers(&conn, &q).await.map_err(Ok)?;
+            if consumers.is_some_and(|c| c > 0) {
+                return Err(Ok(BrokerError::RoleTaken {
+                    run: run.run_id.clone(),
+                    role,
+                }));
+            }
+        }
+        if let Some(limit) = declare {
+            let declared = async {
+                let ch = open_channel(&conn, 1).await?;
+                run.wiring().declare(&ch, broker.queue_opts()).await
+            };
+            bounded(limit, "declaring the run", declared)
+                .await
+                .map_err(Err)?;
+        }
+        Ok(())
+    }
+    .await;
+    close_quietly(&conn, "run started").await;
+    match r {
+        Ok(()) => Ok(()),
+        Err(Ok(e)) => Err(e),
+        Err(Err(e)) => {
+            // What was declared before the failure is this run's: remove it.
+            delete_logged(broker, run).await;
+            Err(e)
+        }
+    }
+}
+
+/// [`PeerRun::delete`], a failure logged: the names expire on their own.
+async fn delete_logged(broker: &Broker, run: &PeerRun) {
+    if let Err(e) = run.delete(broker).await {
+        tracing::error!(error = %e, run = %run.run_id, "could not delete the run's queues; they expire on their own after {} s unused", super::QUEUE_EXPIRES_MS / 1000);
+    }
+}
+
+/// The error of a run none of whose local participants could reach the broker (and none
+/// of whose peers reported): that is the run's failure, not a verdict. Every failed
+/// local participant is said on stderr, `alg` naming the command.
+pub fn local_failure<F>(
+    alg: &str,
+    ends: Vec<(Member, Result<F, BrokerError>)>,
+    any_report: bool,
+) -> Result<(), BrokerError> {
+    for (m, r) in &ends {
+        if let Err(e) = r {
+            eprintln!("sync-run {alg}: {m}: {e}");
+        }
+    }
+    if !any_report
+        && ends.iter().all(|(_, r)| r.is_err())
+        && let Some((_, Err(e))) = ends.into_iter().next()
+    {
+        return Err(e);
+    }
+    Ok(())
+}
+
 /// What [`run_and_collect`] gathered.
 #[derive(Debug)]
 pub struct Collected<R> {
@@ -574,52 +737,39 @@ pub struct Collected<R> {
     pub rejected: u64,
     /// Local peers whose driver failed (the broker went away, the id was taken…).
     pub errors: Vec<(PeerId, BrokerError)>,
+    /// From the start of the drive to the last report read.
+    pub wall: Duration,
 }
 
-/// Runs the given local peers and, at the same time, reads every peer's report (local or
-/// started elsewhere) from the results queue; then deletes everything of the run. The
-/// reports come from the participants themselves, over the broker: the verdict is derived
-/// from them, never from this driver's bookkeeping.
-#[allow(clippy::too_many_arguments)]
+/// [`run_peers`] for a run of numbered peers that declare their own names (mutex,
+/// clocks): the given local peers are driven, every peer's report read.
 pub async fn run_and_collect<M: StateMachine, R>(
     broker: &Broker,
     run: &PeerRun,
     machines: Vec<(PeerId, M)>,
-    t0: Instant,
     shutdown: &Shutdown,
     limit: Duration,
     grace: Duration,
     decode: impl Fn(&[u8]) -> Option<(PeerId, R)>,
 ) -> Result<Collected<R>, BrokerError> {
-    let expect: Vec<PeerId> = run.peers.clone();
-    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
-    let drive = async {
-        let ends = drive_local(broker, run, machines, t0, shutdown, |r| r.is_ok()).await;
-        let _ = done_tx.send(true);
-        ends
-    };
-    let collect = collect_reports(
-        broker,
-        run,
-        &expect,
+    let launch = Launch {
+        probe: None,
+        declare: None,
+        expect: run.peers.clone(),
         limit,
-        shutdown.clone(),
-        done_rx,
         grace,
-        decode,
-    );
-    let (ends, collected) = tokio::join!(drive, collect);
-    if let Err(e) = run.delete(broker).await {
-        tracing::error!(error = %e, run = %run.run_id, "could not delete the run's queues; they expire on their own after {} s unused", super::QUEUE_EXPIRES_MS / 1000);
-    }
-    let (reports, rejected) = collected?;
-    let errors = ends
+    };
+    let drive = |t0| drive_local(broker, run, machines, t0, shutdown, |r| r.is_ok());
+    let ran = run_peers(broker, run, shutdown, launch, drive, decode).await?;
+    let errors = ran
+        .driven
         .into_iter()
         .filter_map(|(k, r)| r.err().map(|e| (k, e)))
         .collect();
     Ok(Collected {
-        reports,
-        rejected,
+        reports: ran.reports,
+        rejected: ran.rejected,
         errors,
+        wall: ran.wall,
     })
 }

@@ -59,19 +59,16 @@ pub async fn run_local<M: StateMachine, R>(
     peer_timeout: Duration,
     decode: impl Fn(&[u8]) -> Option<(PeerId, R)>,
 ) -> Result<Finished<R>, i32> {
-    let t0 = Instant::now();
     let collected = run_and_collect(
         &s.broker,
         run,
         machines,
-        t0,
         &s.shutdown,
         timeout + Duration::from_secs(5),
         peer_timeout + Duration::from_secs(2),
         decode,
     )
     .await;
-    let wall = t0.elapsed();
     let c = collected.map_err(|e| s.broker_failure(&run.run_id, &e))?;
     for (k, e) in &c.errors {
         if !c.reports.contains_key(k) {
@@ -84,7 +81,7 @@ pub async fn run_local<M: StateMachine, R>(
     Ok(Finished {
         reports: c.reports.into_values().collect(),
         rejected_on_results: c.rejected,
-        wall,
+        wall: c.wall,
     })
 }
 

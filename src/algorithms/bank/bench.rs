@@ -21,7 +21,6 @@ use super::cli::BenchArgs;
 use super::input;
 use crate::bench::{broker_rtt, machine, percentile};
 use crate::cli::session::Session;
-use crate::exit;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
@@ -55,36 +54,19 @@ pub struct Report {
 }
 
 pub async fn run(s: &Session, a: &BenchArgs) -> i32 {
-    match measure(s, a).await {
-        Ok(r) => {
-            if let Some(path) = &a.json_out
-                && let Err(e) =
-                    std::fs::write(path, serde_json::to_string_pretty(&r).unwrap_or_default())
-            {
-                eprintln!(
-                    "sync-run bench bank: could not write {}: {e}",
-                    path.display()
-                );
-            }
-            if s.global.json {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-            } else {
-                print!("{}", render(&r));
-            }
-            if r.runs.iter().all(|f| f.verified) {
-                exit::VERIFIED
-            } else {
-                exit::FAILED
-            }
-        }
-        Err(e) => {
-            eprintln!("sync-run bench bank: {e:#}");
-            if e.downcast_ref::<crate::broker::BrokerError>().is_some() {
-                exit::BROKER
-            } else {
-                exit::FAILED
-            }
-        }
+    let out = crate::bench::report::Output {
+        json: s.global.json,
+        json_out: a.json_out.as_deref(),
+    };
+    crate::bench::report::finish("bank", out, measure(s, a).await)
+}
+
+impl crate::bench::report::BenchReport for Report {
+    fn render(&self) -> String {
+        render(self)
+    }
+    fn verified(&self) -> bool {
+        self.runs.iter().all(|f| f.verified)
     }
 }
 
@@ -133,7 +115,7 @@ async fn child(
         customers: workload.customers.len() as u32,
         operations: f["operations"].as_u64().unwrap_or(0),
         recorded: record,
-        verified: doc["verified"] == true,
+        verified: doc["verdict"]["verified"] == true,
         ops_per_s: f["ops_per_s"].as_f64().unwrap_or(f64::NAN),
         p50_ms: f["p50_ms"].as_f64(),
         p99_ms: f["p99_ms"].as_f64(),

@@ -7,7 +7,9 @@ use super::input::{self, Input, Recv};
 use super::participant::{Part, Setup};
 use super::protocol::{self, Mode, Report, SEQUENCER, Who};
 use super::report::{BranchEnd, BranchReport, CustomerEnd, CustomerReport, SequencerReport};
-use crate::broker::peers::{Member, PeerRun, collect_reports, drive_member, drive_members};
+use crate::broker::peers::{
+    Launch, Member, PeerRun, drive_member, drive_members, local_failure, run_peers,
+};
 use crate::broker::{Broker, BrokerError, now_ms};
 use crate::cli::session::Session;
 use crate::cli::usage_error;
@@ -33,9 +35,6 @@ crate::subcommands! {
         Bank(super::cli::BenchArgs) => bench,
     ]
 }
-
-/// The JSON document's schema name (docs/bank.md).
-pub const SCHEMA: &str = "sync-run/bank/v1";
 
 /// The run's names on the broker: an inbox per branch, the sequencer's, one per customer.
 pub fn peer_run(run_id: &str, input: &Input) -> PeerRun {
@@ -111,91 +110,48 @@ pub async fn execute(
     limit: Duration,
     grace: Duration,
 ) -> Result<Gathered, BrokerError> {
-    // A run id in use (its sequencer is there) is refused before anything is declared or
-    // deleted: the other run's names are not ours to touch.
-    let conn =
-        crate::broker::connect(&broker.url, "sync-run bank probe", broker.connect_timeout).await?;
-    let consumers =
-        crate::broker::queue_consumers(&conn, &run.inbox_of(Member::Role(SEQUENCER))).await;
-    if consumers?.is_some_and(|c| c > 0) {
-        crate::broker::close_quietly(&conn, "probe done").await;
-        return Err(BrokerError::RoleTaken {
-            run: run.run_id.clone(),
-            role: SEQUENCER,
-        });
-    }
     // Every inbox, the customers' too, before anyone publishes: the sequencer's first
     // `go` to a customer must not find the exchange without a queue for it.
-    let declared = async {
-        let ch = crate::broker::open_channel(&conn, 1).await?;
-        run.wiring().declare(&ch, broker.queue_opts()).await
-    };
-    let declared = crate::broker::bounded(
-        crate::broker::op_limit(broker),
-        "declaring the run",
-        declared,
-    )
-    .await;
-    crate::broker::close_quietly(&conn, "declared").await;
-    declared?;
-    let t0 = Instant::now();
-    let now = now_ms(t0);
-    let mut machines: Vec<(Member, Part)> = vec![(
-        Member::Role(SEQUENCER),
-        Part::Sequencer(setup.sequencer(input)),
-    )];
-    for b in local_branches {
-        machines.push((Member::Peer(*b), Part::Branch(setup.branch(input, *b))));
-    }
-    for c in input
-        .customers
-        .iter()
-        .filter(|c| local_customers.contains(&c.id))
-    {
-        machines.push((Member::Client(c.id), Part::Customer(setup.customer(c, now))));
-    }
-    let expect: Vec<Who> = std::iter::once(Who::Sequencer)
-        .chain(input.branches.iter().map(|b| Who::Branch(*b)))
-        .chain(input.customers.iter().map(|c| Who::Customer(c.id)))
-        .collect();
-    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
-    let drive = async {
-        let ends = drive_members(broker, run, machines, t0, shutdown, |r| r.is_ok()).await;
-        let _ = done_tx.send(true);
-        ends
-    };
-    let run_id = run.run_id.clone();
-    let collect = collect_reports(
-        broker,
-        run,
-        &expect,
+    let launch = Launch {
+        probe: Some(SEQUENCER),
+        declare: Some(crate::broker::op_limit(broker)),
+        expect: std::iter::once(Who::Sequencer)
+            .chain(input.branches.iter().map(|b| Who::Branch(*b)))
+            .chain(input.customers.iter().map(|c| Who::Customer(c.id)))
+            .collect(),
         limit,
-        shutdown.clone(),
-        done_rx,
         grace,
-        move |b: &[u8]| {
-            protocol::decode_report(b, &run_id)
-                .ok()
-                .map(|r| (r.who(), r))
-        },
-    );
-    let (ends, collected) = tokio::join!(drive, collect);
-    let wall = t0.elapsed();
-    if let Err(e) = run.delete(broker).await {
-        tracing::error!(error = %e, run = %run.run_id, "could not delete the run's queues; they expire on their own after {} s unused", crate::broker::QUEUE_EXPIRES_MS / 1000);
-    }
-    let (reports, rejected) = collected?;
-    for (m, r) in &ends {
-        if let Err(e) = r {
-            eprintln!("sync-run bank: {m}: {e}");
+    };
+    let drive = |t0: Instant| {
+        let now = now_ms(t0);
+        let mut machines: Vec<(Member, Part)> = vec![(
+            Member::Role(SEQUENCER),
+            Part::Sequencer(setup.sequencer(input)),
+        )];
+        for b in local_branches {
+            machines.push((Member::Peer(*b), Part::Branch(setup.branch(input, *b))));
         }
-    }
+        for c in input
+            .customers
+            .iter()
+            .filter(|c| local_customers.contains(&c.id))
+        {
+            machines.push((Member::Client(c.id), Part::Customer(setup.customer(c, now))));
+        }
+        drive_members(broker, run, machines, t0, shutdown, |r| r.is_ok())
+    };
+    let decode = |b: &[u8]| {
+        protocol::decode_report(b, &run.run_id)
+            .ok()
+            .map(|r| (r.who(), r))
+    };
+    let ran = run_peers(broker, run, shutdown, launch, drive, decode).await?;
     let mut g = Gathered {
-        rejected_on_results: rejected,
-        wall,
+        rejected_on_results: ran.rejected,
+        wall: ran.wall,
         ..Default::default()
     };
-    for (_, r) in reports {
+    for (_, r) in ran.reports {
         match r {
             Report::Branch(b) => g.branches.push(b),
             Report::Customer(c) => g.customers.push(c),
@@ -205,13 +161,7 @@ pub async fn execute(
     let order = input.customer_ids();
     g.customers
         .sort_by_key(|r| order.iter().position(|c| *c == r.id));
-    // Nothing here could reach the broker: that is the run's failure.
-    if ends.iter().all(|(_, r)| r.is_err())
-        && g.branches.is_empty()
-        && let Some((_, Err(e))) = ends.into_iter().next()
-    {
-        return Err(e);
-    }
+    local_failure("bank", ran.driven, !g.branches.is_empty())?;
     Ok(g)
 }
 
@@ -361,33 +311,34 @@ pub async fn run(s: &Session, a: &BankArgs) -> i32 {
     let fig = figures(&g.customers, g.wall);
     let summary = summary(&run_id, shape, &input, &g, &proof);
     if s.global.json {
-        let doc = serde_json::json!({
-            "schema": SCHEMA,
-            "run_id": run_id,
-            "mode": shape.mode,
-            "concurrent": shape.concurrent,
-            "recorded": !shape.no_record,
-            "branches": input.branches,
-            "customers": customers,
-            "balance": input.balance,
-            "verified": proof.verdict.verified,
-            "checks": proof.verdict.checks,
-            "skipped": proof.skipped,
-            "anomalies": proof.anomalies,
-            "exit_code": code,
-            "wall_ms": g.wall.as_millis() as u64,
-            "figures": fig,
-            "peak_rss_kib": crate::bench::peak_rss_kib(),
-            "rss_after_input_kib": rss_after_input,
-            "rejected_on_results": g.rejected_on_results,
-            "output": serde_json::from_str::<serde_json::Value>(&rendered).unwrap_or_default(),
-            "reports": {
-                "sequencer": g.sequencer,
-                "branches": g.branches,
-                "customers": g.customers,
-            },
-        });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        let doc = crate::verdict::Document::new(
+            "bank",
+            &run_id,
+            code,
+            &proof.verdict,
+            serde_json::json!({
+                "mode": shape.mode,
+                "concurrent": shape.concurrent,
+                "recorded": !shape.no_record,
+                "branches": input.branches,
+                "customers": customers,
+                "balance": input.balance,
+                "skipped": proof.skipped,
+                "anomalies": proof.anomalies,
+                "wall_ms": g.wall.as_millis() as u64,
+                "figures": fig,
+                "peak_rss_kib": crate::bench::peak_rss_kib(),
+                "rss_after_input_kib": rss_after_input,
+                "rejected_on_results": g.rejected_on_results,
+                "output": serde_json::from_str::<serde_json::Value>(&rendered).unwrap_or_default(),
+                "reports": {
+                    "sequencer": g.sequencer,
+                    "branches": g.branches,
+                    "customers": g.customers,
+                },
+            }),
+        );
+        println!("{}", doc.to_json().unwrap_or_default());
     } else {
         // Standard output: exactly the course's output. The verdict goes to stderr.
         print!("{rendered}");

@@ -24,9 +24,6 @@ crate::subcommands! {
     bench: []
 }
 
-/// The JSON document's schema name (docs/clocks.md).
-pub const SCHEMA: &str = "sync-run/clocks/v1";
-
 fn process(run_id: &str, id: PeerId, s: &Shape) -> Process {
     let cfg = ClockConfig {
         run_id: run_id.to_owned(),
@@ -90,19 +87,20 @@ pub async fn run(s: &Session, a: &ClocksArgs) -> i32 {
         report::diagram(&format!("clocks run {}", run.run_id), &reports)
     });
     if s.global.json {
-        let doc = serde_json::json!({
-            "schema": SCHEMA,
-            "run_id": run.run_id,
-            "processes": shape.processes,
-            "events": shape.events,
-            "verified": verdict.verified,
-            "checks": verdict.checks,
-            "exit_code": code,
-            "wall_ms": f.wall.as_millis() as u64,
-            "rejected_on_results": f.rejected_on_results,
-            "reports": reports,
-        });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        let doc = crate::verdict::Document::new(
+            "clocks",
+            &run.run_id,
+            code,
+            &verdict,
+            serde_json::json!({
+                "processes": shape.processes,
+                "events": shape.events,
+                "wall_ms": f.wall.as_millis() as u64,
+                "rejected_on_results": f.rejected_on_results,
+                "reports": reports,
+            }),
+        );
+        println!("{}", doc.to_json().unwrap_or_default());
     } else if s.global.quiet {
         println!("{}", print::summary(&reports, &verdict));
     } else {

@@ -14,7 +14,6 @@
 use super::cli::BenchArgs;
 use crate::bench::{broker_rtt, child_json, machine, percentile};
 use crate::cli::session::Session;
-use crate::exit;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
@@ -50,36 +49,19 @@ pub struct Report {
 }
 
 pub async fn run(s: &Session, a: &BenchArgs) -> i32 {
-    match measure(s, a).await {
-        Ok(r) => {
-            if let Some(path) = &a.json_out
-                && let Err(e) =
-                    std::fs::write(path, serde_json::to_string_pretty(&r).unwrap_or_default())
-            {
-                eprintln!(
-                    "sync-run bench market: could not write {}: {e}",
-                    path.display()
-                );
-            }
-            if s.global.json {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-            } else {
-                print!("{}", render(&r));
-            }
-            if r.runs.iter().all(|f| f.verified) {
-                exit::VERIFIED
-            } else {
-                exit::FAILED
-            }
-        }
-        Err(e) => {
-            eprintln!("sync-run bench market: {e:#}");
-            if e.downcast_ref::<crate::broker::BrokerError>().is_some() {
-                exit::BROKER
-            } else {
-                exit::FAILED
-            }
-        }
+    let out = crate::bench::report::Output {
+        json: s.global.json,
+        json_out: a.json_out.as_deref(),
+    };
+    crate::bench::report::finish("market", out, measure(s, a).await)
+}
+
+impl crate::bench::report::BenchReport for Report {
+    fn render(&self) -> String {
+        render(self)
+    }
+    fn verified(&self) -> bool {
+        self.runs.iter().all(|f| f.verified)
     }
 }
 
@@ -132,7 +114,7 @@ async fn child(s: &Session, a: &BenchArgs, n: u32) -> Result<Figures> {
         graph,
         hop_count,
         reply_window_ms: window,
-        verified: doc["verified"] == true,
+        verified: doc["verdict"]["verified"] == true,
         lookups: f["lookups"].as_u64().unwrap_or(0),
         purchases: f["purchases"].as_u64().unwrap_or(0),
         success_rate: f["success_rate"].as_f64().unwrap_or(f64::NAN),

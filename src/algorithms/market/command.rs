@@ -7,7 +7,9 @@ use super::graph::{GraphSpec, Market, PeerSpec, Role};
 use super::participant::{Part, Setup};
 use super::protocol::{self, CLERK, Report, Who};
 use super::report::{ClerkReport, PeerEnd, PeerReport};
-use crate::broker::peers::{Member, PeerRun, collect_reports, drive_member, drive_members};
+use crate::broker::peers::{
+    Launch, Member, PeerRun, drive_member, drive_members, local_failure, run_peers,
+};
 use crate::broker::{Broker, BrokerError};
 use crate::cli::session::Session;
 use crate::cli::usage_error;
@@ -31,9 +33,6 @@ crate::subcommands! {
         Market(super::cli::BenchArgs) => bench,
     ]
 }
-
-/// The JSON document's schema name (docs/market.md).
-pub const SCHEMA: &str = "sync-run/market/v1";
 
 /// The run's names on the broker: an inbox per peer and the clerk's; each peer declares
 /// its own and its neighbours' only.
@@ -109,95 +108,43 @@ pub async fn execute(
     local: &[PeerId],
     limit: Duration,
 ) -> Result<Gathered, BrokerError> {
-    // A run id in use (its clerk is there) is refused before anything is declared or
-    // deleted: the other run's names are not ours to touch.
-    let conn = crate::broker::connect(&broker.url, "sync-run market probe", broker.connect_timeout)
-        .await?;
-    let consumers = crate::broker::queue_consumers(&conn, &run.inbox_of(Member::Role(CLERK))).await;
-    if consumers?.is_some_and(|c| c > 0) {
-        crate::broker::close_quietly(&conn, "probe done").await;
-        return Err(BrokerError::RoleTaken {
-            run: run.run_id.clone(),
-            role: CLERK,
-        });
-    }
     // Every inbox once, here: each peer then declares only its own and its neighbours'.
-    let declared = async {
-        let ch = crate::broker::open_channel(&conn, 1).await?;
-        run.wiring().declare(&ch, broker.queue_opts()).await
-    };
-    let declared = crate::broker::bounded(
-        crate::broker::op_limit(broker) * 4,
-        "declaring the run",
-        declared,
-    )
-    .await;
-    crate::broker::close_quietly(&conn, "declared").await;
-    if let Err(e) = declared {
-        // What was declared before the failure is this run's: remove it.
-        let _ = run.delete(broker).await;
-        return Err(e);
-    }
-    let t0 = Instant::now();
-    let mut machines: Vec<(Member, Part)> =
-        vec![(Member::Role(CLERK), Part::Clerk(setup.clerk(market)))];
-    for p in market.peers.iter().filter(|p| local.contains(&p.id)) {
-        machines.push((Member::Peer(p.id), Part::Peer(setup.peer(market, p))));
-    }
-    let expect: Vec<Who> = std::iter::once(Who::Clerk)
-        .chain(market.ids().into_iter().map(Who::Peer))
-        .collect();
-    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
-    let drive = async {
-        let ends = drive_members(broker, run, machines, t0, shutdown, |r| r.is_ok()).await;
-        let _ = done_tx.send(true);
-        ends
-    };
-    let run_id = run.run_id.clone();
-    let collect = collect_reports(
-        broker,
-        run,
-        &expect,
+    let launch = Launch {
+        probe: Some(CLERK),
+        declare: Some(crate::broker::op_limit(broker) * 4),
+        expect: std::iter::once(Who::Clerk)
+            .chain(market.ids().into_iter().map(Who::Peer))
+            .collect(),
         limit,
-        shutdown.clone(),
-        done_rx,
-        Duration::from_secs(5),
-        move |b: &[u8]| {
-            protocol::decode_report(b, &run_id)
-                .ok()
-                .map(|r| (r.who(), r))
-        },
-    );
-    let (ends, collected) = tokio::join!(drive, collect);
-    let wall = t0.elapsed();
-    if let Err(e) = run.delete(broker).await {
-        tracing::error!(error = %e, run = %run.run_id, "could not delete the run's queues; they expire on their own after {} s unused", crate::broker::QUEUE_EXPIRES_MS / 1000);
-    }
-    let (reports, rejected) = collected?;
-    for (m, r) in &ends {
-        if let Err(e) = r {
-            eprintln!("sync-run market: {m}: {e}");
+        grace: Duration::from_secs(5),
+    };
+    let drive = |t0: Instant| {
+        let mut machines: Vec<(Member, Part)> =
+            vec![(Member::Role(CLERK), Part::Clerk(setup.clerk(market)))];
+        for p in market.peers.iter().filter(|p| local.contains(&p.id)) {
+            machines.push((Member::Peer(p.id), Part::Peer(setup.peer(market, p))));
         }
-    }
+        drive_members(broker, run, machines, t0, shutdown, |r| r.is_ok())
+    };
+    let decode = |b: &[u8]| {
+        protocol::decode_report(b, &run.run_id)
+            .ok()
+            .map(|r| (r.who(), r))
+    };
+    let ran = run_peers(broker, run, shutdown, launch, drive, decode).await?;
     let mut g = Gathered {
-        rejected_on_results: rejected,
-        wall,
+        rejected_on_results: ran.rejected,
+        wall: ran.wall,
         ..Default::default()
     };
-    for (_, r) in reports {
+    for (_, r) in ran.reports {
         match r {
             Report::Peer(p) => g.peers.push(p),
             Report::Clerk(c) => g.clerk = Some(c),
         }
     }
     g.peers.sort_by_key(|r| r.id);
-    // Nothing here could reach the broker: that is the run's failure.
-    if ends.iter().all(|(_, r)| r.is_err())
-        && g.peers.is_empty()
-        && let Some((_, Err(e))) = ends.into_iter().next()
-    {
-        return Err(e);
-    }
+    local_failure("market", ran.driven, !g.peers.is_empty())?;
     Ok(g)
 }
 
@@ -256,28 +203,29 @@ pub async fn run(s: &Session, a: &MarketArgs) -> i32 {
     let rejected: u64 = g.peers.iter().map(|r| r.rejected).sum::<u64>()
         + g.clerk.as_ref().map_or(0, |c| c.rejected);
     if s.global.json {
-        let doc = serde_json::json!({
-            "schema": SCHEMA,
-            "run_id": run_id,
-            "seed": seed,
-            "peers": market.ids().len(),
-            "buyers": market.buyers(),
-            "hop_count": shape.hop_count,
-            "lookups": shape.lookups,
-            "retries": shape.retries,
-            "products": market.products,
-            "verified": proof.verdict.verified,
-            "checks": proof.verdict.checks,
-            "figures": proof.figures,
-            "rejected": rejected,
-            "rejected_on_results": g.rejected_on_results,
-            "exit_code": code,
-            "wall_ms": g.wall.as_millis() as u64,
-            "peak_rss_kib": crate::bench::peak_rss_kib(),
-            "graph": market.to_file(),
-            "reports": { "clerk": g.clerk, "peers": g.peers },
-        });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        let doc = crate::verdict::Document::new(
+            "market",
+            &run_id,
+            code,
+            &proof.verdict,
+            serde_json::json!({
+                "seed": seed,
+                "peers": market.ids().len(),
+                "buyers": market.buyers(),
+                "hop_count": shape.hop_count,
+                "lookups": shape.lookups,
+                "retries": shape.retries,
+                "products": market.products,
+                "figures": proof.figures,
+                "rejected": rejected,
+                "rejected_on_results": g.rejected_on_results,
+                "wall_ms": g.wall.as_millis() as u64,
+                "peak_rss_kib": crate::bench::peak_rss_kib(),
+                "graph": market.to_file(),
+                "reports": { "clerk": g.clerk, "peers": g.peers },
+            }),
+        );
+        println!("{}", doc.to_json().unwrap_or_default());
     } else {
         print!("{}", table(&market, &g.peers));
     }

@@ -58,6 +58,15 @@ pub struct Report {
     pub runs: Vec<Figures>,
 }
 
+impl crate::bench::report::BenchReport for Report {
+    fn render(&self) -> String {
+        render(self)
+    }
+    fn verified(&self) -> bool {
+        self.runs.iter().all(|f| f.verified)
+    }
+}
+
 pub async fn run(cfg: &Config) -> Result<Report> {
     eprintln!("bench mutex: broker one hop ({} samples)", cfg.rtt_samples);
     let hop = broker_rtt(&cfg.url, cfg.connect_timeout, cfg.rtt_samples)
@@ -130,7 +139,7 @@ pub fn figures(doc: &serde_json::Value, n: u32, k: u32) -> Result<Figures> {
     Ok(Figures {
         processes: n,
         entries: k,
-        verified: doc["verified"] == true,
+        verified: doc["verdict"]["verified"] == true,
         wall_s: doc["wall_ms"].as_f64().unwrap_or(f64::NAN) / 1000.0,
         entries_per_s: sections as f64 / (span_ms / 1000.0),
         handover_ms: span_ms / (sections.saturating_sub(1).max(1)) as f64,

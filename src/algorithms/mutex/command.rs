@@ -5,7 +5,6 @@ use super::cli::{MutexArgs, ProcessArgs, Shape};
 use super::process::{Process, ProcessConfig};
 use super::report::{Outcome, Report};
 use super::{diagram, print, protocol};
-use crate::broker::BrokerError;
 use crate::broker::peers::PeerRun;
 use crate::cli::session::Session;
 use crate::cli::{peers, usage_error};
@@ -27,9 +26,6 @@ crate::subcommands! {
         Mutex(super::cli::BenchArgs) => bench,
     ]
 }
-
-/// The JSON document's schema name (docs/mutex.md).
-pub const SCHEMA: &str = "sync-run/mutex/v1";
 
 /// Process `id` of the run, as the options describe it (a bad combination is a usage
 /// error).
@@ -86,21 +82,22 @@ pub async fn run(s: &Session, a: &MutexArgs) -> i32 {
         )
     });
     if s.global.json {
-        let doc = serde_json::json!({
-            "schema": SCHEMA,
-            "run_id": run.run_id,
-            "processes": shape.processes,
-            "entries": shape.entries,
-            "hold_ms": shape.hold.as_millis() as u64,
-            "verified": verdict.verified,
-            "checks": verdict.checks,
-            "exit_code": code,
-            "wall_ms": f.wall.as_millis() as u64,
-            "rejected_on_results": f.rejected_on_results,
-            "peak_rss_kib": crate::bench::peak_rss_kib(),
-            "reports": reports,
-        });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        let doc = crate::verdict::Document::new(
+            "mutex",
+            &run.run_id,
+            code,
+            &verdict,
+            serde_json::json!({
+                "processes": shape.processes,
+                "entries": shape.entries,
+                "hold_ms": shape.hold.as_millis() as u64,
+                "wall_ms": f.wall.as_millis() as u64,
+                "rejected_on_results": f.rejected_on_results,
+                "peak_rss_kib": crate::bench::peak_rss_kib(),
+                "reports": reports,
+            }),
+        );
+        println!("{}", doc.to_json().unwrap_or_default());
     } else if s.global.quiet {
         println!(
             "{}",
@@ -156,26 +153,9 @@ pub async fn bench(s: &Session, a: &super::cli::BenchArgs) -> i32 {
         timeout: a.timeout,
         exe,
     };
-    match super::bench::run(&cfg).await {
-        Ok(r) => {
-            if s.global.json {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-            } else {
-                print!("{}", super::bench::render(&r));
-            }
-            if r.runs.iter().all(|f| f.verified) {
-                exit::VERIFIED
-            } else {
-                exit::FAILED
-            }
-        }
-        Err(e) => {
-            eprintln!("sync-run bench mutex: {e:#}");
-            if e.downcast_ref::<BrokerError>().is_some() {
-                exit::BROKER
-            } else {
-                exit::FAILED
-            }
-        }
-    }
+    let out = crate::bench::report::Output {
+        json: s.global.json,
+        json_out: None,
+    };
+    crate::bench::report::finish("mutex", out, super::bench::run(&cfg).await)
 }

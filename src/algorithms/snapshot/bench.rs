@@ -17,7 +17,6 @@
 use super::cli::BenchArgs;
 use crate::bench::{broker_rtt, machine, percentile};
 use crate::cli::session::Session;
-use crate::exit;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::process::Stdio;
@@ -49,27 +48,19 @@ pub struct Report {
 }
 
 pub async fn run(s: &Session, a: &BenchArgs) -> i32 {
-    match measure(s, a).await {
-        Ok(r) => {
-            if s.global.json {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-            } else {
-                print!("{}", render(&r));
-            }
-            if r.runs.iter().all(|f| f.verified) {
-                exit::VERIFIED
-            } else {
-                exit::FAILED
-            }
-        }
-        Err(e) => {
-            eprintln!("sync-run bench snapshot: {e:#}");
-            if e.downcast_ref::<crate::broker::BrokerError>().is_some() {
-                exit::BROKER
-            } else {
-                exit::FAILED
-            }
-        }
+    let out = crate::bench::report::Output {
+        json: s.global.json,
+        json_out: None,
+    };
+    crate::bench::report::finish("snapshot", out, measure(s, a).await)
+}
+
+impl crate::bench::report::BenchReport for Report {
+    fn render(&self) -> String {
+        render(self)
+    }
+    fn verified(&self) -> bool {
+        self.runs.iter().all(|f| f.verified)
     }
 }
 
@@ -148,7 +139,7 @@ pub fn figures(doc: &serde_json::Value, n: u32, snapshots: u32) -> Result<Figure
         nodes: n,
         channels,
         snapshots,
-        verified: doc["verified"] == true,
+        verified: doc["verdict"]["verified"] == true,
         wall_s: doc["wall_ms"].as_f64().unwrap_or(f64::NAN) / 1000.0,
         latency_p50_ms: percentile(&lat, 0.5),
         latency_max_ms: lat.last().copied().unwrap_or(f64::NAN),

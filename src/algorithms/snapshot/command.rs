@@ -10,7 +10,7 @@ use super::observer::Observer;
 use super::protocol::{self, Auto, Message};
 use super::report::{NodeReport, Outcome};
 use super::script;
-use crate::broker::peers::{Member, PeerRun, drive_member, run_and_collect};
+use crate::broker::peers::{Launch, Member, PeerRun, drive_local, drive_member, run_peers};
 use crate::broker::{Broker, BrokerError, now_ms};
 use crate::cli::session::Session;
 use crate::cli::{peers, usage_error};
@@ -36,9 +36,6 @@ crate::subcommands! {
         Snapshot(super::cli::BenchArgs) => bench,
     ]
 }
-
-/// The JSON document's schema name (docs/snapshot.md).
-pub const SCHEMA: &str = "sync-run/snapshot/v1";
 
 /// The roles every snapshot run has besides its nodes.
 pub const ROLES: [&str; 2] = ["master", "observer"];
@@ -72,7 +69,7 @@ pub struct Gathered {
 }
 
 /// Runs `master`, the observer and the `local` nodes of `run` here and reads every node's
-/// report (local or started elsewhere) from the results queue ([`run_and_collect`], which
+/// report (local or started elsewhere) from the results queue ([`run_peers`], which
 /// deletes the run at the end). `Err` when the broker failed the master or the reading of
 /// the reports. A master that fails stops the observer and the local nodes at once.
 #[allow(clippy::too_many_arguments)]
@@ -89,24 +86,15 @@ pub async fn execute<M>(
 where
     M: StateMachine<Msg = Message, Finished = MasterEnd>,
 {
-    // A run id in use (its master is there: its inbox has a consumer) is refused before
-    // anything is declared or deleted: the other run's names are not ours to touch. (A
+    // A run id in use (its master is there: its inbox has a consumer) is refused. (A
     // node started first declares the master's inbox too: that is not a run in use.)
-    let conn = crate::broker::connect(
-        &broker.url,
-        "sync-run snapshot probe",
-        broker.connect_timeout,
-    )
-    .await?;
-    let master_q = run.inbox_of(Member::Role("master"));
-    let consumers = crate::broker::queue_consumers(&conn, &master_q).await;
-    crate::broker::close_quietly(&conn, "probe done").await;
-    if consumers?.is_some_and(|c| c > 0) {
-        return Err(BrokerError::RoleTaken {
-            run: run.run_id.clone(),
-            role: "master",
-        });
-    }
+    let launch = Launch {
+        probe: Some("master"),
+        declare: None,
+        expect: run.peers.clone(),
+        limit: timeout + Duration::from_secs(5),
+        grace,
+    };
     let deadline: Millis = now_ms(t0) + timeout.as_millis() as Millis;
     let nodes: Vec<(PeerId, Node)> = local
         .iter()
@@ -122,59 +110,58 @@ where
             let _ = stop_tx.send(true);
         })
     };
-    let master_f = async {
-        let r = drive_member(
+    // The master's times were set from `t0`: every participant here is driven on it.
+    let drive = |_: Instant| async {
+        let master_f = async {
+            let r = drive_member(
+                broker,
+                run,
+                Member::Role("master"),
+                master,
+                t0,
+                stop.clone(),
+                |r| r.is_ok(),
+            )
+            .await;
+            if r.is_err() {
+                let _ = stop_tx.send(true);
+            }
+            r
+        };
+        let observer_f = drive_member(
             broker,
             run,
-            Member::Role("master"),
-            master,
+            Member::Role("observer"),
+            Observer::new(&run.run_id, Some(deadline)),
             t0,
             stop.clone(),
             |r| r.is_ok(),
-        )
-        .await;
-        if r.is_err() {
-            let _ = stop_tx.send(true);
-        }
-        r
+        );
+        let nodes_f = drive_local(broker, run, nodes, t0, &stop, |r| r.is_ok());
+        tokio::join!(master_f, observer_f, nodes_f)
     };
-    let observer_f = drive_member(
-        broker,
-        run,
-        Member::Role("observer"),
-        Observer::new(&run.run_id, Some(deadline)),
-        t0,
-        stop.clone(),
-        |r| r.is_ok(),
-    );
-    let rest_f = run_and_collect(
-        broker,
-        run,
-        nodes,
-        t0,
-        &stop,
-        timeout + Duration::from_secs(5),
-        grace,
-        |b: &[u8]| {
-            protocol::decode_report(b, &run.run_id)
-                .ok()
-                .map(|r| (r.id, r))
-        },
-    );
-    let (master, observer, collected) = tokio::join!(master_f, observer_f, rest_f);
+    let decode = |b: &[u8]| {
+        protocol::decode_report(b, &run.run_id)
+            .ok()
+            .map(|r| (r.id, r))
+    };
+    let ran = run_peers(broker, run, &stop, launch, drive, decode).await;
     forward.abort();
     let wall = t0.elapsed();
+    let ran = ran?;
+    let (master, observer, ends) = ran.driven;
     if let Err(e) = observer {
         tracing::warn!(error = %e, "the observer failed");
     }
-    let c = collected?;
-    for (k, e) in &c.errors {
-        eprintln!("sync-run: node {k}: {e}");
+    for (k, r) in &ends {
+        if let Err(e) = r {
+            eprintln!("sync-run: node {k}: {e}");
+        }
     }
     Ok(Gathered {
         master: master?,
-        reports: c.reports.into_values().collect(),
-        rejected_on_results: c.rejected,
+        reports: ran.reports.into_values().collect(),
+        rejected_on_results: ran.rejected,
         wall,
     })
 }
@@ -209,8 +196,7 @@ fn seed(a: &SnapshotArgs) -> u64 {
 }
 
 /// Writes the `--json` document: to its file if one is named, else to stdout.
-fn write_json(s: &Session, doc: &serde_json::Value) {
-    let text = serde_json::to_string_pretty(doc).unwrap_or_default();
+fn write_json(s: &Session, text: String) {
     match s.global.json_file() {
         Some(f) => {
             if let Err(e) = std::fs::write(f, text + "\n") {
@@ -314,24 +300,27 @@ async fn run_script(s: &Session, a: &SnapshotArgs, path: &Path) -> i32 {
     let verdict = super::verify(&g.reports, &nodes, Some(m), None);
     let code = s.or_signal(master_code(m).unwrap_or(verdict.exit_code()));
     finish(s, a, &run_id, &g.reports, &verdict, || {
-        serde_json::json!({
-            "schema": SCHEMA,
-            "mode": "script",
-            "run_id": run_id,
-            "script": path.display().to_string(),
-            "seed": seed,
-            "nodes": nodes,
-            "printed": m.printed,
-            "notes": m.notes,
-            "master": m,
-            "verified": verdict.verified,
-            "checks": verdict.checks,
-            "exit_code": code,
-            "wall_ms": g.wall.as_millis() as u64,
-            "peak_rss_kib": crate::bench::peak_rss_kib(),
-            "rejected_on_results": g.rejected_on_results,
-            "reports": g.reports,
-        })
+        crate::verdict::Document::new(
+            "snapshot",
+            &run_id,
+            code,
+            &verdict,
+            serde_json::json!({
+                "mode": "script",
+                "script": path.display().to_string(),
+                "seed": seed,
+                "nodes": nodes,
+                "printed": m.printed,
+                "notes": m.notes,
+                "master": m,
+                "wall_ms": g.wall.as_millis() as u64,
+                "peak_rss_kib": crate::bench::peak_rss_kib(),
+                "rejected_on_results": g.rejected_on_results,
+                "reports": g.reports,
+            }),
+        )
+        .to_json()
+        .unwrap_or_default()
     });
     code
 }
@@ -343,7 +332,7 @@ fn finish(
     run_id: &str,
     reports: &[NodeReport],
     verdict: &Verdict,
-    doc: impl FnOnce() -> serde_json::Value,
+    doc: impl FnOnce() -> String,
 ) {
     peers::write_diagram(a.report.as_deref(), || {
         super::diagram::diagram(&format!("snapshot run {run_id}"), reports)
@@ -356,7 +345,7 @@ fn finish(
     };
     let script = a.script.is_some();
     if s.global.json {
-        write_json(s, &doc());
+        write_json(s, doc());
         if script {
             eprintln!("{summary}");
         }
@@ -461,25 +450,28 @@ async fn run_auto(s: &Session, a: &SnapshotArgs, n: u32) -> i32 {
         }
     }
     finish(s, a, &run_id, &g.reports, &verdict, || {
-        serde_json::json!({
-            "schema": SCHEMA,
-            "mode": "random",
-            "run_id": run_id,
-            "seed": seed,
-            "nodes": n,
-            "transfers": a.transfers,
-            "snapshots": a.snapshots,
-            "concurrent": a.concurrent,
-            "markers": markers,
-            "master": m,
-            "verified": verdict.verified,
-            "checks": verdict.checks,
-            "exit_code": code,
-            "wall_ms": g.wall.as_millis() as u64,
-            "peak_rss_kib": crate::bench::peak_rss_kib(),
-            "rejected_on_results": g.rejected_on_results,
-            "reports": g.reports,
-        })
+        crate::verdict::Document::new(
+            "snapshot",
+            &run_id,
+            code,
+            &verdict,
+            serde_json::json!({
+                "mode": "random",
+                "seed": seed,
+                "nodes": n,
+                "transfers": a.transfers,
+                "snapshots": a.snapshots,
+                "concurrent": a.concurrent,
+                "markers": markers,
+                "master": m,
+                "wall_ms": g.wall.as_millis() as u64,
+                "peak_rss_kib": crate::bench::peak_rss_kib(),
+                "rejected_on_results": g.rejected_on_results,
+                "reports": g.reports,
+            }),
+        )
+        .to_json()
+        .unwrap_or_default()
     });
     code
 }
@@ -510,12 +502,13 @@ pub async fn node_alone(s: &Session, a: &NodeArgs) -> i32 {
     if s.global.json {
         write_json(
             s,
-            &serde_json::json!({
+            serde_json::to_string_pretty(&serde_json::json!({
                 "schema": "sync-run/snapshot-node/v1",
                 "run_id": a.run_id,
                 "exit_code": code,
                 "report": report,
-            }),
+            }))
+            .unwrap_or_default(),
         );
     } else {
         println!(
