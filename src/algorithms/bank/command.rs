@@ -258,6 +258,27 @@ pub fn output(input: &Input, customers: &[CustomerReport]) -> Vec<(PeerId, Vec<R
         .collect()
 }
 
+/// The customers' answers as the course's first (gRPC) version printed them: one line per
+/// answer, customers in input order, `id C INTERFACE True|False` and ` money M` after a
+/// query's (Python's spelling of the booleans, as that version printed them).
+pub fn lines(out: &[(PeerId, Vec<Recv>)]) -> String {
+    let mut s = String::new();
+    for (id, recv) in out {
+        for r in recv {
+            let ok = match r.result {
+                protocol::Outcome::Success => "True",
+                protocol::Outcome::Fail => "False",
+            };
+            s += &format!("id {id} {} {ok}", r.op.name());
+            if let Some(m) = r.money {
+                s += &format!(" money {m}");
+            }
+            s.push('\n');
+        }
+    }
+    s
+}
+
 /// Figures of a run, from the customers' reports: operations answered, their rate over the
 /// time from the first call to the last answer, latency percentiles (ms, on the
 /// customers' millisecond clocks).
@@ -405,8 +426,12 @@ pub async fn run(s: &Session, a: &BankArgs) -> i32 {
         });
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
-        // Standard output: exactly the course's output. The verdict goes to stderr.
-        print!("{rendered}");
+        // Standard output: exactly the course's output (of the version asked for). The
+        // verdict goes to stderr.
+        match a.print {
+            super::cli::Print::Json => print!("{rendered}"),
+            super::cli::Print::Lines => print!("{}", lines(&out)),
+        }
     }
     if !s.global.quiet && !s.global.json {
         eprint!("{}", proof.verdict.lines());
