@@ -443,6 +443,7 @@ pub async fn run(s: &Session, a: &BankArgs) -> i32 {
     code
 }
 
+/// The verdict line of `sync-run bank` (stderr, last).
 fn summary(
     run_id: &str,
     shape: &Shape,
@@ -450,17 +451,22 @@ fn summary(
     g: &Gathered,
     proof: &super::Proof,
 ) -> String {
+    use crate::verdict::plural;
     let mode = match shape.mode {
         Mode::Ordered => "ordered",
         Mode::Propagate => "propagate",
     };
     match proof.verdict.failure_line() {
         None => format!(
-            "VERIFIED: {} branches agree on {}, never overdrawn; {} operations of {} customers{} (run {run_id}, --mode {mode}, {:.3} s)",
-            input.branches.len(),
+            "VERIFIED: {} agree on {}, never overdrawn; {} of {}{} (run {run_id}, --mode {mode}, {:.3} s)",
+            plural(input.branches.len() as u64, "branch", "branches"),
             g.branches.first().map_or(0, |b| b.balance),
-            g.customers.iter().map(|c| c.answered).sum::<u64>(),
-            input.customers.len(),
+            plural(
+                g.customers.iter().map(|c| c.answered).sum::<u64>(),
+                "operation",
+                "operations"
+            ),
+            plural(input.customers.len() as u64, "customer", "customers"),
             if proof.skipped.is_empty() {
                 ", linearizable"
             } else {

@@ -18,7 +18,7 @@ mod flood;
 use super::graph::{Role, flooding_bound};
 use super::report::{ClerkReport, Ledger, PeerEnd, PeerReport};
 use crate::contract::PeerId;
-use crate::verdict::{Check, Verdict, check, ids};
+use crate::verdict::{Check, Verdict, check, ids, plural};
 pub use basis::Expect;
 use basis::Faults;
 use flood::{hop_counts, reverse_path};
@@ -116,8 +116,8 @@ fn reported(
             "reported",
             true,
             format!(
-                "{} peers and the clerk reported; the market closed: {}",
-                by_id.len(),
+                "{} and the clerk reported; the market closed: {}",
+                plural(by_id.len() as u64, "peer", "peers"),
                 clerk.map_or("", |c| c.reason.as_str())
             ),
         )
@@ -180,10 +180,14 @@ fn buyers_finished(
             "buyers_finished",
             true,
             format!(
-                "{} buyers did their {} lookups each ({quests} in all), each ending in a purchase or, after 1 + {} lookups, giving up",
-                expect.buyers.len(),
-                expect.lookups,
-                expect.retries
+                "{} did their {} each ({quests} in all), each ending in a purchase or, after {}, giving up",
+                plural(expect.buyers.len() as u64, "buyer", "buyers"),
+                plural(u64::from(expect.lookups), "lookup", "lookups"),
+                if expect.retries == 0 {
+                    "1 lookup".to_string()
+                } else {
+                    format!("1 + {} lookups", expect.retries)
+                }
             ),
         )
     } else {
