@@ -20,6 +20,10 @@ const EXAMPLE: &str = include_str!("data/bank_example.json");
 
 const EXAMPLE_OUT: &str = include_str!("data/bank_example_out.json");
 
+/// The same answers as the course's first (gRPC) version printed them, worked out by hand
+/// from the example (tests/data/README.md).
+const EXAMPLE_LINES: &str = include_str!("data/bank_example_lines.txt");
+
 fn write(text: &str) -> tempfile::NamedTempFile {
     let mut f = tempfile::NamedTempFile::new().expect("temp file");
     std::io::Write::write_all(&mut f, text.as_bytes()).expect("write the input");
@@ -93,6 +97,22 @@ async fn the_example_prints_exactly_the_courses_output_and_leaves_nothing() {
         std::fs::read_to_string(out.path()).expect("-o written"),
         EXAMPLE_OUT
     );
+    assert!(
+        stderr.contains("VERIFIED: 3 branches agree on 500"),
+        "{stderr}"
+    );
+    let input = input::parse(EXAMPLE).expect("parses");
+    assert_eq!(leftovers(&tb, &run, &input).await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_with_print_lines_prints_the_first_versions_lines() {
+    let tb = broker().await;
+    let f = write(EXAMPLE);
+    let run = unique("bank-lines");
+    let (code, stdout, stderr) = bank(&tb, &path(&f), &run, &["--print", "lines"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, EXAMPLE_LINES);
     assert!(
         stderr.contains("VERIFIED: 3 branches agree on 500"),
         "{stderr}"

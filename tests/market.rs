@@ -268,6 +268,18 @@ async fn six_peers_print_the_table_and_verified() {
     );
     assert!(stderr.contains("\nVERIFIED: never oversold"), "{stderr}");
     assert!(stderr.contains("lookup→purchase p50"), "{stderr}");
+    // The "looked up" column counts lookups sent (retries included), as the hop_counts
+    // check does ("… arrivals of N lookups"), not the products set out for.
+    let looked: u64 = stdout
+        .lines()
+        .filter_map(|l| l.split('|').nth(4)?.trim().parse::<u64>().ok())
+        .sum();
+    let sent: u64 = stderr
+        .split(" arrivals of ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no lookup count in hop_counts: {stderr}"));
+    assert_eq!(looked, sent, "{stdout}\n{stderr}");
     // The space-time diagram: a lane per peer, lookups, replies, buys.
     let text = std::fs::read_to_string(svg.path()).expect("--report written");
     let doc = roxmltree::Document::parse(&text).expect("well-formed SVG");
@@ -287,6 +299,24 @@ async fn six_peers_print_the_table_and_verified() {
         4,
     )
     .expect("the same market");
+    assert_nothing_left(&tb, &run, &m).await;
+    // `-q`: no table, the verdict line still.
+    let run = unique("market-6q");
+    let out = sync_run(
+        &tb.url,
+        &[
+            "market", "--peers", "6", "--seed", "4", "--run-id", &run, "-q",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "",
+        "-q prints no table"
+    );
+    assert!(stderr.contains("VERIFIED: never oversold"), "{stderr}");
+    assert!(!stderr.contains("[ok]"), "{stderr}");
     assert_nothing_left(&tb, &run, &m).await;
 }
 

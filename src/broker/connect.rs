@@ -79,7 +79,7 @@ async fn connect_ordered(
                 }
                 Ok(Err(e)) if is_refused(&e) => {
                     tracing::debug!(url = node.redacted(), error = %e, "connection refused");
-                    refused = Some(format!("{}: {e}", node.redacted()));
+                    refused = Some(at_node(n, node.redacted(), e.to_string()));
                 }
                 Ok(Err(e)) => {
                     // The broker said no to the credentials: a cluster's users are the same
@@ -99,7 +99,7 @@ async fn connect_ordered(
                         url = node.redacted(),
                         "no answer within its share of the connect timeout"
                     );
-                    refused = Some(format!("{}: no answer", node.redacted()));
+                    refused = Some(at_node(n, node.redacted(), "no answer".into()));
                 }
             }
             if Instant::now() >= deadline {
@@ -112,7 +112,10 @@ async fn connect_ordered(
         if Instant::now() + delay >= deadline {
             let last = for_good
                 .first()
-                .map(ToString::to_string)
+                .map(|e| match e {
+                    BrokerError::Unreachable { url, reason } => at_node(n, url, reason.clone()),
+                    other => other.to_string(),
+                })
                 .or(refused)
                 .unwrap_or_default();
             return Err(BrokerError::Unreachable {
@@ -126,6 +129,16 @@ async fn connect_ordered(
         tracing::debug!(url = %url, "no node took the connection; trying again");
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(1000));
+    }
+}
+
+/// What went wrong at one node, for the message that names the URL once: the node is
+/// named only when the URL lists several.
+fn at_node(n: usize, node: &str, what: String) -> String {
+    if n > 1 {
+        format!("{node}: {what}")
+    } else {
+        what
     }
 }
 

@@ -2,12 +2,15 @@
 //! which of it is worth reconnecting for.
 
 use crate::contract::PeerId;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// Everything that can go wrong talking to the broker. Messages name the URL redacted.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     #[error(
-        "cannot connect to the broker at {url}: {reason} (is RabbitMQ running? try `docker compose up -d`)"
+        "cannot connect to the broker at {url}: {reason} (is RabbitMQ running? {})",
+        start_hint()
     )]
     Unreachable { url: String, reason: String },
     #[error("no answer from the broker at {url} within {timeout_ms} ms (connect timeout)")]
@@ -168,5 +171,72 @@ pub fn is_not_found(e: &lapin::Error) -> bool {
             lapin::protocol::AMQPErrorKind::Soft(lapin::protocol::AMQPSoftError::NOTFOUND)
         ),
         _ => false,
+    }
+}
+
+/// How to start a broker here, for the unreachable-broker message: the compose command
+/// that exists on this machine (the project's compose file starts RabbitMQ), or plain
+/// advice where there is none. Worked out once per process from the files on PATH and
+/// Docker's plugin folders: no `docker` is spawned to find out.
+pub fn start_hint() -> &'static str {
+    static HINT: OnceLock<&'static str> = OnceLock::new();
+    HINT.get_or_init(|| {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+        let on_path = |name: &str| dirs.iter().any(|d| d.join(name).is_file());
+        let mut plugins: Vec<PathBuf> = [
+            "/usr/local/lib/docker/cli-plugins",
+            "/usr/local/libexec/docker/cli-plugins",
+            "/usr/lib/docker/cli-plugins",
+            "/usr/libexec/docker/cli-plugins",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        if let Some(config) = std::env::var_os("DOCKER_CONFIG") {
+            plugins.push(Path::new(&config).join("cli-plugins"));
+        } else if let Some(home) = std::env::var_os("HOME") {
+            plugins.push(Path::new(&home).join(".docker/cli-plugins"));
+        }
+        let v2 = on_path("docker") && plugins.iter().any(|d| d.join("docker-compose").is_file());
+        hint_for(v2, on_path("docker-compose"))
+    })
+}
+
+/// The advice for a machine with Compose v2 (`docker compose`, a plugin of `docker`)
+/// and/or v1 (`docker-compose`, a program of its own).
+fn hint_for(compose_v2: bool, compose_v1: bool) -> &'static str {
+    match (compose_v2, compose_v1) {
+        (true, _) => "try `docker compose up -d`",
+        (false, true) => "try `docker-compose up -d`",
+        (false, false) => "start RabbitMQ or point --amqp-url at one",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_advice_is_what_works_on_the_machine() {
+        assert_eq!(hint_for(true, true), "try `docker compose up -d`");
+        assert_eq!(hint_for(true, false), "try `docker compose up -d`");
+        assert_eq!(hint_for(false, true), "try `docker-compose up -d`");
+        assert_eq!(
+            hint_for(false, false),
+            "start RabbitMQ or point --amqp-url at one"
+        );
+    }
+
+    #[test]
+    fn the_unreachable_message_names_the_url_once() {
+        let e = BrokerError::Unreachable {
+            url: "amqp://guest:***@127.0.0.1:5999/%2f".into(),
+            reason: "Connection refused (os error 111) (tried for 5000 ms, the connect timeout)"
+                .into(),
+        };
+        let text = e.to_string();
+        assert_eq!(text.matches("127.0.0.1:5999").count(), 1, "{text}");
+        assert!(text.ends_with(&format!("(is RabbitMQ running? {})", start_hint())));
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod envelope;
 pub mod fifo;
+pub mod roles;
 
 pub use envelope::{Body, EncodeError, Envelope, Sender};
 

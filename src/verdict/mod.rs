@@ -191,9 +191,23 @@ pub fn ids<T: std::fmt::Display>(ids: &[T]) -> String {
     }
 }
 
+/// `1 branch`, `2 branches`, `0 branches`: a count with its noun in the right number, so
+/// that a summary line reads right for a run of one. Both forms are given (`"branch",
+/// "branches"`): English plurals are not all an added `s`.
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plural_says_one_for_one_only() {
+        assert_eq!(plural(1, "branch", "branches"), "1 branch");
+        assert_eq!(plural(2, "branch", "branches"), "2 branches");
+        assert_eq!(plural(0, "customer", "customers"), "0 customers");
+    }
 
     #[test]
     fn verified_only_when_every_check_passed() {

@@ -44,6 +44,12 @@ pub struct Shape {
 pub struct BankArgs {
     #[command(flatten)]
     pub shape: Shape,
+    /// How standard output shows the customers' answers: `json`, the course's output
+    /// file; `lines`, as the course's first (gRPC) version printed them, one line per
+    /// answer in customer order (`id 1 query True money 400`). `-o` and `--json` are
+    /// not affected.
+    #[arg(long, value_enum, default_value_t = Print::Json, value_name = "FORMAT")]
+    pub print: Print,
     /// Also write the output (the customers' answers, the course's format) to this file.
     #[arg(short = 'o', long = "output", value_name = "OUTPUT.json")]
     pub output: Option<PathBuf>,
@@ -58,6 +64,16 @@ pub struct BankArgs {
     /// INPUT.json`), comma-separated.
     #[arg(long, value_delimiter = ',', value_name = "IDS")]
     pub external_customers: Vec<u32>,
+}
+
+/// The two ways the course printed its customers' answers: kept both because graders
+/// and old scripts of either version read them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Print {
+    /// The course's output file: a JSON list, one entry per customer.
+    Json,
+    /// The first (gRPC) version's printout: `id C INTERFACE True|False [money M]`.
+    Lines,
 }
 
 /// `sync-run bank-branch` and `sync-run bank-customer`.

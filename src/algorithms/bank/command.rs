@@ -192,6 +192,27 @@ pub fn output(input: &Input, customers: &[CustomerReport]) -> Vec<(PeerId, Vec<R
         .collect()
 }
 
+/// The customers' answers as the course's first (gRPC) version printed them: one line per
+/// answer, customers in input order, `id C INTERFACE True|False` and ` money M` after a
+/// query's (Python's spelling of the booleans, as that version printed them).
+pub fn lines(out: &[(PeerId, Vec<Recv>)]) -> String {
+    let mut s = String::new();
+    for (id, recv) in out {
+        for r in recv {
+            let ok = match r.result {
+                protocol::Outcome::Success => "True",
+                protocol::Outcome::Fail => "False",
+            };
+            s += &format!("id {id} {} {ok}", r.op.name());
+            if let Some(m) = r.money {
+                s += &format!(" money {m}");
+            }
+            s.push('\n');
+        }
+    }
+    s
+}
+
 /// Figures of a run, from the customers' reports: operations answered, their rate over the
 /// time from the first call to the last answer, latency percentiles (ms, on the
 /// customers' millisecond clocks).
@@ -340,8 +361,12 @@ pub async fn run(s: &Session, a: &BankArgs) -> i32 {
         );
         println!("{}", doc.to_json().unwrap_or_default());
     } else {
-        // Standard output: exactly the course's output. The verdict goes to stderr.
-        print!("{rendered}");
+        // Standard output: exactly the course's output (of the version asked for). The
+        // verdict goes to stderr.
+        match a.print {
+            super::cli::Print::Json => print!("{rendered}"),
+            super::cli::Print::Lines => print!("{}", lines(&out)),
+        }
     }
     if !s.global.quiet && !s.global.json {
         eprint!("{}", proof.verdict.lines());
@@ -353,6 +378,7 @@ pub async fn run(s: &Session, a: &BankArgs) -> i32 {
     code
 }
 
+/// The verdict line of `sync-run bank` (stderr, last).
 fn summary(
     run_id: &str,
     shape: &Shape,
@@ -360,17 +386,22 @@ fn summary(
     g: &Gathered,
     proof: &super::Proof,
 ) -> String {
+    use crate::verdict::plural;
     let mode = match shape.mode {
         Mode::Ordered => "ordered",
         Mode::Propagate => "propagate",
     };
     match proof.verdict.failure_line() {
         None => format!(
-            "VERIFIED: {} branches agree on {}, never overdrawn; {} operations of {} customers{} (run {run_id}, --mode {mode}, {:.3} s)",
-            input.branches.len(),
+            "VERIFIED: {} agree on {}, never overdrawn; {} of {}{} (run {run_id}, --mode {mode}, {:.3} s)",
+            plural(input.branches.len() as u64, "branch", "branches"),
             g.branches.first().map_or(0, |b| b.balance),
-            g.customers.iter().map(|c| c.answered).sum::<u64>(),
-            input.customers.len(),
+            plural(
+                g.customers.iter().map(|c| c.answered).sum::<u64>(),
+                "operation",
+                "operations"
+            ),
+            plural(input.customers.len() as u64, "customer", "customers"),
             if proof.skipped.is_empty() {
                 ", linearizable"
             } else {

@@ -8,7 +8,7 @@ use super::input::{self, Input};
 use super::protocol::{Message, Mode};
 use super::report::{BranchReport, CustomerReport, SequencerReport};
 use super::sequencer::{Sequencer, SequencerConfig};
-use crate::contract::{Millis, Output, PeerId, Rejection, Route, StateMachine};
+use crate::contract::{Millis, PeerId};
 
 /// What every participant of a run is built from, besides the input.
 #[derive(Debug, Clone)]
@@ -72,14 +72,6 @@ impl Setup {
     }
 }
 
-/// Any participant.
-#[allow(clippy::large_enum_variant)]
-pub enum Part {
-    Sequencer(Sequencer),
-    Branch(Branch),
-    Customer(Customer),
-}
-
 /// How any participant ended.
 #[derive(Debug)]
 pub enum Ended {
@@ -88,40 +80,12 @@ pub enum Ended {
     Customer(CustomerReport),
 }
 
-macro_rules! each {
-    ($self:ident, $m:ident => $e:expr) => {
-        match $self {
-            Part::Sequencer($m) => $e,
-            Part::Branch($m) => $e,
-            Part::Customer($m) => $e,
-        }
-    };
-}
-
-impl StateMachine for Part {
-    type Msg = Message;
-    type Finished = Ended;
-
-    fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
-        each!(self, m => m.handle(now, bytes))
-    }
-    fn next_timeout(&self) -> Option<Millis> {
-        each!(self, m => m.next_timeout())
-    }
-    fn handle_timeout(&mut self, now: Millis) {
-        each!(self, m => m.handle_timeout(now))
-    }
-    fn poll_output(&mut self) -> Option<Output<Message, Ended>> {
-        match self {
-            Part::Sequencer(m) => m.poll_output().map(|o| o.map_finished(Ended::Sequencer)),
-            Part::Branch(m) => m.poll_output().map(|o| o.map_finished(Ended::Branch)),
-            Part::Customer(m) => m.poll_output().map(|o| o.map_finished(Ended::Customer)),
-        }
-    }
-    fn interrupt(&mut self, now: Millis, reason: String) {
-        each!(self, m => m.interrupt(now, reason))
-    }
-    fn pack(&self, step: Vec<(Route, Message)>, max: usize) -> Vec<(Route, Message)> {
-        each!(self, m => m.pack(step, max))
+crate::contract::roles::roles! {
+    /// Any participant.
+    #[allow(clippy::large_enum_variant)]
+    pub enum Part: Message => Ended {
+        Sequencer(Sequencer) => Ended::Sequencer,
+        Branch(Branch) => Ended::Branch,
+        Customer(Customer) => Ended::Customer,
     }
 }

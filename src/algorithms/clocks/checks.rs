@@ -489,4 +489,5 @@ fn vc_less(a: &[u64], b: &[u64]) -> bool {
 }
 
 #[cfg(test)]
+#[path = "checks_tests.rs"]
 mod tests;

@@ -473,4 +473,5 @@ impl StateMachine for Process {
 }
 
 #[cfg(test)]
+#[path = "process_tests.rs"]
 mod tests;

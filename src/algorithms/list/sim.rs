@@ -14,7 +14,7 @@
 use super::master::{Master, MasterConfig, RunRecord};
 use super::protocol::{Body, Message, Sender, WorkerId};
 use super::worker::{Worker, WorkerConfig, WorkerOutcome};
-use crate::contract::{Millis, Output, PeerId, Rejection, Route, StateMachine};
+use crate::contract::{Millis, PeerId, Route};
 use crate::sim::{self, RandomCrashes, SimStats};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -159,12 +159,6 @@ const DEADLINE: Millis = 600_000;
 /// Deliveries, timer rounds and idle jumps before the simulator gives up.
 const MAX_STEPS: u64 = 2_000_000;
 
-/// A participant of a list run: the simulator drives participants of one type.
-pub enum Node {
-    Master(Box<Master>),
-    Worker(Box<Worker>),
-}
-
 /// How a participant of a list run ended.
 #[derive(Debug)]
 pub enum Ended {
@@ -172,71 +166,12 @@ pub enum Ended {
     Worker(WorkerOutcome),
 }
 
-impl StateMachine for Node {
-    type Msg = Message;
-    type Finished = Ended;
-
-    fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
-        match self {
-            Node::Master(m) => m.handle(now, bytes),
-            Node::Worker(w) => w.handle(now, bytes),
-        }
-    }
-
-    fn handle_from(
-        &mut self,
-        now: Millis,
-        bytes: &[u8],
-        publisher: Option<&str>,
-    ) -> Result<(), Rejection> {
-        match self {
-            Node::Master(m) => StateMachine::handle_from(m.as_mut(), now, bytes, publisher),
-            Node::Worker(w) => w.handle_from(now, bytes, publisher),
-        }
-    }
-
-    fn next_timeout(&self) -> Option<Millis> {
-        match self {
-            Node::Master(m) => m.next_timeout(),
-            Node::Worker(w) => w.next_timeout(),
-        }
-    }
-
-    fn handle_timeout(&mut self, now: Millis) {
-        match self {
-            Node::Master(m) => m.handle_timeout(now),
-            Node::Worker(w) => w.handle_timeout(now),
-        }
-    }
-
-    fn poll_output(&mut self) -> Option<Output<Message, Ended>> {
-        Some(match self {
-            Node::Master(m) => match m.poll_output()? {
-                Output::Publish { route, msg } => Output::Publish { route, msg },
-                Output::Finished(r) => Output::Finished(Ended::Master(r)),
-                Output::Release(h) => Output::Release(h),
-            },
-            Node::Worker(w) => match w.poll_output()? {
-                Output::Publish { route, msg } => Output::Publish { route, msg },
-                Output::Finished(o) => Output::Finished(Ended::Worker(o)),
-                Output::Release(h) => Output::Release(h),
-            },
-        })
-    }
-
-    fn interrupt(&mut self, now: Millis, reason: String) {
-        match self {
-            Node::Master(m) => StateMachine::interrupt(m.as_mut(), now, reason),
-            Node::Worker(w) => StateMachine::interrupt(w.as_mut(), now, reason),
-        }
-    }
-
-    /// The master batches (as the broker adapter has it do); workers publish one by one.
-    fn pack(&self, step: Vec<(Route, Message)>, max: usize) -> Vec<(Route, Message)> {
-        match self {
-            Node::Master(m) => m.pack(step, max),
-            Node::Worker(w) => w.pack(step, max),
-        }
+crate::contract::roles::roles! {
+    /// A participant of a list run: the simulator drives participants of one type. The
+    /// master batches (`pack`, as the broker adapter has it do); workers publish one by one.
+    pub enum Node: Message => Ended {
+        Master(Box<Master>) => Ended::Master,
+        Worker(Box<Worker>) => Ended::Worker,
     }
 }
 

@@ -226,7 +226,8 @@ pub async fn run(s: &Session, a: &MarketArgs) -> i32 {
             }),
         );
         println!("{}", doc.to_json().unwrap_or_default());
-    } else {
+    } else if !s.global.quiet {
+        // `-q` asks for the verdict alone: no table.
         print!("{}", table(&market, &g.peers));
     }
     if !s.global.quiet && !s.global.json {
@@ -265,9 +266,11 @@ pub fn table(market: &Market, peers: &[PeerReport]) -> String {
             ]);
             continue;
         };
+        // Lookups sent (a product's retries each count), as the JSON's `rounds` and the
+        // `hop_counts` check count them; not the products set out for.
         let (looked, bought, no) = r.buyer.as_ref().map_or_else(Default::default, |b| {
             (
-                b.quests.len().to_string(),
+                b.rounds.len().to_string(),
                 b.buys
                     .iter()
                     .filter(|x| x.sold == Some(true))

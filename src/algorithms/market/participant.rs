@@ -6,7 +6,7 @@ use super::graph::{Market, PeerSpec};
 use super::peer::{Peer, PeerConfig};
 use super::protocol::Message;
 use super::report::{ClerkReport, PeerReport};
-use crate::contract::{Millis, Output, PeerId, Rejection, StateMachine};
+use crate::contract::{Millis, PeerId};
 
 /// What every participant of a run agrees on, besides the market itself.
 #[derive(Debug, Clone)]
@@ -80,13 +80,6 @@ impl Setup {
 /// How long after the deadline a peer that got no `close` reports on its own.
 pub const PEER_GRACE_MS: Millis = 5_000;
 
-/// Any participant.
-#[allow(clippy::large_enum_variant)]
-pub enum Part {
-    Clerk(Clerk),
-    Peer(Peer),
-}
-
 /// How any participant ended.
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
@@ -95,39 +88,12 @@ pub enum Ended {
     Peer(PeerReport),
 }
 
-impl StateMachine for Part {
-    type Msg = Message;
-    type Finished = Ended;
-
-    fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
-        match self {
-            Part::Clerk(m) => m.handle(now, bytes),
-            Part::Peer(m) => m.handle(now, bytes),
-        }
-    }
-    fn next_timeout(&self) -> Option<Millis> {
-        match self {
-            Part::Clerk(m) => m.next_timeout(),
-            Part::Peer(m) => m.next_timeout(),
-        }
-    }
-    fn handle_timeout(&mut self, now: Millis) {
-        match self {
-            Part::Clerk(m) => m.handle_timeout(now),
-            Part::Peer(m) => m.handle_timeout(now),
-        }
-    }
-    fn poll_output(&mut self) -> Option<Output<Message, Ended>> {
-        match self {
-            Part::Clerk(m) => m.poll_output().map(|o| o.map_finished(Ended::Clerk)),
-            Part::Peer(m) => m.poll_output().map(|o| o.map_finished(Ended::Peer)),
-        }
-    }
-    fn interrupt(&mut self, now: Millis, reason: String) {
-        match self {
-            Part::Clerk(m) => m.interrupt(now, reason),
-            Part::Peer(m) => m.interrupt(now, reason),
-        }
+crate::contract::roles::roles! {
+    /// Any participant.
+    #[allow(clippy::large_enum_variant)]
+    pub enum Part: Message => Ended {
+        Clerk(Clerk) => Ended::Clerk,
+        Peer(Peer) => Ended::Peer,
     }
 }
 

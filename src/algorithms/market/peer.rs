@@ -24,10 +24,12 @@ use super::report::{
     Replied, Round, StallReport,
 };
 use crate::contract::{Millis, Output, PeerId, Rejection, Route, StateMachine};
+use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
-use rand::{Rng, SeedableRng};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+
+mod buying;
 
 /// What one peer is built from.
 #[derive(Debug, Clone)]
@@ -496,173 +498,6 @@ impl Peer {
         // then is still an item bought (the checker counts it with the buyer's purchases).
         self.settle(now);
         Ok(())
-    }
-
-    fn buyer(&mut self) -> &mut Buyer {
-        self.buyer.as_mut().expect("a buyer's step on a buyer")
-    }
-
-    /// Starts the next quest, or says done.
-    fn next_quest(&mut self, now: Millis) {
-        let lookups = self.cfg.lookups;
-        if self.buyer().quests.len() as u32 >= lookups {
-            let timeout = self.cfg.buy_timeout_ms;
-            let b = self.buyer();
-            b.quest = None;
-            b.step = Step::Settling {
-                until: now.saturating_add(timeout.saturating_mul(3)),
-                resend_at: now,
-            };
-            self.settle(now);
-            return;
-        }
-        let pick = if self.cfg.wants.is_empty() {
-            &self.cfg.products
-        } else {
-            &self.cfg.wants
-        };
-        let product = pick.choose(&mut self.rng).cloned().unwrap_or_default();
-        let b = self.buyer();
-        b.quests.push(Quest {
-            product,
-            started_at: now,
-            rounds: 0,
-            bought: None,
-            ended_at: now,
-        });
-        b.quest = Some(b.quests.len() - 1);
-        self.new_round(now);
-    }
-
-    /// Sends a new lookup for the current quest's product.
-    fn new_round(&mut self, now: Millis) {
-        let me = self.cfg.id;
-        let h = self.cfg.hop_count;
-        let window = self.cfg.reply_window_ms;
-        let b = self.buyer();
-        let Some(q) = b.quest else { return };
-        b.quests[q].rounds += 1;
-        let product = b.quests[q].product.clone();
-        let id = LookupId {
-            buyer: me,
-            n: b.next_n,
-        };
-        b.next_n += 1;
-        b.rounds.push(Round {
-            id,
-            product: product.clone(),
-            hop_count: h,
-            sent_at: now,
-            replies: Vec::new(),
-        });
-        b.step = Step::Collecting {
-            lookup: id,
-            until: now + window,
-            sellers: Vec::new(),
-        };
-        self.seen.insert(id);
-        if h >= 1 {
-            self.flood(now, id, product, h - 1, vec![me]);
-        }
-    }
-
-    /// The reply window closed, or a seller said no or nothing: buy from the next
-    /// replier, or look up again, or give up.
-    fn next_seller(&mut self, now: Millis) {
-        let retries = self.cfg.retries;
-        let b = self.buyer.as_mut().expect("buyer");
-        let (lookup, mut others) = match std::mem::replace(&mut b.step, Step::Done) {
-            Step::Collecting {
-                lookup, sellers, ..
-            } => (lookup, sellers),
-            Step::Buying { lookup, others, .. } => (lookup, others),
-            s => {
-                b.step = s;
-                return;
-            }
-        };
-        if others.is_empty() {
-            let q = b.quest.map_or(0, |q| b.quests[q].rounds);
-            if q <= retries {
-                self.new_round(now);
-            } else {
-                self.end_quest(now, None);
-            }
-            return;
-        }
-        // The pick depends on the set of sellers and the seed, not on the order in which
-        // their replies happened to come.
-        others.sort_unstable();
-        let seller = others.remove(self.rng.random_range(0..others.len()));
-        let b = self.buyer.as_mut().expect("buyer");
-        let product = b
-            .quest
-            .map(|q| b.quests[q].product.clone())
-            .unwrap_or_default();
-        let req = b.next_req;
-        b.next_req += 1;
-        let first = Bought {
-            req,
-            seller,
-            product,
-            lookup,
-            sent_at: now,
-            sends: 1,
-            sold: None,
-            answered_at: None,
-        };
-        let body = buy(self.cfg.id, &first);
-        b.buys.push(first);
-        b.step = Step::Buying {
-            lookup,
-            others,
-            buy: b.buys.len() - 1,
-            retry_at: now + self.cfg.buy_retry_ms,
-            give_up_at: now + self.cfg.buy_timeout_ms,
-        };
-        self.send(Route::Peer(seller), body);
-    }
-
-    /// While settling: says done once every buy is answered (or the wait is over), and
-    /// sends the unanswered ones again when it is time.
-    fn settle(&mut self, now: Millis) {
-        let (me, retry) = (self.cfg.id, self.cfg.buy_retry_ms);
-        let b = self.buyer();
-        let Step::Settling { until, resend_at } = &mut b.step else {
-            return;
-        };
-        let open: Vec<usize> = (0..b.buys.len())
-            .filter(|i| b.buys[*i].answered_at.is_none())
-            .collect();
-        if open.is_empty() || now >= *until {
-            b.step = Step::Done;
-            self.send(Route::Role(CLERK), Body::Done { buyer: me });
-            return;
-        }
-        if now < *resend_at {
-            return;
-        }
-        *resend_at = now + retry;
-        let again: Vec<(PeerId, Body)> = open
-            .into_iter()
-            .map(|i| {
-                let x = &mut b.buys[i];
-                x.sends += 1;
-                (x.seller, buy(me, x))
-            })
-            .collect();
-        for (seller, body) in again {
-            self.send(Route::Peer(seller), body);
-        }
-    }
-
-    fn end_quest(&mut self, now: Millis, bought: Option<u64>) {
-        let b = self.buyer();
-        if let Some(q) = b.quest {
-            b.quests[q].bought = bought;
-            b.quests[q].ended_at = now;
-        }
-        self.next_quest(now);
     }
 
     fn finish(&mut self, outcome: PeerEnd) {

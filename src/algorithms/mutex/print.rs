@@ -108,12 +108,18 @@ fn outcome_line(r: &Report) -> String {
 /// `VERIFIED: 5 processes, 15 entries, safety by vector clocks, 2(N-1)=8 messages per
 /// entry`, or the verdict's failure line.
 pub fn summary(verdict: &Verdict, processes: u32, entries: u32) -> String {
+    use crate::verdict::plural;
     match verdict.failure_line() {
         Some(line) => line,
         None => format!(
-            "VERIFIED: {processes} processes, {} entries, safety by vector clocks, 2(N-1)={} messages per entry",
-            processes * entries,
-            2 * (processes.saturating_sub(1))
+            "VERIFIED: {}, {}, safety by vector clocks, 2(N-1)={} per entry",
+            plural(u64::from(processes), "process", "processes"),
+            plural(u64::from(processes * entries), "entry", "entries"),
+            plural(
+                2 * u64::from(processes.saturating_sub(1)),
+                "message",
+                "messages"
+            )
         ),
     }
 }

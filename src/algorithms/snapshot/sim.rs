@@ -9,7 +9,7 @@ use super::observer::{Observer, ObserverEnd};
 use super::protocol::{self, Message};
 use super::report::NodeReport;
 use super::script::Script;
-use crate::contract::{HoldId, Millis, Output, PeerId, Rejection, Route, StateMachine};
+use crate::contract::{PeerId, Route};
 use crate::sim::{SimConfig, SimRun};
 use crate::verdict::Verdict;
 
@@ -20,14 +20,6 @@ pub const OBSERVER: PeerId = u32::MAX - 1;
 /// The run id used in memory.
 pub const RUN: &str = "sim";
 
-/// Any participant.
-pub enum Part {
-    Script(Box<ScriptMaster>),
-    Auto(Box<AutoMaster>),
-    Observer(Observer),
-    Node(Box<Node>),
-}
-
 /// How any participant ended.
 #[derive(Debug)]
 pub enum Ended {
@@ -36,46 +28,13 @@ pub enum Ended {
     Node(NodeReport),
 }
 
-macro_rules! each {
-    ($self:ident, $m:ident => $e:expr) => {
-        match $self {
-            Part::Script($m) => $e,
-            Part::Auto($m) => $e,
-            Part::Observer($m) => $e,
-            Part::Node($m) => $e,
-        }
-    };
-}
-
-impl StateMachine for Part {
-    type Msg = Message;
-    type Finished = Ended;
-
-    fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
-        each!(self, m => m.handle(now, bytes))
-    }
-    fn take_hold(&mut self) -> Option<HoldId> {
-        each!(self, m => m.take_hold())
-    }
-    fn link_lost(&mut self) {
-        each!(self, m => m.link_lost())
-    }
-    fn next_timeout(&self) -> Option<Millis> {
-        each!(self, m => m.next_timeout())
-    }
-    fn handle_timeout(&mut self, now: Millis) {
-        each!(self, m => m.handle_timeout(now))
-    }
-    fn poll_output(&mut self) -> Option<Output<Message, Ended>> {
-        match self {
-            Part::Script(m) => m.poll_output().map(|o| o.map_finished(Ended::Master)),
-            Part::Auto(m) => m.poll_output().map(|o| o.map_finished(Ended::Master)),
-            Part::Observer(m) => m.poll_output().map(|o| o.map_finished(Ended::Observer)),
-            Part::Node(m) => m.poll_output().map(|o| o.map_finished(Ended::Node)),
-        }
-    }
-    fn interrupt(&mut self, now: Millis, reason: String) {
-        each!(self, m => m.interrupt(now, reason))
+crate::contract::roles::roles! {
+    /// Any participant.
+    pub enum Part: Message => Ended {
+        Script(Box<ScriptMaster>) => Ended::Master,
+        Auto(Box<AutoMaster>) => Ended::Master,
+        Observer(Observer) => Ended::Observer,
+        Node(Box<Node>) => Ended::Node,
     }
 }
 
