@@ -27,8 +27,7 @@ use std::time::{Duration, Instant};
 /// Deliveries handled before their effects are published and they are acknowledged.
 const MAX_BATCH: usize = 64;
 
-/// Most messages a machine may pack into one publish (see [`StateMachine::pack`]).
-const PACK_LIMIT: usize = 256;
+use crate::contract::PACK_LIMIT;
 
 /// Sends one message; the returned future resolves to the broker's confirm.
 async fn send<E: Endpoint, W: Wire>(

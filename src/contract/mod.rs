@@ -273,6 +273,11 @@ pub trait StateMachine {
     }
 }
 
+/// Most messages a machine may pack into one publish (see [`StateMachine::pack`]): the
+/// broker adapter and the simulator pack alike, so a schedule in the simulator is one the
+/// broker can produce.
+pub const PACK_LIMIT: usize = 256;
+
 /// Takes everything a machine has to say after a step: what it publishes (packed as the
 /// machine allows, at most `max` to a packet) and its outcome if it finished. For
 /// machines that never hold a delivery; the drivers use [`drain_with_releases`].

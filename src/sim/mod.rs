@@ -117,8 +117,7 @@ impl SimConfig {
     }
 }
 
-/// The packing limit of the constructors: the broker adapter's.
-const PACK_LIMIT: usize = 256;
+use crate::contract::PACK_LIMIT;
 
 /// What the schedule did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

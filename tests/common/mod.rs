@@ -993,3 +993,76 @@ pub fn verified(stdout: &str, entries: usize) -> serde_json::Value {
     );
     doc
 }
+
+// What the point-to-point algorithms' broker tests (tests/mutex.rs, tests/clocks.rs) share.
+
+/// Everything of a mutex or clocks run still on the broker.
+#[allow(dead_code)]
+pub async fn peer_leftovers(
+    tb: &TestBroker,
+    alg: &'static str,
+    run_id: &str,
+    n: u32,
+) -> Vec<String> {
+    run_leftovers(
+        tb,
+        &sync_run::broker::peers::PeerRun::numbered(alg, run_id.to_owned(), n),
+    )
+    .await
+}
+
+/// One JSON document, or the test fails showing what was printed.
+#[allow(dead_code)]
+pub fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not one JSON document ({e}): {out}"))
+}
+
+/// The run document's check called `name`.
+#[allow(dead_code)]
+pub fn check<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    doc["verdict"]["checks"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no check {name:?} in {doc}"))
+}
+
+/// Runs `alg` split over processes: the collector runs `local` (with `flags`) and renders
+/// the verdict; every other id runs alone as `<alg>-process`. Returns the collector's exit
+/// code, stdout and stderr, after checking that every process alone completed.
+#[allow(dead_code)]
+pub fn split_run(
+    url: &str,
+    alg: &str,
+    run: &str,
+    shape: &[&str],
+    local: &[u32],
+    flags: &[&str],
+) -> (i32, String, String) {
+    let n: u32 = shape[1].parse().expect("--processes N first in the shape");
+    let local_ids = local
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut args = vec![alg, "--run-id", run, "--local", &local_ids];
+    args.extend(flags);
+    args.extend(shape);
+    let collector = spawn(url, &args);
+    let alone = format!("{alg}-process");
+    let others: Vec<_> = (1..=n)
+        .filter(|k| !local.contains(k))
+        .map(|k| {
+            let id = k.to_string();
+            let mut a = vec![alone.as_str(), "--run-id", run, "--id", &id];
+            a.extend(shape);
+            spawn(url, &a)
+        })
+        .collect();
+    let collected = finish(collector);
+    for p in others {
+        let (c, o, e) = finish(p);
+        assert_eq!(c, 0, "{alone}: {o}{e}");
+        assert!(o.contains("Completed"), "{alone}: {o}");
+    }
+    collected
+}

@@ -1,32 +1,15 @@
-//! Mutual exclusion (`sync-run mutex`) and logical clocks (`sync-run clocks`) against a
-//! real RabbitMQ: whole runs, runs split over separate processes, a silent process, junk on
-//! an inbox, bad options, and nothing left behind. Faults that close connections are in
-//! tests/faults.rs (they need the private broker).
+//! Mutual exclusion (`sync-run mutex`) against a real RabbitMQ: whole runs, runs split
+//! over separate processes, a silent process, junk on an inbox, bad options, and nothing
+//! left behind. Faults that close connections are in tests/faults.rs (they need the
+//! private broker).
 
 mod common;
 
-use common::{TestBroker, broker, finish, spawn, sync_run, unique};
+use common::{broker, check, json, peer_leftovers, split_run, sync_run, unique};
 use lapin::BasicProperties;
 use lapin::options::BasicPublishOptions;
-use serde_json::Value;
 use std::time::{Duration, Instant};
 use sync_run::broker::peers::PeerRun;
-
-/// Everything of a mutex or clocks run still on the broker.
-async fn peer_leftovers(tb: &TestBroker, alg: &'static str, run_id: &str, n: u32) -> Vec<String> {
-    common::run_leftovers(tb, &PeerRun::numbered(alg, run_id.to_owned(), n)).await
-}
-
-fn json(out: &str) -> Value {
-    serde_json::from_str(out).unwrap_or_else(|e| panic!("not one JSON document ({e}): {out}"))
-}
-
-fn check<'a>(doc: &'a Value, name: &str) -> &'a Value {
-    doc["verdict"]["checks"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["name"] == name))
-        .unwrap_or_else(|| panic!("no check {name:?} in {doc}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutex_five_processes_three_entries_verified_and_clean() {
@@ -94,46 +77,6 @@ async fn mutex_json_has_every_check_and_every_section() {
         })
         .sum();
     assert_eq!(sent, 20 * 6);
-}
-
-/// Runs `alg` split over processes: the collector runs `local` (with `flags`) and renders
-/// the verdict; every other id runs alone as `<alg>-process`. Returns the collector's exit
-/// code, stdout and stderr, after checking that every process alone completed.
-fn split_run(
-    url: &str,
-    alg: &str,
-    run: &str,
-    shape: &[&str],
-    local: &[u32],
-    flags: &[&str],
-) -> (i32, String, String) {
-    let n: u32 = shape[1].parse().expect("--processes N first in the shape");
-    let local_ids = local
-        .iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut args = vec![alg, "--run-id", run, "--local", &local_ids];
-    args.extend(flags);
-    args.extend(shape);
-    let collector = spawn(url, &args);
-    let alone = format!("{alg}-process");
-    let others: Vec<_> = (1..=n)
-        .filter(|k| !local.contains(k))
-        .map(|k| {
-            let id = k.to_string();
-            let mut a = vec![alone.as_str(), "--run-id", run, "--id", &id];
-            a.extend(shape);
-            spawn(url, &a)
-        })
-        .collect();
-    let collected = finish(collector);
-    for p in others {
-        let (c, o, e) = finish(p);
-        assert_eq!(c, 0, "{alone}: {o}{e}");
-        assert!(o.contains("Completed"), "{alone}: {o}");
-    }
-    collected
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,74 +225,10 @@ async fn bad_options_exit_2_with_a_message() {
             "--entries",
             "1",
         ],
-        vec!["clocks", "--processes", "1", "--events", "5"],
-        vec!["clocks", "--processes", "3", "--events", "0"],
-        vec![
-            "clocks",
-            "--processes",
-            "3",
-            "--events",
-            "2",
-            "--send-probability",
-            "2",
-        ],
     ] {
         let out = sync_run(&tb.url, &args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains("error"), "{args:?}: {err}");
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clocks_three_processes_five_events_verified_and_clean() {
-    let tb = broker().await;
-    let run = unique("clk");
-    let svg = std::env::temp_dir().join(format!("{run}.svg"));
-    let out = sync_run(
-        &tb.url,
-        &[
-            "clocks",
-            "--processes",
-            "3",
-            "--events",
-            "5",
-            "--seed",
-            "7",
-            "--run-id",
-            &run,
-            "--report",
-            svg.to_str().expect("utf-8 path"),
-        ],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(text.contains("P1 e1"), "{text}");
-    assert!(text.contains("VC=[1,0,0]"), "{text}");
-    assert!(
-        text.contains("VERIFIED: 3 processes, 15 internal events"),
-        "{text}"
-    );
-    let picture = std::fs::read_to_string(&svg).expect("the space-time diagram");
-    assert!(picture.contains("<svg") && picture.contains("P3"));
-    let _ = std::fs::remove_file(&svg);
-    assert!(peer_leftovers(&tb, "clocks", &run, 3).await.is_empty());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clocks_split_over_separate_processes() {
-    let tb = broker().await;
-    let run = unique("clks");
-    let shape = ["--processes", "3", "--events", "6"];
-    let (code, out, err) = split_run(&tb.url, "clocks", &run, &shape, &[1], &["--json"]);
-    assert_eq!(code, 0, "{out}{err}");
-    let doc = json(&out);
-    assert_eq!(doc["schema"], "sync-run/clocks/v2");
-    assert_eq!(doc["verdict"]["verified"], true, "{doc}");
-    assert!(peer_leftovers(&tb, "clocks", &run, 3).await.is_empty());
 }
