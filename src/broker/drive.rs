@@ -15,7 +15,7 @@ use super::wiring::{Endpoint, QUEUE_EXPIRES_MS};
 use super::{
     Broker, INTERRUPTED, Link, Shutdown, bounded, now_ms, op_limit, sleep_until_ms, stopped,
 };
-use crate::contract::{HoldId, Route, StateMachine, Wire, drain_with_releases};
+use crate::contract::{HoldId, PACK_LIMIT, Route, StateMachine, Wire, drain_with_releases};
 use futures::{FutureExt, StreamExt};
 use lapin::options::{BasicAckOptions, BasicPublishOptions, BasicRejectOptions};
 use lapin::types::ShortString;
@@ -26,8 +26,6 @@ use std::time::{Duration, Instant};
 
 /// Deliveries handled before their effects are published and they are acknowledged.
 const MAX_BATCH: usize = 64;
-
-use crate::contract::PACK_LIMIT;
 
 /// Sends one message; the returned future resolves to the broker's confirm.
 async fn send<E: Endpoint, W: Wire>(

@@ -24,7 +24,7 @@
 
 mod inbox;
 
-use crate::contract::{HoldId, Millis, PeerId, Route, StateMachine, Wire};
+use crate::contract::{HoldId, Millis, PACK_LIMIT, PeerId, Route, StateMachine, Wire};
 use inbox::{Inbox, Lane};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -116,8 +116,6 @@ impl SimConfig {
         }
     }
 }
-
-use crate::contract::PACK_LIMIT;
 
 /// What the schedule did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
