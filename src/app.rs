@@ -4,7 +4,8 @@
 //! to its algorithm. It sits above the algorithms; [`crate::cli`] (the options every
 //! command shares, the session, the usage errors) sits below them and names none.
 //!
-//! Adding an algorithm: its folder, and its name in the [`algorithms!`] line below.
+//! Adding an algorithm: its folder, and its name in the one list of `src/algorithms/mod.rs`;
+//! nothing here changes.
 
 use crate::algorithms::list::cli::{AllArgs, BenchArgs};
 use crate::cli::{GlobalArgs, session, usage_error};
@@ -124,7 +125,8 @@ macro_rules! algorithms {
     };
 }
 
-algorithms!(list, mutex, clocks, snapshot, bank, market);
+// The algorithms, named once in `src/algorithms/mod.rs`.
+crate::algorithms::each_algorithm!(algorithms);
 
 /// `sync-run bench` (the list agreement) or `sync-run bench <algorithm>`.
 #[derive(Debug, clap::Args)]
