@@ -145,9 +145,9 @@ fn reported(
             "reported",
             true,
             format!(
-                "{} branches, {} customers and the sequencer reported; every branch completed",
-                branches.len(),
-                customers.len()
+                "{}, {} and the sequencer reported; every branch completed",
+                crate::verdict::plural(branches.len() as u64, "branch", "branches"),
+                crate::verdict::plural(customers.len() as u64, "customer", "customers"),
             ),
         )
     } else {

@@ -46,10 +46,13 @@ pub fn summary(reports: &[Report], verdict: &Verdict) -> String {
     let internal: u64 = sorted.iter().map(|r| r.counts.internal).sum();
     let messages: u64 = sorted.iter().map(|r| r.counts.sent).sum();
     let m: u64 = sorted.iter().map(|r| r.events.len() as u64).sum();
+    use crate::verdict::plural;
     format!(
-        "VERIFIED: {} processes, {internal} internal events, {messages} messages; e→f ⇔ VC(e)<VC(f) over {} pairs",
-        sorted.len(),
-        m * m.saturating_sub(1)
+        "VERIFIED: {}, {}, {}; e→f ⇔ VC(e)<VC(f) over {}",
+        plural(sorted.len() as u64, "process", "processes"),
+        plural(internal, "internal event", "internal events"),
+        plural(messages, "message", "messages"),
+        plural(m * m.saturating_sub(1), "pair", "pairs"),
     )
 }
 

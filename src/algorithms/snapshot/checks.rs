@@ -148,7 +148,10 @@ fn reported(by: &BTreeMap<PeerId, Node>, nodes: &[PeerId]) -> Check {
     check(
         REPORTS,
         true,
-        format!("{} nodes, each stopped by the master", nodes.len()),
+        format!(
+            "{}, each stopped by the master",
+            crate::verdict::plural(nodes.len() as u64, "node", "nodes")
+        ),
     )
 }
 
@@ -263,7 +266,10 @@ fn balances(by: &BTreeMap<PeerId, Node>) -> Check {
     check(
         BALANCES,
         true,
-        format!("{} nodes' histories replayed", by.len()),
+        match by.len() {
+            1 => "1 node's history replayed".to_string(),
+            n => format!("{n} nodes' histories replayed"),
+        },
     )
 }
 
