@@ -4,8 +4,12 @@
 //! file: the URL and its redaction ([`url`]), connecting and classifying failures
 //! ([`connect`], [`error`]), declaring and deleting a run's names from a declarative
 //! description of its wiring ([`wiring`]), the drive loop — publisher confirms, acks only
-//! after the machine applied a delivery, rejects for what it refused ([`drive`]), reconnect
-//! with backoff ([`reconnect`]) and the connection pool of an in-process run ([`pool`]).
+//! after the machine applied a delivery, rejects for what it refused ([`drive`]), opening
+//! a participant's link ([`link`]), reconnect with backoff ([`reconnect`]), the connection
+//! pool of an in-process run ([`pool`]), point-to-point runs and their one runner
+//! ([`peers`]), consumers of shared queues and streams ([`consume`]), a standby following
+//! the active participant ([`follow`]), deleting what nobody uses ([`unused`]) and the
+//! benchmarks' yardstick, the broker's own round trip ([`yardstick`]).
 //! It turns wall-clock time into the milliseconds the core works with; the core never
 //! reads a clock.
 
