@@ -51,17 +51,12 @@ pub async fn broker_rtt(url: &BrokerUrl, timeout: Duration, samples: usize) -> R
 }
 
 /// Runs `sync-run ARGS` (this very executable) against `url` as a child process, as a
-/// user would, and returns the JSON document it prints (its peak memory is its own).
+/// user would, and returns the JSON document it prints (its peak memory is its own). Its
+/// stderr is kept, to say why when it printed no document.
 pub async fn child_json(url: &BrokerUrl, args: &[String], what: &str) -> Result<serde_json::Value> {
     use anyhow::Context as _;
     let exe = std::env::current_exe().context("finding its own executable")?;
-    let out = tokio::process::Command::new(&exe)
-        .args(args)
-        .env("AMQP_URL", url.as_str())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .with_context(|| format!("starting sync-run {}", args.first().map_or("", |a| a)))?;
+    let out = spawn(&exe, url, args, std::process::Stdio::piped()).await?;
     serde_json::from_slice(&out.stdout).with_context(|| {
         let err = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = err.lines().rev().take(3).collect();
@@ -71,4 +66,35 @@ pub async fn child_json(url: &BrokerUrl, args: &[String], what: &str) -> Result<
             tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
         )
     })
+}
+
+/// Like [`child_json`] with the executable `exe`, but the child's stderr (its progress)
+/// goes to ours, so that a long run shows where it is.
+pub async fn child_json_shown(
+    exe: &std::path::Path,
+    url: &BrokerUrl,
+    args: &[String],
+    what: &str,
+) -> Result<serde_json::Value> {
+    use anyhow::Context as _;
+    let out = spawn(exe, url, args, std::process::Stdio::inherit()).await?;
+    serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("sync-run {what} printed no JSON report ({})", out.status))
+}
+
+async fn spawn(
+    exe: &std::path::Path,
+    url: &BrokerUrl,
+    args: &[String],
+    stderr: std::process::Stdio,
+) -> Result<std::process::Output> {
+    use anyhow::Context as _;
+    tokio::process::Command::new(exe)
+        .args(args)
+        .env("AMQP_URL", url.as_str())
+        .stdin(std::process::Stdio::null())
+        .stderr(stderr)
+        .output()
+        .await
+        .with_context(|| format!("starting sync-run {}", args.first().map_or("", |a| a)))
 }

@@ -5,7 +5,10 @@
 
 use super::session::Session;
 use super::usage_error;
-use crate::broker::peers::{PeerRun, drive_peer, run_and_collect};
+use crate::broker::peers::{
+    Launch, Member, PeerRun, Ran, drive_members, drive_peer, run_and_collect, run_peers,
+};
+use crate::broker::{Broker, BrokerError, Shutdown};
 use crate::contract::{PeerId, StateMachine};
 use crate::exit;
 use crate::verdict::spacetime::Diagram;
@@ -160,4 +163,29 @@ where
         );
     }
     code
+}
+
+/// What driving the members of a run of several roles returned, member by member.
+pub type Driven<M> = Vec<(Member, Result<<M as StateMachine>::Finished, BrokerError>)>;
+
+/// Runs a run of several roles (the bank's, the market's): the members `machines(t0)`
+/// builds are driven here on one connection pool, and every participant's report (local
+/// or started elsewhere) is read from the results queue — `decode` reads one of this run,
+/// `who` says whose it is. One piece, so that the algorithms with roles run alike.
+pub async fn run_members<M, R, K, E>(
+    broker: &Broker,
+    run: &PeerRun,
+    shutdown: &Shutdown,
+    launch: Launch<K>,
+    machines: impl FnOnce(Instant) -> Vec<(Member, M)>,
+    decode: fn(&[u8], &str) -> Result<R, E>,
+    who: fn(&R) -> K,
+) -> Result<Ran<K, R, Driven<M>>, BrokerError>
+where
+    M: StateMachine,
+    K: Ord + Clone,
+{
+    let drive = |t0: Instant| drive_members(broker, run, machines(t0), t0, shutdown, |r| r.is_ok());
+    let decode = |b: &[u8]| decode(b, &run.run_id).ok().map(|r| (who(&r), r));
+    run_peers(broker, run, shutdown, launch, drive, decode).await
 }

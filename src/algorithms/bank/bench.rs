@@ -19,7 +19,7 @@
 
 use super::cli::BenchArgs;
 use super::input;
-use crate::bench::{broker_rtt, machine, percentile};
+use crate::bench::report::{Run, one_hop, yes_no};
 use crate::cli::session::Session;
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -42,16 +42,15 @@ pub struct Figures {
     pub rss_after_input_kib: Option<u64>,
 }
 
+/// What the bank's report adds to the shared head.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub schema: &'static str,
-    pub machine: String,
-    pub one_hop_p50_ms: f64,
-    pub one_hop_p99_ms: f64,
+pub struct Extra {
     /// Low load: time per operation ÷ the broker's round trip (two hops).
     pub low_load_per_round_trip: f64,
-    pub runs: Vec<Figures>,
 }
+
+/// The bench's report: the shared head, [`Extra`] and one [`Figures`] per run.
+pub type Report = crate::bench::report::Report<Figures, Extra>;
 
 pub async fn run(s: &Session, a: &BenchArgs) -> i32 {
     let out = crate::bench::report::Output {
@@ -61,12 +60,40 @@ pub async fn run(s: &Session, a: &BenchArgs) -> i32 {
     crate::bench::report::finish("bank", out, measure(s, a).await)
 }
 
-impl crate::bench::report::BenchReport for Report {
-    fn render(&self) -> String {
-        render(self)
-    }
+impl Run for Figures {
+    const HEADER: &'static [&'static str] = &[
+        "run",
+        "branches",
+        "customers",
+        "operations",
+        "record",
+        "verified",
+        "ops/s",
+        "p50",
+        "p99",
+        "peak RSS",
+        "after input",
+    ];
     fn verified(&self) -> bool {
-        self.runs.iter().all(|f| f.verified)
+        self.verified
+    }
+    fn row(&self) -> Vec<String> {
+        let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2} ms"));
+        let mib =
+            |k: Option<u64>| k.map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+        vec![
+            self.what.clone(),
+            self.branches.to_string(),
+            self.customers.to_string(),
+            self.operations.to_string(),
+            if self.recorded { "yes" } else { "no" }.to_string(),
+            yes_no(self.verified),
+            format!("{:.0}", self.ops_per_s),
+            ms(self.p50_ms),
+            ms(self.p99_ms),
+            mib(self.peak_rss_kib),
+            mib(self.rss_after_input_kib),
+        ]
     }
 }
 
@@ -125,18 +152,14 @@ async fn child(
 }
 
 async fn measure(s: &Session, a: &BenchArgs) -> Result<Report> {
-    eprintln!(
-        "bench bank: broker one hop ({} samples)",
-        a.rtt_samples.max(1)
-    );
-    let hop = broker_rtt(
+    let hop = one_hop(
+        "bank",
         &s.broker.url,
         s.global.connect_timeout,
         a.rtt_samples.max(1),
     )
-    .await
-    .context("measuring the broker's one-hop time")?;
-    let (p50, p99) = (percentile(&hop, 0.5), percentile(&hop, 0.99));
+    .await?;
+    let p50 = crate::bench::percentile(&hop, 0.5);
     let mut runs = Vec::new();
     // Low load: one customer, one call at a time.
     let low = input::random(3, 1, 200, 1_000_000, a.seed);
@@ -164,55 +187,20 @@ async fn measure(s: &Session, a: &BenchArgs) -> Result<Report> {
             runs.push(child(s, a, &format!("memory {ops}"), &w, true, false).await?);
         }
     }
-    Ok(Report {
-        schema: "sync-run/bench-bank/v1",
-        machine: machine(),
-        one_hop_p50_ms: p50,
-        one_hop_p99_ms: p99,
+    let extra = Extra {
         low_load_per_round_trip: per_op / (2.0 * p50),
-        runs,
-    })
+    };
+    Ok(Report::new("bank", &hop, extra, runs, title))
 }
 
-/// The human table.
-pub fn render(r: &Report) -> String {
-    let mut t = comfy_table::Table::new();
-    t.set_header(vec![
-        "run",
-        "branches",
-        "customers",
-        "operations",
-        "record",
-        "verified",
-        "ops/s",
-        "p50",
-        "p99",
-        "peak RSS",
-        "after input",
-    ]);
-    let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2} ms"));
-    let mib = |k: Option<u64>| k.map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
-    for f in &r.runs {
-        t.add_row(vec![
-            f.what.clone(),
-            f.branches.to_string(),
-            f.customers.to_string(),
-            f.operations.to_string(),
-            if f.recorded { "yes" } else { "no" }.to_string(),
-            if f.verified { "yes" } else { "NO" }.to_string(),
-            format!("{:.0}", f.ops_per_s),
-            ms(f.p50_ms),
-            ms(f.p99_ms),
-            mib(f.peak_rss_kib),
-            mib(f.rss_after_input_kib),
-        ]);
-    }
+/// The lines above the table.
+fn title(r: &Report) -> String {
     format!(
-        "sync-run bench bank on {}\nbroker one hop: p50 {:.3} ms, p99 {:.3} ms; low load: {:.2} ms per operation = {:.1}× the round trip (four hops a call)\n{t}\n",
+        "sync-run bench bank on {}\nbroker one hop: p50 {:.3} ms, p99 {:.3} ms; low load: {:.2} ms per operation = {:.1}× the round trip (four hops a call)",
         r.machine,
         r.one_hop_p50_ms,
         r.one_hop_p99_ms,
         r.runs.first().and_then(|f| f.p50_ms).unwrap_or(f64::NAN),
-        r.low_load_per_round_trip
+        r.extra.low_load_per_round_trip
     )
 }

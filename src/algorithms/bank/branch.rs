@@ -22,6 +22,61 @@ use super::report::{BranchEnd, BranchReport, LogEntry};
 use crate::contract::{Millis, Output, PeerId, Rejection, Route, StateMachine};
 use std::collections::{BTreeMap, VecDeque};
 
+/// Queues `body` for `route` in a bank role's outbox `out` (all three roles send alike).
+pub(super) fn publish<F>(
+    out: &mut VecDeque<Output<Message, F>>,
+    run_id: &str,
+    route: Route,
+    body: Body,
+) {
+    let msg = Message::new(run_id, (), body);
+    out.push_back(Output::Publish { route, msg });
+}
+
+/// How a bank role ends: its report goes to the results queue, then out as its finish.
+pub(super) fn publish_report<F: Clone>(
+    out: &mut VecDeque<Output<Message, F>>,
+    run_id: &str,
+    report: F,
+    wrap: fn(F) -> super::protocol::Report,
+) {
+    let body = Body::Report {
+        report: wrap(report.clone()),
+    };
+    publish(out, run_id, Route::Results, body);
+    out.push_back(Output::Finished(report));
+}
+
+/// Reads a delivery for run `run_id`, counting one it cannot read in `rejected`.
+pub(super) fn decode(bytes: &[u8], run_id: &str, rejected: &mut u64) -> Result<Message, Rejection> {
+    Message::decode(bytes, run_id).inspect_err(|_| *rejected += 1)
+}
+
+/// A bank role that serves deliveries until it has finished (the branch, the sequencer):
+/// a packed message is taken one body at a time, and nothing once finished.
+pub(super) trait Serving {
+    fn run_id(&self) -> &str;
+    fn rejected(&mut self) -> &mut u64;
+    fn finished(&self) -> bool;
+    fn on_body(&mut self, body: Body) -> Result<(), Rejection>;
+}
+
+/// [`StateMachine::handle`] of a [`Serving`] role.
+pub(super) fn serve<S: Serving>(role: &mut S, bytes: &[u8]) -> Result<(), Rejection> {
+    let run_id = role.run_id().to_owned();
+    let msg = decode(bytes, &run_id, role.rejected())?;
+    if role.finished() {
+        return Ok(());
+    }
+    super::protocol::each_body(msg, |body| {
+        if role.finished() {
+            Ok(())
+        } else {
+            role.on_body(body)
+        }
+    })
+}
+
 /// Most operations a branch keeps that arrived ahead of their turn (while it syncs).
 const AHEAD_LIMIT: usize = 1_000_000;
 
@@ -110,8 +165,7 @@ impl Branch {
     }
 
     fn send(&mut self, route: Route, body: Body) {
-        let msg = Message::new(&self.cfg.run_id, (), body);
-        self.out.push_back(Output::Publish { route, msg });
+        publish(&mut self.out, &self.cfg.run_id, route, body);
     }
 
     fn refuse(&mut self, why: String) -> Result<(), Rejection> {
@@ -252,13 +306,8 @@ impl Branch {
             recorded: self.cfg.record,
             log: std::mem::take(&mut self.log),
         };
-        self.send(
-            Route::Results,
-            Body::Report {
-                report: super::protocol::Report::Branch(report.clone()),
-            },
-        );
-        self.out.push_back(Output::Finished(report));
+        let wrap = super::protocol::Report::Branch;
+        publish_report(&mut self.out, &self.cfg.run_id, report, wrap);
     }
 
     /// One message (or one of a packed message's).
@@ -403,28 +452,27 @@ impl Branch {
     }
 }
 
+impl Serving for Branch {
+    fn run_id(&self) -> &str {
+        &self.cfg.run_id
+    }
+    fn rejected(&mut self) -> &mut u64 {
+        &mut self.rejected
+    }
+    fn finished(&self) -> bool {
+        self.finished
+    }
+    fn on_body(&mut self, body: Body) -> Result<(), Rejection> {
+        Branch::on_body(self, body)
+    }
+}
+
 impl StateMachine for Branch {
     type Msg = Message;
     type Finished = BranchReport;
 
     fn handle(&mut self, _now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
-        let msg = match Message::decode(bytes, &self.cfg.run_id) {
-            Ok(m) => m,
-            Err(e) => {
-                self.rejected += 1;
-                return Err(e);
-            }
-        };
-        if self.finished {
-            return Ok(());
-        }
-        super::protocol::each_body(msg, |body| {
-            if self.finished {
-                Ok(())
-            } else {
-                self.on_body(body)
-            }
-        })
+        serve(self, bytes)
     }
 
     fn next_timeout(&self) -> Option<Millis> {

@@ -7,10 +7,9 @@ use super::input::{self, Input, Recv};
 use super::participant::{Part, Setup};
 use super::protocol::{self, Mode, Report, SEQUENCER, Who};
 use super::report::{BranchEnd, BranchReport, CustomerEnd, CustomerReport, SequencerReport};
-use crate::broker::peers::{
-    Launch, Member, PeerRun, drive_member, drive_members, local_failure, run_peers,
-};
+use crate::broker::peers::{Launch, Member, PeerRun, drive_member, local_failure};
 use crate::broker::{Broker, BrokerError, now_ms};
+use crate::cli::peers::run_members;
 use crate::cli::session::Session;
 use crate::cli::usage_error;
 use crate::contract::{Millis, PeerId, StateMachine};
@@ -122,7 +121,7 @@ pub async fn execute(
         limit,
         grace,
     };
-    let drive = |t0: Instant| {
+    let machines = |t0: Instant| {
         let now = now_ms(t0);
         let mut machines: Vec<(Member, Part)> = vec![(
             Member::Role(SEQUENCER),
@@ -138,14 +137,10 @@ pub async fn execute(
         {
             machines.push((Member::Client(c.id), Part::Customer(setup.customer(c, now))));
         }
-        drive_members(broker, run, machines, t0, shutdown, |r| r.is_ok())
+        machines
     };
-    let decode = |b: &[u8]| {
-        protocol::decode_report(b, &run.run_id)
-            .ok()
-            .map(|r| (r.who(), r))
-    };
-    let ran = run_peers(broker, run, shutdown, launch, drive, decode).await?;
+    let (decode, who) = (protocol::decode_report, Report::who);
+    let ran = run_members(broker, run, shutdown, launch, machines, decode, who).await?;
     let mut g = Gathered {
         rejected_on_results: ran.rejected,
         wall: ran.wall,

@@ -6,6 +6,7 @@
 //! that names the branch. At the end it tells the sequencer it is `done` and reports every
 //! call with the times it was sent and answered, on a clock it names.
 
+use super::branch::{decode, publish, publish_report};
 use super::input::Event;
 use super::protocol::{Body, Message, Op, Operation, Outcome, SEQUENCER};
 use super::report::{Call, CustomerEnd, CustomerReport};
@@ -80,8 +81,7 @@ impl Customer {
     }
 
     fn send(&mut self, route: Route, body: Body) {
-        let msg = Message::new(&self.cfg.run_id, (), body);
-        self.out.push_back(Output::Publish { route, msg });
+        publish(&mut self.out, &self.cfg.run_id, route, body);
     }
 
     /// Calls event `idx` (its request number is `idx + 1`), or ends after the last.
@@ -176,13 +176,8 @@ impl Customer {
             recorded: self.cfg.record,
             log: std::mem::take(&mut self.log),
         };
-        self.send(
-            Route::Results,
-            Body::Report {
-                report: super::protocol::Report::Customer(report.clone()),
-            },
-        );
-        self.out.push_back(Output::Finished(report));
+        let wrap = super::protocol::Report::Customer;
+        publish_report(&mut self.out, &self.cfg.run_id, report, wrap);
     }
 }
 
@@ -191,13 +186,7 @@ impl StateMachine for Customer {
     type Finished = CustomerReport;
 
     fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
-        let msg = match Message::decode(bytes, &self.cfg.run_id) {
-            Ok(m) => m,
-            Err(e) => {
-                self.rejected += 1;
-                return Err(e);
-            }
-        };
+        let msg = decode(bytes, &self.cfg.run_id, &mut self.rejected)?;
         // A branch packs what it sends one customer in one step (an answer and a retry's
         // answer again): one body at a time.
         super::protocol::each_body(msg, |body| {

@@ -10,6 +10,7 @@
 //! In `--mode propagate` it orders nothing: it only tells the branches when the customers
 //! are done.
 
+use super::branch::{Serving, publish, publish_report, serve};
 use super::ledger::{Ledger, Seen};
 use super::protocol::{Body, Message, Mode, SEQUENCER};
 use super::report::SequencerReport;
@@ -65,8 +66,7 @@ impl Sequencer {
     }
 
     fn send(&mut self, route: Route, body: Body) {
-        let msg = Message::new(&self.cfg.run_id, (), body);
-        self.out.push_back(Output::Publish { route, msg });
+        publish(&mut self.out, &self.cfg.run_id, route, body);
     }
 
     fn send_every_branch(&mut self, body: &Body) {
@@ -104,13 +104,8 @@ impl Sequencer {
             balance: self.ledger.balance,
             rejected: self.rejected,
         };
-        self.send(
-            Route::Results,
-            Body::Report {
-                report: super::protocol::Report::Sequencer(report.clone()),
-            },
-        );
-        self.out.push_back(Output::Finished(report));
+        let wrap = super::protocol::Report::Sequencer;
+        publish_report(&mut self.out, &self.cfg.run_id, report, wrap);
         self.finished = true;
     }
 
@@ -186,28 +181,27 @@ impl Sequencer {
     }
 }
 
+impl Serving for Sequencer {
+    fn run_id(&self) -> &str {
+        &self.cfg.run_id
+    }
+    fn rejected(&mut self) -> &mut u64 {
+        &mut self.rejected
+    }
+    fn finished(&self) -> bool {
+        self.finished
+    }
+    fn on_body(&mut self, body: Body) -> Result<(), Rejection> {
+        Sequencer::on_body(self, body)
+    }
+}
+
 impl StateMachine for Sequencer {
     type Msg = Message;
     type Finished = SequencerReport;
 
     fn handle(&mut self, _now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
-        let msg = match Message::decode(bytes, &self.cfg.run_id) {
-            Ok(m) => m,
-            Err(e) => {
-                self.rejected += 1;
-                return Err(e);
-            }
-        };
-        if self.finished {
-            return Ok(());
-        }
-        super::protocol::each_body(msg, |body| {
-            if self.finished {
-                Ok(())
-            } else {
-                self.on_body(body)
-            }
-        })
+        serve(self, bytes)
     }
 
     fn next_timeout(&self) -> Option<Millis> {

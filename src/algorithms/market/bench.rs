@@ -12,9 +12,10 @@
 //! Goal: 6 peers under 10 ms p50 per purchase; 1,000 peers verified.
 
 use super::cli::BenchArgs;
-use crate::bench::{broker_rtt, child_json, machine, percentile};
+use crate::bench::child_json;
+use crate::bench::report::{Run, one_hop, yes_no};
 use crate::cli::session::Session;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 
 /// One run's figures.
@@ -39,14 +40,8 @@ pub struct Figures {
     pub peak_rss_kib: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub schema: &'static str,
-    pub machine: String,
-    pub one_hop_p50_ms: f64,
-    pub one_hop_p99_ms: f64,
-    pub runs: Vec<Figures>,
-}
+/// The bench's report: the shared head and one [`Figures`] per run.
+pub type Report = crate::bench::report::Report<Figures>;
 
 pub async fn run(s: &Session, a: &BenchArgs) -> i32 {
     let out = crate::bench::report::Output {
@@ -56,12 +51,49 @@ pub async fn run(s: &Session, a: &BenchArgs) -> i32 {
     crate::bench::report::finish("market", out, measure(s, a).await)
 }
 
-impl crate::bench::report::BenchReport for Report {
-    fn render(&self) -> String {
-        render(self)
-    }
+impl Run for Figures {
+    const HEADER: &'static [&'static str] = &[
+        "peers",
+        "buyers",
+        "graph",
+        "hops",
+        "window",
+        "verified",
+        "lookups",
+        "success",
+        "→reply p50",
+        "→purchase p50",
+        "p99",
+        "lookup msgs/lookup",
+        "flooding bound",
+        "reply msgs",
+        "wall",
+        "peak RSS",
+    ];
     fn verified(&self) -> bool {
-        self.runs.iter().all(|f| f.verified)
+        self.verified
+    }
+    fn row(&self) -> Vec<String> {
+        let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1} ms"));
+        vec![
+            self.peers.to_string(),
+            self.buyers.to_string(),
+            self.graph.clone(),
+            self.hop_count.to_string(),
+            format!("{} ms", self.reply_window_ms),
+            yes_no(self.verified),
+            self.lookups.to_string(),
+            format!("{:.0} %", self.success_rate * 100.0),
+            ms(self.lookup_to_reply_p50_ms),
+            ms(self.lookup_to_purchase_p50_ms),
+            ms(self.lookup_to_purchase_p99_ms),
+            format!("{:.1}", self.lookup_messages_per_lookup),
+            format!("{:.1}", self.flooding_bound_per_lookup),
+            format!("{:.1}", self.reply_messages_per_lookup),
+            format!("{:.1} s", self.wall_ms as f64 / 1000.0),
+            self.peak_rss_kib
+                .map_or("-".into(), |k| format!("{:.0} MiB", k as f64 / 1024.0)),
+        ]
     }
 }
 
@@ -130,75 +162,24 @@ async fn child(s: &Session, a: &BenchArgs, n: u32) -> Result<Figures> {
 }
 
 async fn measure(s: &Session, a: &BenchArgs) -> Result<Report> {
-    eprintln!(
-        "bench market: broker one hop ({} samples)",
-        a.rtt_samples.max(1)
-    );
-    let hop = broker_rtt(
+    let hop = one_hop(
+        "market",
         &s.broker.url,
         s.global.connect_timeout,
         a.rtt_samples.max(1),
     )
-    .await
-    .context("measuring the broker's one-hop time")?;
+    .await?;
     let mut runs = Vec::new();
     for &n in &a.peers {
         runs.push(child(s, a, n).await?);
     }
-    Ok(Report {
-        schema: "sync-run/bench-market/v1",
-        machine: machine(),
-        one_hop_p50_ms: percentile(&hop, 0.5),
-        one_hop_p99_ms: percentile(&hop, 0.99),
-        runs,
-    })
+    Ok(Report::new("market", &hop, (), runs, title))
 }
 
-/// The human table.
-pub fn render(r: &Report) -> String {
-    let mut t = comfy_table::Table::new();
-    t.set_header(vec![
-        "peers",
-        "buyers",
-        "graph",
-        "hops",
-        "window",
-        "verified",
-        "lookups",
-        "success",
-        "→reply p50",
-        "→purchase p50",
-        "p99",
-        "lookup msgs/lookup",
-        "flooding bound",
-        "reply msgs",
-        "wall",
-        "peak RSS",
-    ]);
-    let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1} ms"));
-    for f in &r.runs {
-        t.add_row(vec![
-            f.peers.to_string(),
-            f.buyers.to_string(),
-            f.graph.clone(),
-            f.hop_count.to_string(),
-            format!("{} ms", f.reply_window_ms),
-            if f.verified { "yes" } else { "NO" }.to_string(),
-            f.lookups.to_string(),
-            format!("{:.0} %", f.success_rate * 100.0),
-            ms(f.lookup_to_reply_p50_ms),
-            ms(f.lookup_to_purchase_p50_ms),
-            ms(f.lookup_to_purchase_p99_ms),
-            format!("{:.1}", f.lookup_messages_per_lookup),
-            format!("{:.1}", f.flooding_bound_per_lookup),
-            format!("{:.1}", f.reply_messages_per_lookup),
-            format!("{:.1} s", f.wall_ms as f64 / 1000.0),
-            f.peak_rss_kib
-                .map_or("-".into(), |k| format!("{:.0} MiB", k as f64 / 1024.0)),
-        ]);
-    }
+/// The lines above the table.
+fn title(r: &Report) -> String {
     format!(
-        "sync-run bench market on {}\nbroker one hop: p50 {:.3} ms, p99 {:.3} ms (a purchase is at least the reply window plus a buy and its answer)\n{t}\n",
+        "sync-run bench market on {}\nbroker one hop: p50 {:.3} ms, p99 {:.3} ms (a purchase is at least the reply window plus a buy and its answer)",
         r.machine, r.one_hop_p50_ms, r.one_hop_p99_ms
     )
 }

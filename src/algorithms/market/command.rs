@@ -7,10 +7,9 @@ use super::graph::{GraphSpec, Market, PeerSpec, Role};
 use super::participant::{Part, Setup};
 use super::protocol::{self, CLERK, Report, Who};
 use super::report::{ClerkReport, PeerEnd, PeerReport};
-use crate::broker::peers::{
-    Launch, Member, PeerRun, drive_member, drive_members, local_failure, run_peers,
-};
+use crate::broker::peers::{Launch, Member, PeerRun, drive_member, local_failure};
 use crate::broker::{Broker, BrokerError};
+use crate::cli::peers::run_members;
 use crate::cli::session::Session;
 use crate::cli::usage_error;
 use crate::contract::{Millis, PeerId, StateMachine};
@@ -118,20 +117,16 @@ pub async fn execute(
         limit,
         grace: Duration::from_secs(5),
     };
-    let drive = |t0: Instant| {
+    let machines = |_: Instant| {
         let mut machines: Vec<(Member, Part)> =
             vec![(Member::Role(CLERK), Part::Clerk(setup.clerk(market)))];
         for p in market.peers.iter().filter(|p| local.contains(&p.id)) {
             machines.push((Member::Peer(p.id), Part::Peer(setup.peer(market, p))));
         }
-        drive_members(broker, run, machines, t0, shutdown, |r| r.is_ok())
+        machines
     };
-    let decode = |b: &[u8]| {
-        protocol::decode_report(b, &run.run_id)
-            .ok()
-            .map(|r| (r.who(), r))
-    };
-    let ran = run_peers(broker, run, shutdown, launch, drive, decode).await?;
+    let (decode, who) = (protocol::decode_report, Report::who);
+    let ran = run_members(broker, run, shutdown, launch, machines, decode, who).await?;
     let mut g = Gathered {
         rejected_on_results: ran.rejected,
         wall: ran.wall,

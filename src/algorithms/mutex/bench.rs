@@ -14,12 +14,12 @@
 //! The one-hop time is [`crate::bench::broker_rtt`]: publish on one connection, delivery
 //! on another, one message in flight. Goal: handover within 3× one hop at N = 10.
 
-use crate::bench::{broker_rtt, machine, percentile};
+use crate::bench::child_json_shown;
+use crate::bench::report::{Run, one_hop, yes_no};
 use crate::broker::BrokerUrl;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 /// What to measure.
@@ -49,30 +49,46 @@ pub struct Figures {
     pub peak_rss_kib: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub schema: &'static str,
-    pub machine: String,
-    pub one_hop_p50_ms: f64,
-    pub one_hop_p99_ms: f64,
-    pub runs: Vec<Figures>,
-}
+/// The bench's report: the shared head and one [`Figures`] per size.
+pub type Report = crate::bench::report::Report<Figures>;
 
-impl crate::bench::report::BenchReport for Report {
-    fn render(&self) -> String {
-        render(self)
-    }
+impl Run for Figures {
+    const HEADER: &'static [&'static str] = &[
+        "N",
+        "entries",
+        "verified",
+        "wall s",
+        "entries/s",
+        "handover ms",
+        "÷ one hop",
+        "msgs/entry (2(N-1))",
+        "peak MiB",
+    ];
     fn verified(&self) -> bool {
-        self.runs.iter().all(|f| f.verified)
+        self.verified
+    }
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.processes.to_string(),
+            (self.processes * self.entries).to_string(),
+            yes_no(self.verified),
+            format!("{:.2}", self.wall_s),
+            format!("{:.0}", self.entries_per_s),
+            format!("{:.3}", self.handover_ms),
+            format!("{:.1}×", self.handover_per_hop),
+            format!(
+                "{:.1} ({})",
+                self.messages_per_entry, self.expected_messages_per_entry
+            ),
+            self.peak_rss_kib
+                .map_or("-".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
+        ]
     }
 }
 
 pub async fn run(cfg: &Config) -> Result<Report> {
-    eprintln!("bench mutex: broker one hop ({} samples)", cfg.rtt_samples);
-    let hop = broker_rtt(&cfg.url, cfg.connect_timeout, cfg.rtt_samples)
-        .await
-        .context("measuring the broker's one-hop time")?;
-    let (p50, p99) = (percentile(&hop, 0.5), percentile(&hop, 0.99));
+    let hop = one_hop("mutex", &cfg.url, cfg.connect_timeout, cfg.rtt_samples).await?;
+    let p50 = crate::bench::percentile(&hop, 0.5);
     let mut runs = Vec::new();
     for &n in &cfg.sizes {
         eprintln!("bench mutex: N = {n}, K = {}", cfg.entries);
@@ -80,37 +96,32 @@ pub async fn run(cfg: &Config) -> Result<Report> {
         f.handover_per_hop = f.handover_ms / p50;
         runs.push(f);
     }
-    Ok(Report {
-        schema: "sync-run/bench-mutex/v1",
-        machine: machine(),
-        one_hop_p50_ms: p50,
-        one_hop_p99_ms: p99,
-        runs,
-    })
+    Ok(Report::new("mutex", &hop, (), runs, title))
+}
+
+/// The lines above the table.
+fn title(r: &Report) -> String {
+    format!(
+        "sync-run bench mutex — {}\nbroker one hop (publish → delivery on another connection): p50 {:.3} ms, p99 {:.3} ms",
+        r.machine, r.one_hop_p50_ms, r.one_hop_p99_ms
+    )
 }
 
 async fn once(cfg: &Config, n: u32) -> Result<Figures> {
-    let out = tokio::process::Command::new(&cfg.exe)
-        .args([
-            "mutex",
-            "--processes",
-            &n.to_string(),
-            "--entries",
-            &cfg.entries.to_string(),
-            "--hold",
-            "0",
-            "--json",
-            "--timeout",
-            &format!("{}s", cfg.timeout.as_secs().max(1)),
-        ])
-        .env("AMQP_URL", cfg.url.as_str())
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .await
-        .context("starting sync-run mutex")?;
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .with_context(|| format!("sync-run mutex -n {n} printed no JSON report"))?;
+    let args = [
+        "mutex",
+        "--processes",
+        &n.to_string(),
+        "--entries",
+        &cfg.entries.to_string(),
+        "--hold",
+        "0",
+        "--json",
+        "--timeout",
+        &format!("{}s", cfg.timeout.as_secs().max(1)),
+    ]
+    .map(String::from);
+    let doc = child_json_shown(&cfg.exe, &cfg.url, &args, &format!("mutex -n {n}")).await?;
     figures(&doc, n, cfg.entries)
 }
 
@@ -148,43 +159,6 @@ pub fn figures(doc: &serde_json::Value, n: u32, k: u32) -> Result<Figures> {
         expected_messages_per_entry: 2 * (n - 1),
         peak_rss_kib: doc["peak_rss_kib"].as_u64(),
     })
-}
-
-/// The human table.
-pub fn render(r: &Report) -> String {
-    let mut t = comfy_table::Table::new();
-    t.set_header(vec![
-        "N",
-        "entries",
-        "verified",
-        "wall s",
-        "entries/s",
-        "handover ms",
-        "÷ one hop",
-        "msgs/entry (2(N-1))",
-        "peak MiB",
-    ]);
-    for f in &r.runs {
-        t.add_row(vec![
-            f.processes.to_string(),
-            (f.processes * f.entries).to_string(),
-            if f.verified { "yes" } else { "NO" }.to_string(),
-            format!("{:.2}", f.wall_s),
-            format!("{:.0}", f.entries_per_s),
-            format!("{:.3}", f.handover_ms),
-            format!("{:.1}×", f.handover_per_hop),
-            format!(
-                "{:.1} ({})",
-                f.messages_per_entry, f.expected_messages_per_entry
-            ),
-            f.peak_rss_kib
-                .map_or("-".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
-        ]);
-    }
-    format!(
-        "sync-run bench mutex — {}\nbroker one hop (publish → delivery on another connection): p50 {:.3} ms, p99 {:.3} ms\n{t}\n",
-        r.machine, r.one_hop_p50_ms, r.one_hop_p99_ms
-    )
 }
 
 #[cfg(test)]

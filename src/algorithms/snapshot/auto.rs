@@ -5,6 +5,7 @@
 //! and every snapshot collected.
 
 use super::master::{MasterEnd, MasterOutcome, SnapshotSeen, answer_cmd};
+use super::node::publish;
 use super::protocol::{Auto, Body, Cmd, Message, Money, Role, SnapshotId, Who};
 use crate::contract::{Millis, Output, PeerId, Rejection, Route, StateMachine};
 use rand::rngs::StdRng;
@@ -94,10 +95,13 @@ impl AutoMaster {
     }
 
     fn send(&mut self, route: Route, body: Body) {
-        self.out.push_back(Output::Publish {
+        publish(
+            &mut self.out,
+            &self.run,
+            Who::Role(Role::Master),
             route,
-            msg: Message::new(&self.run, Who::Role(Role::Master), body),
-        });
+            body,
+        );
     }
 
     fn next_cmd(&mut self) -> Cmd {

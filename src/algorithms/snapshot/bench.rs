@@ -15,11 +15,11 @@
 //! Goal: N = 100 (9,900 channels) under 1 s; memory linear in channels.
 
 use super::cli::BenchArgs;
-use crate::bench::{broker_rtt, machine, percentile};
+use crate::bench::report::{Run, one_hop, yes_no};
+use crate::bench::{child_json_shown, percentile};
 use crate::cli::session::Session;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
-use std::process::Stdio;
 
 /// One size's figures.
 #[derive(Debug, Clone, Serialize)]
@@ -38,14 +38,8 @@ pub struct Figures {
     pub kib_per_channel: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub schema: &'static str,
-    pub machine: String,
-    pub one_hop_p50_ms: f64,
-    pub one_hop_p99_ms: f64,
-    pub runs: Vec<Figures>,
-}
+/// The bench's report: the shared head and one [`Figures`] per size.
+pub type Report = crate::bench::report::Report<Figures>;
 
 pub async fn run(s: &Session, a: &BenchArgs) -> i32 {
     let out = crate::bench::report::Output {
@@ -55,70 +49,85 @@ pub async fn run(s: &Session, a: &BenchArgs) -> i32 {
     crate::bench::report::finish("snapshot", out, measure(s, a).await)
 }
 
-impl crate::bench::report::BenchReport for Report {
-    fn render(&self) -> String {
-        render(self)
-    }
+impl Run for Figures {
+    const HEADER: &'static [&'static str] = &[
+        "N",
+        "channels",
+        "verified",
+        "latency p50",
+        "max",
+        "× one hop",
+        "markers (expected)",
+        "peak RSS",
+        "KiB/channel",
+    ];
     fn verified(&self) -> bool {
-        self.runs.iter().all(|f| f.verified)
+        self.verified
+    }
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.nodes.to_string(),
+            self.channels.to_string(),
+            yes_no(self.verified),
+            format!("{:.1} ms", self.latency_p50_ms),
+            format!("{:.1} ms", self.latency_max_ms),
+            format!("{:.0}×", self.latency_per_hop),
+            format!("{} ({})", self.markers, self.expected_markers),
+            self.peak_rss_kib
+                .map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+            self.kib_per_channel
+                .map_or("-".into(), |k| format!("{k:.2}")),
+        ]
     }
 }
 
 async fn measure(s: &Session, a: &BenchArgs) -> Result<Report> {
     let exe = std::env::current_exe().context("finding its own executable")?;
-    eprintln!(
-        "bench snapshot: broker one hop ({} samples)",
-        a.rtt_samples.max(1)
-    );
-    let hop = broker_rtt(
+    let hop = one_hop(
+        "snapshot",
         &s.broker.url,
         s.global.connect_timeout,
         a.rtt_samples.max(1),
     )
-    .await
-    .context("measuring the broker's one-hop time")?;
-    let (p50, p99) = (percentile(&hop, 0.5), percentile(&hop, 0.99));
+    .await?;
+    let p50 = percentile(&hop, 0.5);
     let mut runs = Vec::new();
     for &n in &a.sizes {
         eprintln!("bench snapshot: N = {n}, {} snapshots", a.snapshots);
-        let out = tokio::process::Command::new(&exe)
-            .args([
-                "snapshot",
-                "--nodes",
-                &n.to_string(),
-                "--transfers",
-                "50",
-                "--step",
-                "5ms",
-                "--max-delay",
-                "0",
-                "--snapshots",
-                &a.snapshots.to_string(),
-                "--seed",
-                "1",
-                "--json",
-                "--timeout",
-                &format!("{}s", a.timeout.as_secs().max(1)),
-            ])
-            .env("AMQP_URL", s.broker.url.as_str())
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .await
-            .context("starting sync-run snapshot")?;
-        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .with_context(|| format!("sync-run snapshot --nodes {n} printed no JSON report"))?;
+        let args = [
+            "snapshot",
+            "--nodes",
+            &n.to_string(),
+            "--transfers",
+            "50",
+            "--step",
+            "5ms",
+            "--max-delay",
+            "0",
+            "--snapshots",
+            &a.snapshots.to_string(),
+            "--seed",
+            "1",
+            "--json",
+            "--timeout",
+            &format!("{}s", a.timeout.as_secs().max(1)),
+        ]
+        .map(String::from);
+        let what = format!("snapshot --nodes {n}");
+        let doc = child_json_shown(&exe, &s.broker.url, &args, &what).await?;
         let mut f = figures(&doc, n, a.snapshots)?;
         f.latency_per_hop = f.latency_p50_ms / p50;
         runs.push(f);
     }
-    Ok(Report {
-        schema: "sync-run/bench-snapshot/v1",
-        machine: machine(),
-        one_hop_p50_ms: p50,
-        one_hop_p99_ms: p99,
-        runs,
-    })
+    Ok(Report::new("snapshot", &hop, (), runs, title))
+}
+
+/// The lines above the table.
+fn title(r: &Report) -> String {
+    format!(
+        "sync-run bench snapshot on {}\nbroker one hop: p50 {:.3} ms, p99 {:.3} ms",
+        r.machine, r.one_hop_p50_ms, r.one_hop_p99_ms
+    )
 }
 
 /// The figures of one run's JSON document.
@@ -149,38 +158,4 @@ pub fn figures(doc: &serde_json::Value, n: u32, snapshots: u32) -> Result<Figure
         peak_rss_kib: rss,
         kib_per_channel: rss.map(|k| k as f64 / channels as f64),
     })
-}
-
-/// The human table.
-pub fn render(r: &Report) -> String {
-    let mut t = comfy_table::Table::new();
-    t.set_header(vec![
-        "N",
-        "channels",
-        "verified",
-        "latency p50",
-        "max",
-        "× one hop",
-        "markers (expected)",
-        "peak RSS",
-        "KiB/channel",
-    ]);
-    for f in &r.runs {
-        t.add_row(vec![
-            f.nodes.to_string(),
-            f.channels.to_string(),
-            if f.verified { "yes" } else { "NO" }.to_string(),
-            format!("{:.1} ms", f.latency_p50_ms),
-            format!("{:.1} ms", f.latency_max_ms),
-            format!("{:.0}×", f.latency_per_hop),
-            format!("{} ({})", f.markers, f.expected_markers),
-            f.peak_rss_kib
-                .map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
-            f.kib_per_channel.map_or("-".into(), |k| format!("{k:.2}")),
-        ]);
-    }
-    format!(
-        "sync-run bench snapshot on {}\nbroker one hop: p50 {:.3} ms, p99 {:.3} ms\n{t}\n",
-        r.machine, r.one_hop_p50_ms, r.one_hop_p99_ms
-    )
 }

@@ -300,11 +300,11 @@ async fn run_script(s: &Session, a: &SnapshotArgs, path: &Path) -> i32 {
     let verdict = super::verify(&g.reports, &nodes, Some(m), None);
     let code = s.or_signal(master_code(m).unwrap_or(verdict.exit_code()));
     finish(s, a, &run_id, &g.reports, &verdict, || {
-        crate::verdict::Document::new(
-            "snapshot",
+        document(
             &run_id,
             code,
             &verdict,
+            &g,
             serde_json::json!({
                 "mode": "script",
                 "script": path.display().to_string(),
@@ -312,20 +312,37 @@ async fn run_script(s: &Session, a: &SnapshotArgs, path: &Path) -> i32 {
                 "nodes": nodes,
                 "printed": m.printed,
                 "notes": m.notes,
-                "master": m,
-                "wall_ms": g.wall.as_millis() as u64,
-                "peak_rss_kib": crate::bench::peak_rss_kib(),
-                "rejected_on_results": g.rejected_on_results,
-                "reports": g.reports,
             }),
         )
-        .to_json()
-        .unwrap_or_default()
     });
     code
 }
 
 /// The verdict on stderr (script mode) or stdout, the JSON document, the diagram.
+/// The run's JSON document: the mode's own `fields`, then what a run of either mode
+/// reports (the master's end, the wall time, the peak memory, the nodes' reports).
+fn document(
+    run_id: &str,
+    code: i32,
+    verdict: &Verdict,
+    g: &Gathered,
+    mut fields: serde_json::Value,
+) -> String {
+    let tail = serde_json::json!({
+        "master": g.master,
+        "wall_ms": g.wall.as_millis() as u64,
+        "peak_rss_kib": crate::bench::peak_rss_kib(),
+        "rejected_on_results": g.rejected_on_results,
+        "reports": g.reports,
+    });
+    if let (Some(o), serde_json::Value::Object(t)) = (fields.as_object_mut(), tail) {
+        o.extend(t);
+    }
+    crate::verdict::Document::new("snapshot", run_id, code, verdict, fields)
+        .to_json()
+        .unwrap_or_default()
+}
+
 fn finish(
     s: &Session,
     a: &SnapshotArgs,
@@ -450,11 +467,11 @@ async fn run_auto(s: &Session, a: &SnapshotArgs, n: u32) -> i32 {
         }
     }
     finish(s, a, &run_id, &g.reports, &verdict, || {
-        crate::verdict::Document::new(
-            "snapshot",
+        document(
             &run_id,
             code,
             &verdict,
+            &g,
             serde_json::json!({
                 "mode": "random",
                 "seed": seed,
@@ -463,15 +480,8 @@ async fn run_auto(s: &Session, a: &SnapshotArgs, n: u32) -> i32 {
                 "snapshots": a.snapshots,
                 "concurrent": a.concurrent,
                 "markers": markers,
-                "master": m,
-                "wall_ms": g.wall.as_millis() as u64,
-                "peak_rss_kib": crate::bench::peak_rss_kib(),
-                "rejected_on_results": g.rejected_on_results,
-                "reports": g.reports,
             }),
         )
-        .to_json()
-        .unwrap_or_default()
     });
     code
 }

@@ -6,6 +6,7 @@
 //! counts, and with them the random picks under `--seed`, are the same on every run of a
 //! script, whatever the broker's timing.
 
+use super::node::publish;
 use super::print::snapshot_block;
 use super::protocol::{Body, Cmd, Content, Message, Put, Role, SnapshotId, Who};
 use super::report::Recorded;
@@ -131,10 +132,13 @@ impl ScriptMaster {
     }
 
     fn send(&mut self, route: Route, body: Body) {
-        self.out.push_back(Output::Publish {
+        publish(
+            &mut self.out,
+            &self.run,
+            Who::Role(Role::Master),
             route,
-            msg: Message::new(&self.run, Who::Role(Role::Master), body),
-        });
+            body,
+        );
     }
 
     fn next_cmd(&mut self) -> Cmd {

@@ -23,6 +23,21 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+/// Queues `body` from `from` for `route` in a snapshot participant's outbox `out` (the
+/// nodes, the observer and both masters send alike).
+pub(super) fn publish<F>(
+    out: &mut VecDeque<Output<Message, F>>,
+    run: &str,
+    from: Who,
+    route: Route,
+    body: Body,
+) {
+    out.push_back(Output::Publish {
+        route,
+        msg: Message::new(run, from, body),
+    });
+}
+
 /// Most messages a node holds on one channel ahead of the next to take.
 pub const WINDOW: u64 = 100_000;
 
@@ -136,10 +151,7 @@ impl Node {
     }
 
     fn send(&mut self, route: Route, body: Body) {
-        self.out.push_back(Output::Publish {
-            route,
-            msg: Message::new(&self.run, Who::Node(self.id), body),
-        });
+        publish(&mut self.out, &self.run, Who::Node(self.id), route, body);
     }
 
     fn tell_master(&mut self, body: Body) {

@@ -3,6 +3,7 @@
 //! `CollectState` in a script asks the ones that have not for their state as far as
 //! recorded, so a script that collects early gets an answer instead of a hang.
 
+use super::node::publish;
 use super::protocol::{Body, Cmd, Message, Role, SnapshotId, Who};
 use super::report::Recorded;
 use crate::contract::{Millis, Output, PeerId, Rejection, Route, StateMachine};
@@ -56,10 +57,13 @@ impl Observer {
     }
 
     fn send(&mut self, route: Route, body: Body) {
-        self.out.push_back(Output::Publish {
+        publish(
+            &mut self.out,
+            &self.run,
+            Who::Role(Role::Observer),
             route,
-            msg: Message::new(&self.run, Who::Role(Role::Observer), body),
-        });
+            body,
+        );
     }
 
     fn finish(&mut self) {
