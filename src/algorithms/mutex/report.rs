@@ -95,7 +95,7 @@ impl Event {
 
 /// Requests and replies of a log, without its `done`s: what the message and clock checks
 /// match, and the print counts.
-pub fn per_entry(events: &[Event]) -> impl Iterator<Item = &Event> {
+pub fn requests_and_replies(events: &[Event]) -> impl Iterator<Item = &Event> {
     events.iter().filter(|e| e.kind.per_entry())
 }
 
