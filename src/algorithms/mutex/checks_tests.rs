@@ -121,12 +121,63 @@ fn a_receive_clock_not_above_its_send_fails_clocks() {
     assert_eq!(status(&r, CLOCKS), Status::Failed);
 }
 
+/// Every message of `r` numbered `(from, to, seq)` like the first logged `kind`, at both
+/// ends, relabelled `to`.
+fn relabel(r: &mut [Report], kind: Kind, to: Kind) {
+    let first = r
+        .iter()
+        .flat_map(|x| &x.sent)
+        .find(|e| e.kind == kind)
+        .map(key)
+        .expect("one of this kind");
+    for x in r.iter_mut() {
+        for e in x.sent.iter_mut().chain(x.received.iter_mut()) {
+            if key(e) == first {
+                e.kind = to;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_done_is_neither_a_request_nor_a_reply() {
+    let r = good();
+    assert!(
+        r.iter().all(|x| x
+            .sent
+            .iter()
+            .chain(&x.received)
+            .any(|e| e.kind == Kind::Done)),
+        "the reports log the dones"
+    );
+    // Both checks count the 2(N-1) × N × K = 24 requests and replies, not the 6 dones.
+    let v = verify(&r, N, K);
+    for name in [MESSAGES, CLOCKS] {
+        let c = v.checks.iter().find(|c| c.name == name).expect("check");
+        assert!(c.detail.starts_with("24 messages"), "{}", c.detail);
+    }
+    // A reply logged as a done is missing from the count; a done logged as a reply is
+    // one too many.
+    let mut r = good();
+    relabel(&mut r, Kind::Reply, Kind::Done);
+    assert_eq!(status(&r, MESSAGES), Status::Failed);
+    let mut r = good();
+    relabel(&mut r, Kind::Done, Kind::Reply);
+    assert_eq!(status(&r, MESSAGES), Status::Failed);
+}
+
 #[test]
 fn the_print_shows_events_and_a_summary() {
     let r = good();
     let text = crate::algorithms::mutex::print::render(&r, N, K);
     assert!(text.contains("P2 enter #1  L="), "{text}");
     assert!(text.contains("send request -> P"), "{text}");
+    assert!(text.contains("P2 send done    -> P1  seq="), "{text}");
+    assert!(text.contains("P1 recv done    <- P2  seq="), "{text}");
+    assert!(
+        text.contains("P1 ended Completed: 2 entries, 4 requests and 4 replies sent"),
+        "{text}"
+    );
     assert!(text.ends_with(
         "VERIFIED: 3 processes, 6 entries, safety by vector clocks, 2(N-1)=4 messages per entry\n"
     ));

@@ -2,7 +2,7 @@
 //! one line each, and the one-line verdict.
 
 use super::checks::verify;
-use super::report::{Kind, Report};
+use super::report::{Kind, Report, vc_text as vc};
 use crate::verdict::Verdict;
 
 /// One process's events, in its own order (its vector clock's own entry grows with each):
@@ -10,9 +10,11 @@ use crate::verdict::Verdict;
 /// ```text
 /// P2 send request -> P3  seq=1  L=7  VC=[3,4,1,0,0]
 /// P2 enter #1  L=9  VC=[3,6,2,1,1]
+/// P2 send done    -> P1  seq=4  L=21  VC=[9,12,8,6,7]
 /// ```
 ///
-/// A request goes to every peer with one stamp: one line per copy.
+/// A request goes to every peer with one stamp: one line per copy. Every message the
+/// report logs is a line, `done` included, so each clock step has its line.
 pub fn events(reports: &[Report]) -> String {
     let mut out = String::new();
     let mut reports: Vec<&Report> = reports.iter().collect();
@@ -47,35 +49,24 @@ pub fn events(reports: &[Report]) -> String {
                 ),
             ));
         }
-        for e in &r.sent {
-            lines.push((
-                own(&e.vc),
-                1,
-                format!(
-                    "P{} send {:<7} -> P{}  seq={}  L={}  VC={}",
-                    r.id,
-                    e.kind.name(),
-                    e.to,
-                    e.seq,
-                    e.lamport,
-                    vc(&e.vc)
-                ),
-            ));
-        }
-        for e in &r.received {
-            lines.push((
-                own(&e.vc),
-                2,
-                format!(
-                    "P{} recv {:<7} <- P{}  seq={}  L={}  VC={}",
-                    r.id,
-                    e.kind.name(),
-                    e.from,
-                    e.seq,
-                    e.lamport,
-                    vc(&e.vc)
-                ),
-            ));
+        for (order, events, verb, arrow) in
+            [(1, &r.sent, "send", "->"), (2, &r.received, "recv", "<-")]
+        {
+            for e in events {
+                lines.push((
+                    own(&e.vc),
+                    order,
+                    format!(
+                        "P{} {verb} {:<7} {arrow} P{}  seq={}  L={}  VC={}",
+                        r.id,
+                        e.kind.name(),
+                        e.peer_of(r.id),
+                        e.seq,
+                        e.lamport,
+                        vc(&e.vc)
+                    ),
+                ));
+            }
         }
         lines.sort_by_key(|(t, k, _)| (*t, *k));
         for (_, _, line) in lines {
@@ -87,20 +78,14 @@ pub fn events(reports: &[Report]) -> String {
     out
 }
 
-/// `[3,4,1,0,0]`: a vector clock as the protocol writes it.
-fn vc(v: &[u64]) -> String {
-    let parts: Vec<String> = v.iter().map(u64::to_string).collect();
-    format!("[{}]", parts.join(","))
-}
-
 fn outcome_line(r: &Report) -> String {
-    let requests = r.sent.iter().filter(|e| e.kind == Kind::Request).count();
+    let sent = |kind| r.sent.iter().filter(|e| e.kind == kind).count();
     format!(
         "ended {:?}: {} entries, {} requests and {} replies sent, {} rejected",
         r.outcome,
         r.executions.len(),
-        requests,
-        r.sent.len() - requests,
+        sent(Kind::Request),
+        sent(Kind::Reply),
         r.rejected
     )
 }

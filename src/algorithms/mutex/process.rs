@@ -101,6 +101,59 @@ struct Channel {
     replies: u64,
 }
 
+impl Channel {
+    /// One more message of `kind` on the channel (a `done` counts nothing: it is what
+    /// announces the counts).
+    fn add(&mut self, kind: Kind) {
+        match kind {
+            Kind::Request => self.requests += 1,
+            Kind::Reply => self.replies += 1,
+            Kind::Done => {}
+        }
+    }
+}
+
+/// What every message between processes carries, with its kind; `None` for a report.
+struct Stamp<'a> {
+    kind: Kind,
+    to: PeerId,
+    seq: u64,
+    lamport: Lamport,
+    vc: &'a [u64],
+}
+
+fn stamp(body: &Body) -> Option<Stamp<'_>> {
+    let (kind, to, seq, lamport, vc) = match body {
+        Body::Request {
+            to,
+            seq,
+            lamport,
+            vc,
+        } => (Kind::Request, to, seq, lamport, vc),
+        Body::Reply {
+            to,
+            seq,
+            lamport,
+            vc,
+        } => (Kind::Reply, to, seq, lamport, vc),
+        Body::Done {
+            to,
+            seq,
+            lamport,
+            vc,
+            ..
+        } => (Kind::Done, to, seq, lamport, vc),
+        Body::Report { .. } => return None,
+    };
+    Some(Stamp {
+        kind,
+        to: *to,
+        seq: *seq,
+        lamport: *lamport,
+        vc,
+    })
+}
+
 /// A Ricart–Agrawala process.
 #[derive(Debug)]
 pub struct Process {
@@ -178,40 +231,62 @@ impl Process {
         self.vc[me] += 1;
     }
 
-    fn send(&mut self, to: PeerId, kind: Kind, lamport: Lamport, vc: VectorClock) {
+    /// Sends one message of `kind` to `to` with the clocks as they are (the caller ticked:
+    /// the copies of a request share one send event) and logs it. A `done` carries what
+    /// was sent to `to` before it.
+    fn send(&mut self, to: PeerId, kind: Kind) {
+        let (lamport, vc) = (self.lamport, self.vc.clone());
         let seq = self.seq.stamp(Route::Peer(to));
-        let ch = self.to.entry(to).or_default();
+        let before = self.record(true, kind, to, seq);
         let body = match kind {
-            Kind::Request => {
-                ch.requests += 1;
-                self.report.counts.requests_sent += 1;
-                Body::Request {
-                    to,
-                    seq,
-                    lamport,
-                    vc: vc.clone(),
-                }
-            }
-            Kind::Reply => {
-                ch.replies += 1;
-                self.report.counts.replies_sent += 1;
-                Body::Reply {
-                    to,
-                    seq,
-                    lamport,
-                    vc: vc.clone(),
-                }
-            }
+            Kind::Request => Body::Request {
+                to,
+                seq,
+                lamport,
+                vc,
+            },
+            Kind::Reply => Body::Reply {
+                to,
+                seq,
+                lamport,
+                vc,
+            },
+            Kind::Done => Body::Done {
+                to,
+                seq,
+                lamport,
+                vc,
+                requests: before.requests,
+                replies: before.replies,
+            },
         };
-        self.report.sent.push(Event {
+        self.publish(Route::Peer(to), body);
+    }
+
+    /// Logs and counts one message sent to `peer` (`sent`) or applied from it, with the
+    /// clocks as they are now: the send's stamp, or the receiver's after the receive rule.
+    /// Returns what its channel had carried before it (what a `done` announces or is
+    /// checked against).
+    fn record(&mut self, sent: bool, kind: Kind, peer: PeerId, seq: u64) -> Channel {
+        let me = self.cfg.id;
+        let (from, to, log, channels) = if sent {
+            (me, peer, &mut self.report.sent, &mut self.to)
+        } else {
+            (peer, me, &mut self.report.received, &mut self.from)
+        };
+        log.push(Event {
             kind,
-            from: self.cfg.id,
+            from,
             to,
             seq,
-            lamport,
-            vc,
+            lamport: self.lamport,
+            vc: self.vc.clone(),
         });
-        self.publish(Route::Peer(to), body);
+        self.report.counts.add(kind, sent);
+        let ch = channels.entry(peer).or_default();
+        let before = *ch;
+        ch.add(kind);
+        before
     }
 
     fn publish(&mut self, route: Route, body: Body) {
@@ -224,20 +299,19 @@ impl Process {
     fn request(&mut self) {
         self.tick();
         let request = (self.lamport, self.cfg.id);
-        let vc = self.vc.clone();
         for j in self.peers() {
-            self.send(j, Kind::Request, self.lamport, vc.clone());
+            self.send(j, Kind::Request);
         }
         self.state = State::Wanting {
             request,
-            request_vc: vc,
+            request_vc: self.vc.clone(),
             replies: BTreeSet::new(),
         };
     }
 
     fn reply(&mut self, to: PeerId) {
         self.tick();
-        self.send(to, Kind::Reply, self.lamport, self.vc.clone());
+        self.send(to, Kind::Reply);
     }
 
     fn enter(&mut self, now: Millis, request: (Lamport, PeerId), request_vc: VectorClock) {
@@ -288,18 +362,7 @@ impl Process {
         }
         for j in self.peers() {
             self.tick();
-            let seq = self.seq.stamp(Route::Peer(j));
-            let ch = self.to.get(&j).copied().unwrap_or_default();
-            self.report.counts.done_sent += 1;
-            let body = Body::Done {
-                to: j,
-                seq,
-                lamport: self.lamport,
-                vc: self.vc.clone(),
-                requests: ch.requests,
-                replies: ch.replies,
-            };
-            self.publish(Route::Peer(j), body);
+            self.send(j, Kind::Done);
         }
         self.maybe_finish();
     }
@@ -329,31 +392,23 @@ impl Process {
         self.out.push_back(Output::Finished(report));
     }
 
-    /// Applies one message from `from`, next in its channel's order.
+    /// Applies one message from `from`, next in its channel's order: the receive rule, the
+    /// log and the counts, then what its kind asks.
     fn apply(&mut self, now: Millis, from: PeerId, body: Body) {
-        let (lamport, vc) = match &body {
-            Body::Request { lamport, vc, .. }
-            | Body::Reply { lamport, vc, .. }
-            | Body::Done { lamport, vc, .. } => (*lamport, vc.as_slice()),
-            Body::Report { .. } => return,
+        let Some(Stamp {
+            kind,
+            seq,
+            lamport,
+            vc,
+            ..
+        }) = stamp(&body)
+        else {
+            return;
         };
         self.receive(lamport, vc);
-        let log = |kind, seq, p: &mut Process| {
-            let event = Event {
-                kind,
-                from,
-                to: p.cfg.id,
-                seq,
-                lamport: p.lamport,
-                vc: p.vc.clone(),
-            };
-            p.report.received.push(event);
-        };
+        let before = self.record(false, kind, from, seq);
         match body {
-            Body::Request { seq, lamport, .. } => {
-                log(Kind::Request, seq, self);
-                self.report.counts.requests_received += 1;
-                self.from.entry(from).or_default().requests += 1;
+            Body::Request { lamport, .. } => {
                 let defer = !self.cfg.never_defer
                     && match &self.state {
                         State::Holding { .. } => true,
@@ -366,10 +421,7 @@ impl Process {
                     self.reply(from);
                 }
             }
-            Body::Reply { seq, .. } => {
-                log(Kind::Reply, seq, self);
-                self.report.counts.replies_received += 1;
-                self.from.entry(from).or_default().replies += 1;
+            Body::Reply { .. } => {
                 let State::Wanting {
                     request,
                     request_vc,
@@ -389,9 +441,7 @@ impl Process {
             Body::Done {
                 requests, replies, ..
             } => {
-                self.report.counts.done_received += 1;
-                let ch = self.from.get(&from).copied().unwrap_or_default();
-                if (ch.requests, ch.replies) != (requests, replies) {
+                if (before.requests, before.replies) != (requests, replies) {
                     // Everything before `done` on the channel was applied (FIFO): a
                     // mismatch means the sender miscounted. Counted, the run goes on.
                     self.report.rejected += 1;
@@ -448,13 +498,8 @@ impl StateMachine for Process {
             Err(e) => return self.refuse(e),
         };
         let from = msg.from;
-        let (to, seq, vc_len) = match &msg.body {
-            Body::Request { to, seq, vc, .. }
-            | Body::Reply { to, seq, vc, .. }
-            | Body::Done { to, seq, vc, .. } => (*to, *seq, vc.len()),
-            Body::Report { .. } => {
-                return self.refuse(Rejection::Refused("a report in a process's inbox".into()));
-            }
+        let Some((to, seq, vc_len)) = stamp(&msg.body).map(|s| (s.to, s.seq, s.vc.len())) else {
+            return self.refuse(Rejection::Refused("a report in a process's inbox".into()));
         };
         if from == self.cfg.id || !(1..=self.cfg.processes).contains(&from) {
             return self.refuse(Rejection::Refused(format!("from {from}: not a peer")));

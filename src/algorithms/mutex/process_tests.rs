@@ -226,3 +226,72 @@ fn the_hold_is_a_timeout_and_the_deadline_ends_the_run() {
     assert_eq!(report.outcome, Outcome::DeadlineExpired);
     assert_eq!(report.executions.len(), 1);
 }
+
+/// Every local and receive event of a process ticks its own vector entry once, and the
+/// report logs each — `done` sends and receipts included: the own entries of the logged
+/// events are exactly 1, 2, …, the last (a request's copies share one), so a trace of
+/// the report has no jump.
+#[test]
+fn every_clock_step_is_logged_done_included() {
+    use crate::contract::Route;
+    use crate::sim::{self, SimConfig};
+    use std::collections::BTreeSet;
+    let (n, k) = (3, 2);
+    let machines = (1..=n)
+        .map(|i| (i, Process::new(cfg(i, n, k), 0).expect("valid")))
+        .collect();
+    let route = |_, r| match r {
+        Route::Peer(p) => vec![p],
+        _ => vec![],
+    };
+    let reports: Vec<Report> = sim::run(machines, route, &SimConfig::calm(), 7)
+        .finished
+        .into_values()
+        .map(|r| r.expect("finished"))
+        .collect();
+    for r in &reports {
+        let me = r.id as usize - 1;
+        let mut own: Vec<u64> = r
+            .executions
+            .iter()
+            .flat_map(|x| [x.enter_vc[me], x.exit_vc[me]])
+            .chain(r.sent.iter().chain(&r.received).map(|e| e.vc[me]))
+            .collect::<BTreeSet<u64>>()
+            .into_iter()
+            .collect();
+        let last = own.pop().expect("events");
+        assert_eq!(own, (1..last).collect::<Vec<_>>(), "P{}", r.id);
+        let logged = |log: &[Event], kind| log.iter().filter(|e| e.kind == kind).count() as u64;
+        let c = &r.counts;
+        assert_eq!(c.done_sent, u64::from(n - 1));
+        assert_eq!(
+            (logged(&r.sent, Kind::Done), logged(&r.received, Kind::Done)),
+            (c.done_sent, c.done_received)
+        );
+        assert_eq!(
+            (logged(&r.sent, Kind::Request), logged(&r.sent, Kind::Reply)),
+            (c.requests_sent, c.replies_sent)
+        );
+        assert_eq!(
+            (
+                logged(&r.received, Kind::Request),
+                logged(&r.received, Kind::Reply)
+            ),
+            (c.requests_received, c.replies_received)
+        );
+    }
+    // Each `done` logged at its receiver was logged at its sender, stamped below it.
+    for r in &reports {
+        for got in r.received.iter().filter(|e| e.kind == Kind::Done) {
+            let sender = reports.iter().find(|s| s.id == got.from).expect("sender");
+            let sent = sender
+                .sent
+                .iter()
+                .find(|e| (e.to, e.seq) == (got.to, got.seq))
+                .expect("logged at its sender");
+            assert_eq!(sent.kind, Kind::Done);
+            assert!(sent.lamport < got.lamport);
+            assert!(crate::algorithms::mutex::checks::vc_lt(&sent.vc, &got.vc));
+        }
+    }
+}

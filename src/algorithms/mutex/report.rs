@@ -1,5 +1,6 @@
 //! What a process reports at the end of a run: how it ended, every critical section it
-//! executed with its clocks, and every request and reply it sent and received with theirs.
+//! executed with its clocks, and every message (request, reply, `done`) it sent and
+//! received with theirs.
 //! The checker ([`super::checks`]) works from these reports alone; they travel on the
 //! results route inside a `report` message, hence Serialize and Deserialize.
 
@@ -44,12 +45,16 @@ pub struct Execution {
     pub exit_ms: u64,
 }
 
-/// The algorithm's two counted message kinds.
+/// The algorithm's message kinds as a report logs them. Requests and replies are the
+/// 2(N−1) messages an entry costs; `done` is logged too (it is a send and a receive event:
+/// without it a process's clocks would jump with nothing logged between), but no check
+/// counts it as either.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Request,
     Reply,
+    Done,
 }
 
 impl Kind {
@@ -57,12 +62,18 @@ impl Kind {
         match self {
             Kind::Request => "request",
             Kind::Reply => "reply",
+            Kind::Done => "done",
         }
+    }
+
+    /// A request or a reply: what the algorithm's cost, 2(N−1) per entry, counts.
+    pub fn per_entry(self) -> bool {
+        matches!(self, Kind::Request | Kind::Reply)
     }
 }
 
-/// One request or reply as its sender stamped it (in `sent`) or as its receiver applied
-/// it (in `received`: the clocks after the receive rule).
+/// One message as its sender stamped it (in `sent`) or as its receiver applied it (in
+/// `received`: the clocks after the receive rule).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Event {
@@ -73,6 +84,25 @@ pub struct Event {
     pub seq: u64,
     pub lamport: Lamport,
     pub vc: VectorClock,
+}
+
+impl Event {
+    /// The other end of the message, seen from process `me`.
+    pub fn peer_of(&self, me: PeerId) -> PeerId {
+        if self.from == me { self.to } else { self.from }
+    }
+}
+
+/// Requests and replies of a log, without its `done`s: what the message and clock checks
+/// match, and the print counts.
+pub fn requests_and_replies(events: &[Event]) -> impl Iterator<Item = &Event> {
+    events.iter().filter(|e| e.kind.per_entry())
+}
+
+/// `[3,4,1,0,0]`: a vector clock as the protocol writes it.
+pub fn vc_text(v: &[u64]) -> String {
+    let parts: Vec<String> = v.iter().map(u64::to_string).collect();
+    format!("[{}]", parts.join(","))
 }
 
 /// Messages sent and received, by kind.
@@ -87,6 +117,21 @@ pub struct Counts {
     pub done_received: u64,
     /// Deliveries dropped as duplicates (a redelivery or a re-publish).
     pub duplicates: u64,
+}
+
+impl Counts {
+    /// Counts one message of `kind`, sent by this process (`sent`) or applied by it.
+    pub fn add(&mut self, kind: Kind, sent: bool) {
+        let counter = match (kind, sent) {
+            (Kind::Request, true) => &mut self.requests_sent,
+            (Kind::Reply, true) => &mut self.replies_sent,
+            (Kind::Done, true) => &mut self.done_sent,
+            (Kind::Request, false) => &mut self.requests_received,
+            (Kind::Reply, false) => &mut self.replies_received,
+            (Kind::Done, false) => &mut self.done_received,
+        };
+        *counter += 1;
+    }
 }
 
 /// A process's final report.
