@@ -25,6 +25,17 @@ fn kinds(msgs: &[(Route, Message)]) -> Vec<(Route, &'static str)> {
     msgs.iter().map(|(r, m)| (*r, m.body.kind())).collect()
 }
 
+/// Process 2's first reply to process 1 (its answer to 1's first request), encoded.
+fn first_reply_of_2(vc: Vec<u64>) -> Vec<u8> {
+    let body = Body::Reply {
+        to: 1,
+        seq: 1,
+        lamport: 2,
+        vc,
+    };
+    Message::new("t", 2, body).encode().expect("encodes")
+}
+
 #[test]
 fn configs_are_validated() {
     assert!(cfg(1, 2, 1).validate().is_ok());
@@ -173,17 +184,7 @@ fn a_silent_peer_is_named_after_the_peer_timeout() {
     c.peer_timeout_ms = 100;
     let mut p = Process::new(c, 0).expect("p");
     outputs(&mut p);
-    let reply = Message::new(
-        "t",
-        2,
-        Body::Reply {
-            to: 1,
-            seq: 1,
-            lamport: 2,
-            vc: vec![1, 2, 0],
-        },
-    );
-    p.handle(50, &reply.encode().expect("encodes"))
+    p.handle(50, &first_reply_of_2(vec![1, 2, 0]))
         .expect("reply");
     // Peer 2 spoke at 50: stuck once both are silent for 100 ms.
     assert_eq!(p.next_timeout(), Some(150));
@@ -205,18 +206,7 @@ fn the_hold_is_a_timeout_and_the_deadline_ends_the_run() {
     c.deadline = Some(1_000);
     let mut p = Process::new(c, 0).expect("p");
     outputs(&mut p);
-    let reply = Message::new(
-        "t",
-        2,
-        Body::Reply {
-            to: 1,
-            seq: 1,
-            lamport: 2,
-            vc: vec![1, 2],
-        },
-    );
-    p.handle(10, &reply.encode().expect("encodes"))
-        .expect("reply");
+    p.handle(10, &first_reply_of_2(vec![1, 2])).expect("reply");
     assert!(outputs(&mut p).0.is_empty(), "inside until 40");
     assert_eq!(p.next_timeout(), Some(40));
     p.handle_timeout(40);
