@@ -162,6 +162,93 @@ impl<'de, F: Sender, B: Body> Deserialize<'de> for Envelope<F, B> {
     }
 }
 
+/// Declares an algorithm's message types as a [`Body`]: their version, their size limit
+/// and, where they have them, the checks any receiver can make alone (`check: f`, `f(&body)`).
+/// Their `kind` (also an inherent method, for the algorithm's own logs) is the variant's
+/// name as serde tags it: the enum derives `strum::IntoStaticStr` with
+/// `serialize_all = "snake_case"`, serde's `rename_all` rule, so no protocol writes its
+/// tags twice; its test proves the two agree ([`serde_tags`]). `kind: f` replaces the rule
+/// where a variant names itself otherwise (the snapshot's channel messages, by content).
+///
+/// ```ignore
+/// crate::contract::body!(Body, version: PROTOCOL_VERSION, max_bytes: MAX_BODY_BYTES);
+/// ```
+macro_rules! body {
+    ($body:ty, version: $v:expr, max_bytes: $max:expr $(, kind: $kind:expr)? $(, check: $check:expr)? $(,)?) => {
+        impl $body {
+            /// The `type` field's value, for logs and counters.
+            pub fn kind(&self) -> &'static str {
+                $crate::contract::body!(@kind self $(, $kind)?)
+            }
+        }
+
+        impl $crate::contract::Body for $body {
+            const VERSION: u32 = $v;
+            const MAX_BYTES: usize = $max;
+            fn kind(&self) -> &'static str {
+                <$body>::kind(self)
+            }
+            $(
+                fn check(&self) -> Result<(), $crate::contract::Rejection> {
+                    $check(self)
+                }
+            )?
+        }
+    };
+    (@kind $s:ident) => {
+        $s.into()
+    };
+    (@kind $s:ident, $kind:expr) => {
+        $kind($s)
+    };
+}
+
+pub(crate) use body;
+
+/// A process's report, read from the results route: `take` gets it out of the protocol's
+/// `report` message (or gives the body back: another message has no business there) and
+/// `id` says whose it is. A process reports only for itself: a report whose `from` is
+/// another process is refused.
+pub fn decode_report<B: Body, R>(
+    bytes: &[u8],
+    run: &str,
+    take: impl FnOnce(B) -> Result<R, B>,
+    id: impl Fn(&R) -> super::PeerId,
+) -> Result<R, Rejection> {
+    let msg = Envelope::<super::PeerId, B>::decode(bytes, run)?;
+    match take(msg.body) {
+        Ok(report) if id(&report) == msg.from => Ok(report),
+        Ok(report) => Err(Rejection::Refused(format!(
+            "process {} sent the report of process {}",
+            msg.from,
+            id(&report)
+        ))),
+        Err(other) => Err(Rejection::Refused(format!(
+            "a {} message on the results route",
+            other.kind()
+        ))),
+    }
+}
+
+/// The `type` tags serde reads for `B`, in the order of its variants. Serde keeps its
+/// variant names to itself but for one place, its refusal of an unknown tag ("unknown
+/// variant `?`, expected one of `a`, `b`, …"): the protocols' tests compare them with
+/// strum's names, which are their `kind`s.
+#[cfg(test)]
+pub fn serde_tags<B: DeserializeOwned>() -> Vec<String> {
+    let err = match serde_json::from_str::<B>(r#"{"type":"?"}"#) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("\"?\" is a type tag"),
+    };
+    let expected = err.split(", expected ").nth(1).unwrap_or_default();
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Refuses a body larger than `max` bytes or whose `v` is not `version`.
 pub fn precheck(bytes: &[u8], max: usize, version: u32) -> Result<(), Rejection> {
     if bytes.len() > max {

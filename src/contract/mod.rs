@@ -13,6 +13,7 @@ pub mod fifo;
 pub mod roles;
 
 pub use envelope::{Body, EncodeError, Envelope, Sender};
+pub(crate) use envelope::body;
 
 use std::fmt;
 
