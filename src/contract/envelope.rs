@@ -293,24 +293,42 @@ mod tests {
         ));
     }
 
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(
+        Debug,
+        Clone,
+        PartialEq,
+        Eq,
+        Serialize,
+        Deserialize,
+        strum::IntoStaticStr,
+        strum::VariantNames,
+    )]
     #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+    #[strum(serialize_all = "snake_case")]
     enum Toy {
         Ping { n: u64 },
+        PingBack { n: u64 },
     }
 
-    impl Body for Toy {
-        const VERSION: u32 = 3;
-        const MAX_BYTES: usize = 100;
-        fn kind(&self) -> &'static str {
-            "ping"
+    crate::contract::body!(Toy, version: 3, max_bytes: 100, check: toy_check);
+
+    fn toy_check(toy: &Toy) -> Result<(), Rejection> {
+        match toy {
+            Toy::Ping { n: 0 } => Err(Rejection::Refused("n counts from 1".into())),
+            _ => Ok(()),
         }
-        fn check(&self) -> Result<(), Rejection> {
-            match self {
-                Toy::Ping { n: 0 } => Err(Rejection::Refused("n counts from 1".into())),
-                Toy::Ping { .. } => Ok(()),
-            }
-        }
+    }
+
+    #[test]
+    fn kinds_are_the_serde_tags() {
+        assert_eq!(serde_tags::<Toy>(), ["ping", "ping_back"]);
+        assert_eq!(serde_tags::<Toy>(), <Toy as strum::VariantNames>::VARIANTS);
+        assert_eq!(Toy::PingBack { n: 1 }.kind(), "ping_back");
+        let bytes = Envelope::new("r", 7u32, Toy::PingBack { n: 1 }).encode();
+        assert_eq!(
+            String::from_utf8_lossy(&bytes.expect("encodes")),
+            r#"{"v":3,"run":"r","from":7,"type":"ping_back","n":1}"#
+        );
     }
 
     #[test]

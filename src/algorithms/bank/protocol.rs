@@ -168,7 +168,6 @@ pub type Message = crate::contract::Envelope<(), Body>;
 
 crate::contract::body!(Body, version: PROTOCOL_VERSION, max_bytes: MAX_BODY_BYTES, check: check);
 
-
 /// The amounts and request ids of every operation (a packed message's too), and no
 /// packed message inside a packed one.
 fn check(body: &Body) -> Result<(), Rejection> {

@@ -131,7 +131,6 @@ fn refused(why: impl Into<String>) -> Rejection {
 
 crate::contract::body!(Body, version: PROTOCOL_VERSION, max_bytes: MAX_BODY_BYTES, check: check);
 
-
 /// What any receiver can check alone: ids from 1, product names, a path that starts
 /// at its buyer, has no repeated peer and fits the hop limit, a reply's `via` shorter
 /// than its path.

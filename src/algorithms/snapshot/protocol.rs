@@ -199,7 +199,6 @@ impl crate::contract::Sender for Who {}
 
 crate::contract::body!(Body, version: PROTOCOL_VERSION, max_bytes: MAX_BODY_BYTES, kind: kind);
 
-
 /// A channel message names itself by its content (`transfer`, `marker`, `close`): what the
 /// logs and counters tell apart. Every other message, by its `type`.
 fn kind(body: &Body) -> &'static str {
