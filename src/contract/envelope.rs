@@ -206,26 +206,26 @@ macro_rules! body {
 pub(crate) use body;
 
 /// A process's report, read from the results route: `take` gets it out of the protocol's
-/// `report` message (or gives the body back: another message has no business there) and
+/// `report` message (`None`: another message, which has no business there) and
 /// `id` says whose it is. A process reports only for itself: a report whose `from` is
 /// another process is refused.
 pub fn decode_report<B: Body, R>(
     bytes: &[u8],
     run: &str,
-    take: impl FnOnce(B) -> Result<R, B>,
+    take: impl FnOnce(B) -> Option<R>,
     id: impl Fn(&R) -> super::PeerId,
 ) -> Result<R, Rejection> {
     let msg = Envelope::<super::PeerId, B>::decode(bytes, run)?;
+    let kind = msg.body.kind();
     match take(msg.body) {
-        Ok(report) if id(&report) == msg.from => Ok(report),
-        Ok(report) => Err(Rejection::Refused(format!(
+        Some(report) if id(&report) == msg.from => Ok(report),
+        Some(report) => Err(Rejection::Refused(format!(
             "process {} sent the report of process {}",
             msg.from,
             id(&report)
         ))),
-        Err(other) => Err(Rejection::Refused(format!(
-            "a {} message on the results route",
-            other.kind()
+        None => Err(Rejection::Refused(format!(
+            "a {kind} message on the results route"
         ))),
     }
 }
