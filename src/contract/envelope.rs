@@ -167,7 +167,8 @@ impl<'de, F: Sender, B: Body> Deserialize<'de> for Envelope<F, B> {
 /// Their `kind` (also an inherent method, for the algorithm's own logs) is the variant's
 /// name as serde tags it: the enum derives `strum::IntoStaticStr` with
 /// `serialize_all = "snake_case"`, serde's `rename_all` rule, so no protocol writes its
-/// tags twice; its test proves the two agree ([`serde_tags`]). `kind: f` replaces the rule
+/// tags twice; the test this declares proves the two agree ([`serde_tags`]): the enum
+/// also derives `strum::VariantNames` under `cfg(test)`. `kind: f` replaces the rule
 /// where a variant names itself otherwise (the snapshot's channel messages, by content).
 ///
 /// ```ignore
@@ -193,6 +194,21 @@ macro_rules! body {
                     $check(self)
                 }
             )?
+        }
+
+        /// The proof that every variant's `kind` is its `type` tag (strum's names, which
+        /// are the `kind`s, against serde's).
+        #[cfg(test)]
+        mod kinds {
+            use super::*;
+
+            #[test]
+            fn every_kind_is_its_type_tag() {
+                assert_eq!(
+                    $crate::contract::envelope::serde_tags::<$body>(),
+                    <$body as strum::VariantNames>::VARIANTS
+                );
+            }
         }
     };
     (@kind $s:ident) => {

@@ -72,14 +72,6 @@ pub fn decode_report(bytes: &[u8], run: &str) -> Result<Report, Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_kind_is_its_type_tag() {
-        assert_eq!(
-            crate::contract::envelope::serde_tags::<Body>(),
-            <Body as strum::VariantNames>::VARIANTS
-        );
-    }
     use crate::algorithms::clocks::report::{Counts, Event, EventKind, Outcome};
 
     #[test]
