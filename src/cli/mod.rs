@@ -73,6 +73,31 @@ pub fn usage_error(msg: impl std::fmt::Display) -> ! {
 
 pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
+/// Where a whole point-to-point run goes (`sync-run mutex`, `sync-run clocks`): its id and
+/// which of its processes run in this process ([`peers::plan`]).
+#[derive(Debug, Args)]
+pub struct Placement {
+    /// Run id: names every exchange and queue of the run [default: random].
+    #[arg(long, value_parser = parse_run_id)]
+    pub run_id: Option<String>,
+    /// Run only these process ids here, comma-separated (e.g. 1,2,3); start the others
+    /// with the algorithm's `-process` command, `--run-id R --id K` and the same options
+    /// [default: all of them].
+    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    pub local: Option<Vec<u32>>,
+}
+
+/// One process of a point-to-point run, started alone (`sync-run mutex-process`, …).
+#[derive(Debug, Args)]
+pub struct Joining {
+    /// The run to join (as given to the whole run's `--run-id`).
+    #[arg(long, value_parser = parse_run_id)]
+    pub run_id: String,
+    /// This process's id, 1 to --processes.
+    #[arg(long)]
+    pub id: u32,
+}
+
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Broker URL (the password is never printed). A cluster: several URLs, comma-separated

@@ -4,7 +4,7 @@
 //! one process alone.
 
 use super::session::Session;
-use super::usage_error;
+use super::{Placement, usage_error};
 use crate::broker::peers::{
     Launch, Member, PeerRun, Ran, drive_members, drive_peer, run_and_collect, run_peers,
 };
@@ -18,17 +18,15 @@ use std::time::{Duration, Instant};
 
 /// A run of `processes` peers of `alg` and the ids that run in this process (`--local`,
 /// default all). An id out of range is a usage error; when some run elsewhere, says how
-/// to start them (`alone` is the command that runs one, e.g. `mutex-process`).
+/// to start them (with the algorithm's `-process` command, e.g. `mutex-process`).
 pub fn plan(
     s: &Session,
     alg: &'static str,
-    run_id: Option<String>,
+    place: &Placement,
     processes: u32,
-    local: Option<Vec<u32>>,
-    alone: &str,
 ) -> (PeerRun, Vec<PeerId>) {
-    let run_id = run_id.unwrap_or_else(super::random_run_id);
-    let local: Vec<PeerId> = local.unwrap_or_else(|| (1..=processes).collect());
+    let run_id = place.run_id.clone().unwrap_or_else(super::random_run_id);
+    let local: Vec<PeerId> = (place.local.clone()).unwrap_or_else(|| (1..=processes).collect());
     if let Some(bad) = local.iter().find(|k| !(1..=processes).contains(*k)) {
         usage_error(format!(
             "--local {bad}: process ids are 1 to --processes {processes}"
@@ -36,11 +34,36 @@ pub fn plan(
     }
     if !s.global.json && !s.global.quiet && local.len() < processes as usize {
         eprintln!(
-            "{alg} run {run_id}: processes {local:?} here; start the others with `sync-run {alone} --run-id {run_id} --id K` and the same options"
+            "{alg} run {run_id}: processes {local:?} here; start the others with `sync-run {alg}-process --run-id {run_id} --id K` and the same options"
         );
     }
     let run = PeerRun::numbered(alg, run_id, processes);
     (run, local)
+}
+
+/// A whole run from this process (`sync-run mutex`, `sync-run clocks`): plans it
+/// ([`plan`]), makes the local processes (`machine(run_id, id)`), runs them and reads every
+/// process's report (`decode(delivery, run_id)`) ([`run_local`], whose `Err(exit code)` it
+/// returns).
+pub async fn run_here<M: StateMachine, R>(
+    s: &Session,
+    alg: &'static str,
+    place: &Placement,
+    processes: u32,
+    (timeout, peer_timeout): (Duration, Duration),
+    machine: impl Fn(&str, PeerId) -> M,
+    decode: impl Fn(&[u8], &str) -> Option<(PeerId, R)>,
+) -> Result<(PeerRun, Finished<R>), i32> {
+    let (run, local) = plan(s, alg, place, processes);
+    let machines: Vec<(PeerId, M)> = local
+        .iter()
+        .map(|k| (*k, machine(&run.run_id, *k)))
+        .collect();
+    let f = run_local(s, &run, machines, timeout, peer_timeout, |b| {
+        decode(b, &run.run_id)
+    })
+    .await?;
+    Ok((run, f))
 }
 
 /// The reports of a finished run, sorted by process, and what else was seen.

@@ -162,6 +162,109 @@ impl<'de, F: Sender, B: Body> Deserialize<'de> for Envelope<F, B> {
     }
 }
 
+/// Declares an algorithm's message types as a [`Body`]: their version, their size limit
+/// and, where they have them, the checks any receiver can make alone (`check: f`, `f(&body)`).
+/// Their `kind` (also an inherent method, for the algorithm's own logs) is the variant's
+/// name as serde tags it: the enum derives `strum::IntoStaticStr` with
+/// `serialize_all = "snake_case"`, serde's `rename_all` rule, so no protocol writes its
+/// tags twice; the test this declares proves the two agree ([`serde_tags`]): the enum
+/// also derives `strum::VariantNames` under `cfg(test)`. `kind: f` replaces the rule
+/// where a variant names itself otherwise (the snapshot's channel messages, by content).
+///
+/// ```ignore
+/// crate::contract::body!(Body, version: PROTOCOL_VERSION, max_bytes: MAX_BODY_BYTES);
+/// ```
+macro_rules! body {
+    ($body:ty, version: $v:expr, max_bytes: $max:expr $(, kind: $kind:expr)? $(, check: $check:expr)? $(,)?) => {
+        impl $body {
+            /// The `type` field's value, for logs and counters.
+            pub fn kind(&self) -> &'static str {
+                $crate::contract::body!(@kind self $(, $kind)?)
+            }
+        }
+
+        impl $crate::contract::Body for $body {
+            const VERSION: u32 = $v;
+            const MAX_BYTES: usize = $max;
+            fn kind(&self) -> &'static str {
+                <$body>::kind(self)
+            }
+            $(
+                fn check(&self) -> Result<(), $crate::contract::Rejection> {
+                    $check(self)
+                }
+            )?
+        }
+
+        /// The proof that every variant's `kind` is its `type` tag (strum's names, which
+        /// are the `kind`s, against serde's).
+        #[cfg(test)]
+        mod kinds {
+            use super::*;
+
+            #[test]
+            fn every_kind_is_its_type_tag() {
+                assert_eq!(
+                    $crate::contract::envelope::serde_tags::<$body>(),
+                    <$body as strum::VariantNames>::VARIANTS
+                );
+            }
+        }
+    };
+    (@kind $s:ident) => {
+        $s.into()
+    };
+    (@kind $s:ident, $kind:expr) => {
+        $kind($s)
+    };
+}
+
+pub(crate) use body;
+
+/// A process's report, read from the results route: `take` gets it out of the protocol's
+/// `report` message (`None`: another message, which has no business there) and
+/// `id` says whose it is. A process reports only for itself: a report whose `from` is
+/// another process is refused.
+pub fn decode_report<B: Body, R>(
+    bytes: &[u8],
+    run: &str,
+    take: impl FnOnce(B) -> Option<R>,
+    id: impl Fn(&R) -> super::PeerId,
+) -> Result<R, Rejection> {
+    let msg = Envelope::<super::PeerId, B>::decode(bytes, run)?;
+    let kind = msg.body.kind();
+    match take(msg.body) {
+        Some(report) if id(&report) == msg.from => Ok(report),
+        Some(report) => Err(Rejection::Refused(format!(
+            "process {} sent the report of process {}",
+            msg.from,
+            id(&report)
+        ))),
+        None => Err(Rejection::Refused(format!(
+            "a {kind} message on the results route"
+        ))),
+    }
+}
+
+/// The `type` tags serde reads for `B`, in the order of its variants. Serde keeps its
+/// variant names to itself but for one place, its refusal of an unknown tag ("unknown
+/// variant `?`, expected one of `a`, `b`, …"): the protocols' tests compare them with
+/// strum's names, which are their `kind`s.
+#[cfg(test)]
+pub fn serde_tags<B: DeserializeOwned>() -> Vec<String> {
+    let err = match serde_json::from_str::<B>(r#"{"type":"?"}"#) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("\"?\" is a type tag"),
+    };
+    let expected = err.split(", expected ").nth(1).unwrap_or_default();
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Refuses a body larger than `max` bytes or whose `v` is not `version`.
 pub fn precheck(bytes: &[u8], max: usize, version: u32) -> Result<(), Rejection> {
     if bytes.len() > max {
@@ -206,24 +309,42 @@ mod tests {
         ));
     }
 
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(
+        Debug,
+        Clone,
+        PartialEq,
+        Eq,
+        Serialize,
+        Deserialize,
+        strum::IntoStaticStr,
+        strum::VariantNames,
+    )]
     #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+    #[strum(serialize_all = "snake_case")]
     enum Toy {
         Ping { n: u64 },
+        PingBack { n: u64 },
     }
 
-    impl Body for Toy {
-        const VERSION: u32 = 3;
-        const MAX_BYTES: usize = 100;
-        fn kind(&self) -> &'static str {
-            "ping"
+    crate::contract::body!(Toy, version: 3, max_bytes: 100, check: toy_check);
+
+    fn toy_check(toy: &Toy) -> Result<(), Rejection> {
+        match toy {
+            Toy::Ping { n: 0 } => Err(Rejection::Refused("n counts from 1".into())),
+            _ => Ok(()),
         }
-        fn check(&self) -> Result<(), Rejection> {
-            match self {
-                Toy::Ping { n: 0 } => Err(Rejection::Refused("n counts from 1".into())),
-                Toy::Ping { .. } => Ok(()),
-            }
-        }
+    }
+
+    #[test]
+    fn kinds_are_the_serde_tags() {
+        assert_eq!(serde_tags::<Toy>(), ["ping", "ping_back"]);
+        assert_eq!(serde_tags::<Toy>(), <Toy as strum::VariantNames>::VARIANTS);
+        assert_eq!(Toy::PingBack { n: 1 }.kind(), "ping_back");
+        let bytes = Envelope::new("r", 7u32, Toy::PingBack { n: 1 }).encode();
+        assert_eq!(
+            String::from_utf8_lossy(&bytes.expect("encodes")),
+            r#"{"v":3,"run":"r","from":7,"type":"ping_back","n":1}"#
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod envelope;
 pub mod fifo;
 pub mod roles;
 
+pub(crate) use envelope::body;
 pub use envelope::{Body, EncodeError, Envelope, Sender};
 
 use std::fmt;

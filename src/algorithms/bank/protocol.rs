@@ -70,8 +70,10 @@ pub struct Last {
 }
 
 /// The message types.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
+#[cfg_attr(test, derive(strum::VariantNames))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[strum(serialize_all = "snake_case")]
 pub enum Body {
     /// A customer's call to `branch`.
     Request { branch: PeerId, op: Operation },
@@ -160,73 +162,45 @@ impl Report {
     }
 }
 
-impl Body {
-    /// The `type` field's value, for logs and counters.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Body::Request { .. } => "request",
-            Body::Reply { .. } => "reply",
-            Body::Order { .. } => "order",
-            Body::Ordered { .. } => "ordered",
-            Body::Sync { .. } => "sync",
-            Body::State { .. } => "state",
-            Body::Done { .. } => "done",
-            Body::Go { .. } => "go",
-            Body::End { .. } => "end",
-            Body::Propagate { .. } => "propagate",
-            Body::Fin { .. } => "fin",
-            Body::Report { .. } => "report",
-            Body::Packed { .. } => "packed",
-        }
-    }
-}
-
 /// A whole message as it travels: the shared envelope ([`crate::contract::Envelope`]),
 /// with no `from` (a message says who it concerns in its body: `branch`, `customer`).
 pub type Message = crate::contract::Envelope<(), Body>;
 
-impl crate::contract::Body for Body {
-    const VERSION: u32 = PROTOCOL_VERSION;
-    const MAX_BYTES: usize = MAX_BODY_BYTES;
+crate::contract::body!(Body, version: PROTOCOL_VERSION, max_bytes: MAX_BODY_BYTES, check: check);
 
-    fn kind(&self) -> &'static str {
-        Body::kind(self)
-    }
-
-    /// The amounts and request ids of every operation (a packed message's too), and no
-    /// packed message inside a packed one.
-    fn check(&self) -> Result<(), Rejection> {
-        let inner: &[Body] = match self {
-            Body::Packed { bodies } => bodies,
-            b => std::slice::from_ref(b),
+/// The amounts and request ids of every operation (a packed message's too), and no
+/// packed message inside a packed one.
+fn check(body: &Body) -> Result<(), Rejection> {
+    let inner: &[Body] = match body {
+        Body::Packed { bodies } => bodies,
+        b => std::slice::from_ref(b),
+    };
+    for b in inner {
+        let op = match b {
+            Body::Request { op, .. }
+            | Body::Order { op, .. }
+            | Body::Ordered { op, .. }
+            | Body::Propagate { op, .. } => Some(op),
+            Body::Packed { .. } => {
+                return Err(Rejection::Refused(
+                    "a packed message inside a packed one".into(),
+                ));
+            }
+            _ => None,
         };
-        for b in inner {
-            let op = match b {
-                Body::Request { op, .. }
-                | Body::Order { op, .. }
-                | Body::Ordered { op, .. }
-                | Body::Propagate { op, .. } => Some(op),
-                Body::Packed { .. } => {
-                    return Err(Rejection::Refused(
-                        "a packed message inside a packed one".into(),
-                    ));
-                }
-                _ => None,
-            };
-            if let Some(op) = op {
-                if op.money > MAX_MONEY {
-                    return Err(Rejection::Refused(format!(
-                        "an amount of {} exceeds {MAX_MONEY}",
-                        op.money
-                    )));
-                }
-                if op.req == 0 {
-                    return Err(Rejection::Refused("request ids start at 1".into()));
-                }
+        if let Some(op) = op {
+            if op.money > MAX_MONEY {
+                return Err(Rejection::Refused(format!(
+                    "an amount of {} exceeds {MAX_MONEY}",
+                    op.money
+                )));
+            }
+            if op.req == 0 {
+                return Err(Rejection::Refused("request ids start at 1".into()));
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 impl Body {

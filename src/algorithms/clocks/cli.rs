@@ -2,7 +2,7 @@
 //! `sync-run clocks-process` (one process alone, on any machine).
 
 use super::process::MAX_PROCESSES;
-use crate::cli::{parse_duration, parse_duration_or_zero, parse_run_id, parse_svg_path};
+use crate::cli::{Joining, Placement, parse_duration, parse_duration_or_zero, parse_svg_path};
 use clap::Args;
 use std::time::Duration;
 
@@ -49,13 +49,8 @@ fn parse_probability(s: &str) -> Result<f64, String> {
 pub struct ClocksArgs {
     #[command(flatten)]
     pub shape: Shape,
-    /// Run id: names every exchange and queue of the run [default: random].
-    #[arg(long, value_parser = parse_run_id)]
-    pub run_id: Option<String>,
-    /// Run only these process ids here, comma-separated; start the others with
-    /// `sync-run clocks-process --run-id R --id K ...` [default: all of them].
-    #[arg(long, value_delimiter = ',', value_name = "IDS")]
-    pub local: Option<Vec<u32>>,
+    #[command(flatten)]
+    pub place: Placement,
     /// Write the space-time diagram (a lane per process, an arrow per message, both
     /// clocks at every event) to this SVG file.
     #[arg(long, value_parser = parse_svg_path)]
@@ -66,12 +61,8 @@ pub struct ClocksArgs {
 pub struct ProcessArgs {
     #[command(flatten)]
     pub shape: Shape,
-    /// The run to join (as given to `sync-run clocks --run-id`).
-    #[arg(long, value_parser = parse_run_id)]
-    pub run_id: String,
-    /// This process's id, 1 to --processes.
-    #[arg(long)]
-    pub id: u32,
+    #[command(flatten)]
+    pub join: Joining,
 }
 
 impl Shape {

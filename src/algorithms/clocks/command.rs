@@ -50,36 +50,14 @@ fn process(run_id: &str, id: PeerId, s: &Shape) -> Process {
 /// the results queue, the checks.
 pub async fn run(s: &Session, a: &ClocksArgs) -> i32 {
     let shape = &a.shape;
-    let (run, local) = peers::plan(
-        s,
-        "clocks",
-        a.run_id.clone(),
-        shape.processes,
-        a.local.clone(),
-        "clocks-process",
-    );
-    let machines: Vec<(PeerId, Process)> = local
-        .iter()
-        .map(|k| (*k, process(&run.run_id, *k, shape)))
-        .collect();
-    let decode = |b: &[u8]| {
-        protocol::decode_report(b, &run.run_id)
-            .ok()
-            .map(|r| (r.id, r))
-    };
-    let f = match peers::run_local(
-        s,
-        &run,
-        machines,
-        shape.timeout,
-        shape.peer_timeout(),
-        decode,
-    )
-    .await
-    {
-        Ok(f) => f,
-        Err(code) => return code,
-    };
+    let decode = |b: &[u8], run: &str| protocol::decode_report(b, run).ok().map(|r| (r.id, r));
+    let limits = (shape.timeout, shape.peer_timeout());
+    let make = |run: &str, k| process(run, k, shape);
+    let (run, f) =
+        match peers::run_here(s, "clocks", &a.place, shape.processes, limits, make, decode).await {
+            Ok(done) => done,
+            Err(code) => return code,
+        };
     let reports: Vec<Report> = f.reports;
     let verdict = checks::verify(&reports, shape.processes, shape.events);
     let code = s.or_signal(verdict.exit_code());
@@ -119,13 +97,13 @@ pub async fn run(s: &Session, a: &ClocksArgs) -> i32 {
 /// `sync-run clocks-process`: one process; prints its own events and how it ended. The
 /// verdict is rendered by `sync-run clocks`, which reads every process's report.
 pub async fn process_alone(s: &Session, a: &ProcessArgs) -> i32 {
-    let run = PeerRun::numbered("clocks", a.run_id.clone(), a.shape.processes);
-    let p = process(&a.run_id, a.id, &a.shape);
+    let run = PeerRun::numbered("clocks", a.join.run_id.clone(), a.shape.processes);
+    let p = process(&a.join.run_id, a.join.id, &a.shape);
     let how = peers::Alone {
         schema: "sync-run/clocks-process/v1",
         completed: &|r: &Report| r.outcome == Outcome::Completed,
         events: &|r: &Report| print::events(std::slice::from_ref(r)),
         outcome: &|r: &Report| format!("{:?}", r.outcome),
     };
-    peers::alone(s, &run, a.id, p, how).await
+    peers::alone(s, &run, a.join.id, p, how).await
 }

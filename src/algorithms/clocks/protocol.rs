@@ -33,8 +33,10 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// What a message says, tagged by `type`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
+#[cfg_attr(test, derive(strum::VariantNames))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[strum(serialize_all = "snake_case")]
 pub enum Body {
     /// An application message: the send event's clocks, on channel `from → to`.
     Msg {
@@ -51,43 +53,20 @@ pub enum Body {
     Report { report: Report },
 }
 
-impl Body {
-    /// The `type` field's value, for logs and counters.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Body::Msg { .. } => "msg",
-            Body::Done { .. } => "done",
-            Body::Report { .. } => "report",
-        }
-    }
-}
-
 /// A whole message as it travels: the shared envelope ([`crate::contract::Envelope`]),
 /// `from` the sending process.
 pub type Message = crate::contract::Envelope<PeerId, Body>;
 
-impl crate::contract::Body for Body {
-    const VERSION: u32 = PROTOCOL_VERSION;
-    const MAX_BYTES: usize = MAX_BODY_BYTES;
-    fn kind(&self) -> &'static str {
-        Body::kind(self)
-    }
-}
+crate::contract::body!(Body, version: PROTOCOL_VERSION, max_bytes: MAX_BODY_BYTES);
 
-/// Reads a process's report from a delivery on the results queue.
+/// Reads a process's report from a delivery on the results route: only a process's
+/// report of itself.
 pub fn decode_report(bytes: &[u8], run: &str) -> Result<Report, Rejection> {
-    let msg = Message::decode(bytes, run)?;
-    match msg.body {
-        Body::Report { report } if report.id == msg.from => Ok(report),
-        Body::Report { report } => Err(Rejection::Refused(format!(
-            "process {} sent the report of process {}",
-            msg.from, report.id
-        ))),
-        other => Err(Rejection::Refused(format!(
-            "a {} message on the results queue",
-            other.kind()
-        ))),
-    }
+    let take = |b| match b {
+        Body::Report { report } => Some(report),
+        _ => None,
+    };
+    crate::contract::envelope::decode_report(bytes, run, take, |r: &Report| r.id)
 }
 
 #[cfg(test)]

@@ -61,8 +61,10 @@ pub enum Sender {
 }
 
 /// The message types. See docs/PROTOCOL.md for who publishes and consumes each.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
+#[cfg_attr(test, derive(strum::VariantNames))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[strum(serialize_all = "snake_case")]
 pub enum Body {
     /// Worker → master (direct exchange, key `master`). Re-sent until `start` arrives.
     Join { worker: WorkerId },
@@ -123,23 +125,6 @@ pub enum Body {
     /// Batches do not nest. Each part is decoded and checked exactly as a message on its
     /// own ([`Part::decode`]): a bad part is rejected and counted, the others are kept.
     Batch { messages: Vec<Part> },
-}
-
-impl Body {
-    /// The `type` field's value, for logs and counters.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Body::Join { .. } => "join",
-            Body::Start { .. } => "start",
-            Body::Grant { .. } => "grant",
-            Body::Append { .. } => "append",
-            Body::Evict { .. } => "evict",
-            Body::End { .. } => "end",
-            Body::Abort { .. } => "abort",
-            Body::Result { .. } => "result",
-            Body::Batch { .. } => "batch",
-        }
-    }
 }
 
 pub use crate::contract::{QueueType, Topology};
@@ -207,13 +192,7 @@ pub type Message = crate::contract::Envelope<Sender, Body>;
 
 impl crate::contract::Sender for Sender {}
 
-impl crate::contract::Body for Body {
-    const VERSION: u32 = PROTOCOL_VERSION;
-    const MAX_BYTES: usize = MAX_BODY_BYTES;
-    fn kind(&self) -> &'static str {
-        Body::kind(self)
-    }
-}
+crate::contract::body!(Body, version: PROTOCOL_VERSION, max_bytes: MAX_BODY_BYTES);
 
 /// Decodes and checks, in this order: the size, the version (before the shape: a v2
 /// message may have fields v1 does not know), the shape (no unknown fields at any

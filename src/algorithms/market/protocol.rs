@@ -43,8 +43,10 @@ pub const MAX_HOPS: u32 = 1000;
 pub const CLERK: &str = "clerk";
 
 /// The message types.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
+#[cfg_attr(test, derive(strum::VariantNames))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[strum(serialize_all = "snake_case")]
 #[allow(clippy::large_enum_variant)]
 pub enum Body {
     /// Who sells `product`? `path`: the buyer first, then every peer that forwarded it, the
@@ -119,23 +121,6 @@ impl Report {
     }
 }
 
-impl Body {
-    /// The `type` field's value, for logs and counters.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Body::Lookup { .. } => "lookup",
-            Body::Reply { .. } => "reply",
-            Body::Buy { .. } => "buy",
-            Body::Answer { .. } => "answer",
-            Body::Ready { .. } => "ready",
-            Body::Open => "open",
-            Body::Done { .. } => "done",
-            Body::Close { .. } => "close",
-            Body::Report { .. } => "report",
-        }
-    }
-}
-
 /// A whole message as it travels: the shared envelope ([`crate::contract::Envelope`]),
 /// with no `from` (a message's path and ids say who it concerns).
 pub type Message = crate::contract::Envelope<(), Body>;
@@ -144,72 +129,65 @@ fn refused(why: impl Into<String>) -> Rejection {
     Rejection::Refused(why.into())
 }
 
-impl crate::contract::Body for Body {
-    const VERSION: u32 = PROTOCOL_VERSION;
-    const MAX_BYTES: usize = MAX_BODY_BYTES;
+crate::contract::body!(Body, version: PROTOCOL_VERSION, max_bytes: MAX_BODY_BYTES, check: check);
 
-    fn kind(&self) -> &'static str {
-        Body::kind(self)
-    }
-
-    /// What any receiver can check alone: ids from 1, product names, a path that starts
-    /// at its buyer, has no repeated peer and fits the hop limit, a reply's `via` shorter
-    /// than its path.
-    fn check(&self) -> Result<(), Rejection> {
-        match self {
-            Body::Lookup {
-                id,
-                product,
-                hops,
-                path,
-            } => {
-                check_id(id)?;
-                check_product(product).map_err(refused)?;
-                check_path(id, path)?;
-                if *hops as usize + path.len() > MAX_HOPS as usize {
-                    return Err(refused(format!("a hop count beyond {MAX_HOPS}")));
-                }
+/// What any receiver can check alone: ids from 1, product names, a path that starts
+/// at its buyer, has no repeated peer and fits the hop limit, a reply's `via` shorter
+/// than its path.
+fn check(body: &Body) -> Result<(), Rejection> {
+    match body {
+        Body::Lookup {
+            id,
+            product,
+            hops,
+            path,
+        } => {
+            check_id(id)?;
+            check_product(product).map_err(refused)?;
+            check_path(id, path)?;
+            if *hops as usize + path.len() > MAX_HOPS as usize {
+                return Err(refused(format!("a hop count beyond {MAX_HOPS}")));
             }
-            Body::Reply {
-                id,
-                product,
-                path,
-                via,
-                ..
-            } => {
-                check_id(id)?;
-                check_product(product).map_err(refused)?;
-                check_path(id, path)?;
-                if via.len() >= path.len() {
-                    return Err(refused("a reply that has passed more peers than its path"));
-                }
-            }
-            Body::Buy {
-                req,
-                product,
-                lookup,
-                ..
-            } => {
-                check_id(lookup)?;
-                check_product(product).map_err(refused)?;
-                if *req == 0 {
-                    return Err(refused("request ids start at 1"));
-                }
-            }
-            Body::Answer { req, product, .. } => {
-                check_product(product).map_err(refused)?;
-                if *req == 0 {
-                    return Err(refused("request ids start at 1"));
-                }
-            }
-            Body::Ready { .. }
-            | Body::Open
-            | Body::Done { .. }
-            | Body::Close { .. }
-            | Body::Report { .. } => {}
         }
-        Ok(())
+        Body::Reply {
+            id,
+            product,
+            path,
+            via,
+            ..
+        } => {
+            check_id(id)?;
+            check_product(product).map_err(refused)?;
+            check_path(id, path)?;
+            if via.len() >= path.len() {
+                return Err(refused("a reply that has passed more peers than its path"));
+            }
+        }
+        Body::Buy {
+            req,
+            product,
+            lookup,
+            ..
+        } => {
+            check_id(lookup)?;
+            check_product(product).map_err(refused)?;
+            if *req == 0 {
+                return Err(refused("request ids start at 1"));
+            }
+        }
+        Body::Answer { req, product, .. } => {
+            check_product(product).map_err(refused)?;
+            if *req == 0 {
+                return Err(refused("request ids start at 1"));
+            }
+        }
+        Body::Ready { .. }
+        | Body::Open
+        | Body::Done { .. }
+        | Body::Close { .. }
+        | Body::Report { .. } => {}
     }
+    Ok(())
 }
 
 fn check_id(id: &LookupId) -> Result<(), Rejection> {

@@ -1,7 +1,7 @@
 //! The options of `sync-run mutex` (a whole run, or some of its processes, here) and
 //! `sync-run mutex-process` (one process alone, on any machine).
 
-use crate::cli::{parse_duration, parse_duration_or_zero, parse_run_id, parse_svg_path};
+use crate::cli::{Joining, Placement, parse_duration, parse_duration_or_zero, parse_svg_path};
 use clap::Args;
 use std::time::Duration;
 
@@ -34,13 +34,8 @@ pub struct Shape {
 pub struct MutexArgs {
     #[command(flatten)]
     pub shape: Shape,
-    /// Run id: names every exchange and queue of the run [default: random].
-    #[arg(long, value_parser = parse_run_id)]
-    pub run_id: Option<String>,
-    /// Run only these process ids here, comma-separated (e.g. 1,2,3); start the others
-    /// with `sync-run mutex-process --run-id R --id K ...` [default: all of them].
-    #[arg(long, value_delimiter = ',', value_name = "IDS")]
-    pub local: Option<Vec<u32>>,
+    #[command(flatten)]
+    pub place: Placement,
     /// Write the space-time diagram (a lane per process, an arrow per message, a bar per
     /// critical section) to this SVG file.
     #[arg(long, value_parser = parse_svg_path)]
@@ -51,12 +46,8 @@ pub struct MutexArgs {
 pub struct ProcessArgs {
     #[command(flatten)]
     pub shape: Shape,
-    /// The run to join (as given to `sync-run mutex --run-id`).
-    #[arg(long, value_parser = parse_run_id)]
-    pub run_id: String,
-    /// This process's id, 1 to --processes.
-    #[arg(long)]
-    pub id: u32,
+    #[command(flatten)]
+    pub join: Joining,
 }
 
 /// `sync-run bench mutex`.

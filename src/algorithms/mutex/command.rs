@@ -48,29 +48,14 @@ fn config(run_id: &str, id: PeerId, s: &Shape) -> ProcessConfig {
 /// the results queue, the five checks.
 pub async fn run(s: &Session, a: &MutexArgs) -> i32 {
     let shape = &a.shape;
-    let (run, local) = peers::plan(
-        s,
-        "mutex",
-        a.run_id.clone(),
-        shape.processes,
-        a.local.clone(),
-        "mutex-process",
-    );
-    let machines: Vec<(PeerId, Process)> = local
-        .iter()
-        .map(|k| (*k, process(&run.run_id, *k, shape)))
-        .collect();
-    let decode = |b: &[u8]| {
-        protocol::decode_report(b, &run.run_id)
-            .ok()
-            .map(|r| (r.id, r))
-    };
-    let f = match peers::run_local(s, &run, machines, shape.timeout, shape.peer_timeout, decode)
-        .await
-    {
-        Ok(f) => f,
-        Err(code) => return code,
-    };
+    let decode = |b: &[u8], run: &str| protocol::decode_report(b, run).ok().map(|r| (r.id, r));
+    let limits = (shape.timeout, shape.peer_timeout);
+    let make = |run: &str, k| process(run, k, shape);
+    let (run, f) =
+        match peers::run_here(s, "mutex", &a.place, shape.processes, limits, make, decode).await {
+            Ok(done) => done,
+            Err(code) => return code,
+        };
     let reports: Vec<Report> = f.reports;
     let verdict = super::verify(&reports, shape.processes, shape.entries);
     let code = s.or_signal(verdict.exit_code());
@@ -124,15 +109,15 @@ pub async fn run(s: &Session, a: &MutexArgs) -> i32 {
 /// `sync-run mutex-process`: one process; prints its own events and how it ended. The
 /// verdict is rendered by `sync-run mutex`, which reads every process's report.
 pub async fn process_alone(s: &Session, a: &ProcessArgs) -> i32 {
-    let run = PeerRun::numbered("mutex", a.run_id.clone(), a.shape.processes);
-    let p = process(&a.run_id, a.id, &a.shape);
+    let run = PeerRun::numbered("mutex", a.join.run_id.clone(), a.shape.processes);
+    let p = process(&a.join.run_id, a.join.id, &a.shape);
     let how = peers::Alone {
         schema: "sync-run/mutex-process/v1",
         completed: &|r: &Report| r.outcome == Outcome::Completed,
         events: &|r: &Report| print::events(std::slice::from_ref(r)),
         outcome: &|r: &Report| format!("{:?}", r.outcome),
     };
-    peers::alone(s, &run, a.id, p, how).await
+    peers::alone(s, &run, a.join.id, p, how).await
 }
 
 /// `sync-run bench mutex`.

@@ -29,8 +29,10 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// The message types.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
+#[cfg_attr(test, derive(strum::VariantNames))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[strum(serialize_all = "snake_case")]
 pub enum Body {
     /// "May I enter?" Its timestamp is `(lamport, from)`: the older request wins.
     Request {
@@ -62,47 +64,20 @@ pub enum Body {
     Report { report: Report },
 }
 
-impl Body {
-    /// The `type` field's value, for logs and counters.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Body::Request { .. } => "request",
-            Body::Reply { .. } => "reply",
-            Body::Done { .. } => "done",
-            Body::Report { .. } => "report",
-        }
-    }
-}
-
 /// A whole message as it travels: the shared envelope ([`crate::contract::Envelope`]),
 /// `from` the sending process.
 pub type Message = crate::contract::Envelope<PeerId, Body>;
 
-impl crate::contract::Body for Body {
-    const VERSION: u32 = PROTOCOL_VERSION;
-    const MAX_BYTES: usize = MAX_BODY_BYTES;
-    fn kind(&self) -> &'static str {
-        Body::kind(self)
-    }
-}
+crate::contract::body!(Body, version: PROTOCOL_VERSION, max_bytes: MAX_BODY_BYTES);
 
-/// Decodes a `report` message from the results route (for the runner and the tests).
+/// Reads a process's report from a delivery on the results route: only a process's
+/// report of itself.
 pub fn decode_report(bytes: &[u8], run: &str) -> Result<Report, Rejection> {
-    match Message::decode(bytes, run)? {
-        Message {
-            from,
-            body: Body::Report { report },
-            ..
-        } if report.id == from => Ok(report),
-        Message {
-            body: Body::Report { .. },
-            ..
-        } => Err(Rejection::Refused("a report for another process".into())),
-        m => Err(Rejection::Refused(format!(
-            "a {} on the results route",
-            m.body.kind()
-        ))),
-    }
+    let take = |b| match b {
+        Body::Report { report } => Some(report),
+        _ => None,
+    };
+    crate::contract::envelope::decode_report(bytes, run, take, |r: &Report| r.id)
 }
 
 #[cfg(test)]

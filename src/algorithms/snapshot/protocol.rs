@@ -86,8 +86,10 @@ pub struct Auto {
 }
 
 /// The message types.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
+#[cfg_attr(test, derive(strum::VariantNames))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[strum(serialize_all = "snake_case")]
 pub enum Body {
     // ---- node → node -------------------------------------------------------------
     /// A message on the channel from the sender to `to`.
@@ -189,49 +191,24 @@ pub enum Body {
     Report { report: NodeReport },
 }
 
-impl Body {
-    /// The `type` field's value, for logs and counters.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Body::Channel { content, .. } => match content {
-                Content::Transfer { .. } => "transfer",
-                Content::Marker { .. } => "marker",
-                Content::Close => "close",
-            },
-            Body::Create { .. } => "create",
-            Body::Join { .. } => "join",
-            Body::Send { .. } => "send",
-            Body::Receive { .. } => "receive",
-            Body::Start { .. } => "start",
-            Body::Stop { .. } => "stop",
-            Body::Done { .. } => "done",
-            Body::Sent { .. } => "sent",
-            Body::Received { .. } => "received",
-            Body::Idle => "idle",
-            Body::BeginAt { .. } => "begin_at",
-            Body::CollectAll { .. } => "collect_all",
-            Body::Begin { .. } => "begin",
-            Body::Collect { .. } => "collect",
-            Body::Began { .. } => "began",
-            Body::State { .. } => "state",
-            Body::Started { .. } => "started",
-            Body::Collected { .. } => "collected",
-            Body::Report { .. } => "report",
-        }
-    }
-}
-
 /// A whole message as it travels: the shared envelope ([`crate::contract::Envelope`]),
 /// `from` a node's id or a role.
 pub type Message = crate::contract::Envelope<Who, Body>;
 
 impl crate::contract::Sender for Who {}
 
-impl crate::contract::Body for Body {
-    const VERSION: u32 = PROTOCOL_VERSION;
-    const MAX_BYTES: usize = MAX_BODY_BYTES;
-    fn kind(&self) -> &'static str {
-        Body::kind(self)
+crate::contract::body!(Body, version: PROTOCOL_VERSION, max_bytes: MAX_BODY_BYTES, kind: kind);
+
+/// A channel message names itself by its content (`transfer`, `marker`, `close`): what the
+/// logs and counters tell apart. Every other message, by its `type`.
+fn kind(body: &Body) -> &'static str {
+    match body {
+        Body::Channel { content, .. } => match content {
+            Content::Transfer { .. } => "transfer",
+            Content::Marker { .. } => "marker",
+            Content::Close => "close",
+        },
+        b => b.into(),
     }
 }
 
