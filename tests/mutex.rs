@@ -155,7 +155,7 @@ async fn junk_on_an_inbox_is_rejected_counted_and_the_run_goes_on() {
     let junk: Vec<Vec<u8>> = vec![
         b"{not json".to_vec(),
         br#"{"v":99,"run":"x","type":"request"}"#.to_vec(),
-        br#"{"v":1,"run":"other-run","type":"request","from":2,"to":1,"seq":1,"lamport":1,"vc":[0,1,0]}"#.to_vec(),
+        br#"{"v":2,"run":"other-run","type":"request","from":2,"to":1,"seq":1,"lamport":1,"vc":[0,1,0]}"#.to_vec(),
     ];
     for body in &junk {
         ch.basic_publish(

@@ -2,7 +2,7 @@
 //! `run`, the sender `from` and an explicit `type`.
 //!
 //! ```json
-//! {"v":1,"run":"r1","from":2,"type":"request","to":3,"seq":1,"lamport":7,"vc":[3,4,1]}
+//! {"v":2,"run":"r1","from":2,"type":"request","to":3,"seq":1,"lamport":7,"vc":[3,4,1]}
 //! ```
 //!
 //! `request`, `reply` and `done` travel point to point (`Route::Peer(to)`) and carry the
@@ -19,8 +19,10 @@ use super::report::Report;
 use crate::contract::{PeerId, Rejection};
 use serde::{Deserialize, Serialize};
 
-/// Protocol version carried in every message (`"v": 1`).
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Protocol version carried in every message (`"v": 2`). Version 2 logs `done` events in
+/// the report (`kind: "done"`), which a version 1 reader refuses: a participant of either
+/// version refuses the other's messages as another version, both numbers named.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest body accepted. A report logs every request and reply a process sent and
 /// received with its vector clock: at N = 64 and K = 16 about 2 × 2 × 63 × 16 records of
@@ -85,7 +87,7 @@ mod tests {
     use super::*;
 
     const EXAMPLE: &str =
-        r#"{"v":1,"run":"r1","from":2,"type":"request","to":3,"seq":1,"lamport":7,"vc":[3,4,1]}"#;
+        r#"{"v":2,"run":"r1","from":2,"type":"request","to":3,"seq":1,"lamport":7,"vc":[3,4,1]}"#;
 
     #[test]
     fn the_documented_example_round_trips() {
