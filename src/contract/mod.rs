@@ -21,6 +21,12 @@ use std::fmt;
 /// process started; the simulator uses virtual time). The core never reads a clock.
 pub type Millis = u64;
 
+/// The earliest of a machine's optional deadlines (its own timer, the run's deadline…):
+/// what [`StateMachine::next_timeout`] answers, `None` when none is set.
+pub fn earliest(deadlines: impl IntoIterator<Item = Option<Millis>>) -> Option<Millis> {
+    deadlines.into_iter().flatten().min()
+}
+
 /// A participant's id within a run (a worker's id, a process's number).
 pub type PeerId = u32;
 
