@@ -130,6 +130,24 @@ pub struct Start<E> {
     pub ready: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
+/// [`drive`] for the common start: a participant that opens its own link, tells no one
+/// when it is up and reports no progress (a list worker, a point-to-point peer).
+pub async fn drive_fresh<M: StateMachine, E: Endpoint>(
+    broker: &Broker,
+    role: E,
+    m: M,
+    t0: Instant,
+    shutdown: Shutdown,
+    cleanup: impl Fn(&M, &Result<M::Finished, BrokerError>) -> E::Cleanup,
+) -> Result<M::Finished, BrokerError> {
+    let start = Start {
+        role,
+        link: None,
+        ready: None,
+    };
+    drive(broker, start, m, t0, shutdown, |_| {}, cleanup).await
+}
+
 /// Drives one state machine against the broker until it finishes, reconnecting with
 /// exponential backoff when the connection drops (until the machine's own deadline), then
 /// deletes what `cleanup` names.

@@ -17,7 +17,7 @@
 //! ([`PeerRun::links`], the market) a peer declares its own inbox and its neighbours'
 //! only, and whoever starts the run declares every inbox first.
 
-use super::drive::{Start, drive};
+use super::drive::drive_fresh;
 use super::error::{BrokerError, Context};
 use super::wiring::{Consume, Endpoint, Exchange, ExchangeKind, Queue, Wiring};
 use super::{Broker, Link, Shutdown, bounded, close_quietly, connect, op_limit, open_channel};
@@ -345,26 +345,13 @@ pub async fn drive_member<M: StateMachine>(
     shutdown: Shutdown,
     clean: impl Fn(&Result<M::Finished, BrokerError>) -> bool,
 ) -> Result<M::Finished, BrokerError> {
-    let start = Start {
-        role: run.member(id),
-        link: None,
-        ready: None,
-    };
-    drive(
-        broker,
-        start,
-        m,
-        t0,
-        shutdown,
-        |_| {},
-        |_, r| {
-            if clean(r) {
-                PeerCleanup::OwnInbox
-            } else {
-                PeerCleanup::Nothing
-            }
-        },
-    )
+    drive_fresh(broker, run.member(id), m, t0, shutdown, |_, r| {
+        if clean(r) {
+            PeerCleanup::OwnInbox
+        } else {
+            PeerCleanup::Nothing
+        }
+    })
     .await
 }
 

@@ -21,6 +21,12 @@ use std::fmt;
 /// process started; the simulator uses virtual time). The core never reads a clock.
 pub type Millis = u64;
 
+/// The earliest of a machine's optional deadlines (its own timer, the run's deadline…):
+/// what [`StateMachine::next_timeout`] answers, `None` when none is set.
+pub fn earliest(deadlines: impl IntoIterator<Item = Option<Millis>>) -> Option<Millis> {
+    deadlines.into_iter().flatten().min()
+}
+
 /// A participant's id within a run (a worker's id, a process's number).
 pub type PeerId = u32;
 
@@ -50,74 +56,60 @@ pub enum Route {
 /// chooses to take it (the snapshot's channels), and a lost connection gives it all back.
 pub type HoldId = u64;
 
-/// How [`Route::Broadcast`] reaches its readers on the broker. Every participant of a run
-/// must use the same one (the list agreement's `start` announces it).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Topology {
-    /// One classic queue per worker, bound to the fanout: the broker stores and delivers a
-    /// copy per worker, and deletes it once acknowledged. The default: it works with any
-    /// RabbitMQ 3.x and at N=1000 within a stock broker's 1024 file descriptors.
-    #[default]
-    Queues,
-    /// One stream (`sync-run.R.log`) bound to the fanout: stored once, read by every worker
-    /// from its first message. Reading does not consume, so a reconnecting worker simply
-    /// reads it again from the start. Faster to start (no queue to create per worker:
-    /// N=100 in ≈ 0.2 s against ≈ 0.3 s), but every reader holds a file descriptor in the
-    /// broker, so a stock broker (1024) runs out at about 850 workers. RabbitMQ 3.9+.
-    Stream,
+/// Declares a setting every participant of a run must share (the list agreement's `start`
+/// announces it): one set of derives, so its command-line value (clap), its wire name
+/// (serde) and its display (strum) are the same snake_case word by construction.
+macro_rules! run_choice {
+    ($(#[$meta:meta])* pub enum $name:ident { $($variants:tt)* }) => {
+        $(#[$meta])*
+        #[derive(
+            Debug,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            Default,
+            clap::ValueEnum,
+            serde::Serialize,
+            serde::Deserialize,
+            strum::Display,
+        )]
+        #[serde(rename_all = "snake_case")]
+        #[strum(serialize_all = "snake_case")]
+        pub enum $name { $($variants)* }
+    };
 }
 
-impl fmt::Display for Topology {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Topology::Queues => "queues",
-            Topology::Stream => "stream",
-        })
+run_choice! {
+    /// How [`Route::Broadcast`] reaches its readers on the broker. Every participant of a run
+    /// must use the same one (the list agreement's `start` announces it).
+    pub enum Topology {
+        /// One classic queue per worker, bound to the fanout: the broker stores and delivers a
+        /// copy per worker, and deletes it once acknowledged. The default: it works with any
+        /// RabbitMQ 3.x and at N=1000 within a stock broker's 1024 file descriptors.
+        #[default]
+        Queues,
+        /// One stream (`sync-run.R.log`) bound to the fanout: stored once, read by every worker
+        /// from its first message. Reading does not consume, so a reconnecting worker simply
+        /// reads it again from the start. Faster to start (no queue to create per worker:
+        /// N=100 in ≈ 0.2 s against ≈ 0.3 s), but every reader holds a file descriptor in the
+        /// broker, so a stock broker (1024) runs out at about 850 workers. RabbitMQ 3.9+.
+        Stream,
     }
 }
 
-/// The type of a run's queues on the broker. Every participant of a run must use the same
-/// one (the list agreement's `start` announces it; a queue re-declared with another type is
-/// refused by the broker).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum QueueType {
-    /// A classic queue: it lives on the one node that declared it. Fast and cheap; on a
-    /// cluster, losing that node loses the queue and the run (exit 3).
-    #[default]
-    Classic,
-    /// A quorum queue: replicated by Raft over the cluster's nodes (three by default) and
-    /// always durable, so a run survives losing a minority of them. RabbitMQ 3.8+.
-    Quorum,
-}
-
-impl fmt::Display for QueueType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            QueueType::Classic => "classic",
-            QueueType::Quorum => "quorum",
-        })
+run_choice! {
+    /// The type of a run's queues on the broker. Every participant of a run must use the same
+    /// one (the list agreement's `start` announces it; a queue re-declared with another type is
+    /// refused by the broker).
+    pub enum QueueType {
+        /// A classic queue: it lives on the one node that declared it. Fast and cheap; on a
+        /// cluster, losing that node loses the queue and the run (exit 3).
+        #[default]
+        Classic,
+        /// A quorum queue: replicated by Raft over the cluster's nodes (three by default) and
+        /// always durable, so a run survives losing a minority of them. RabbitMQ 3.8+.
+        Quorum,
     }
 }
 

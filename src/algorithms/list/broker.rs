@@ -5,6 +5,7 @@
 use super::master::{Master, MasterConfig, RunRecord};
 use super::protocol::{MASTER_KEY, Names, RESULTS_KEY, Topology, WorkerId};
 use super::worker::{Worker, WorkerConfig, WorkerOutcome};
+use crate::broker::drive::drive_fresh;
 use crate::broker::follow::{Follower, adopt};
 use crate::broker::unused::delete_unused;
 use crate::broker::{
@@ -380,23 +381,12 @@ pub async fn run_worker(
     };
     let span = tracing::info_span!("worker", run = %role.names.run(), id);
     let w = Worker::new(cfg, rng, now_ms(t0));
-    let start = Start {
-        role,
-        link: None,
-        ready: None,
-    };
-    drive(
-        broker,
-        start,
-        w,
-        t0,
-        shutdown,
-        |_| {},
-        move |w: &Worker, _| Cleanup::Worker {
+    drive_fresh(broker, role, w, t0, shutdown, move |w: &Worker, _| {
+        Cleanup::Worker {
             id,
             abandoned: !w.heard_master(),
-        },
-    )
+        }
+    })
     .instrument(span)
     .await
 }

@@ -15,7 +15,7 @@
 use super::protocol::{
     Body, Commit, Entry, Message, QueueType, Rejection, Sender, Seq, Topology, WorkerId,
 };
-use crate::contract::{Millis, Route, StateMachine};
+use crate::contract::{Millis, Route, StateMachine, earliest};
 use rand::{Rng, RngCore};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -174,7 +174,7 @@ impl Master {
                 Phase::Collecting { until } => Some(until),
                 _ => None,
             };
-            return [collecting, self.cfg.deadline].into_iter().flatten().min();
+            return earliest([collecting, self.cfg.deadline]);
         }
         let phase = match self.phase {
             Phase::Joining { until } | Phase::Collecting { until } => Some(until),
@@ -188,7 +188,7 @@ impl Master {
                 .min(),
             Phase::Done => return None,
         };
-        [phase, self.cfg.deadline].into_iter().flatten().min()
+        earliest([phase, self.cfg.deadline])
     }
 
     /// Acts on every deadline that has passed at `now`.

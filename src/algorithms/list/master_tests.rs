@@ -51,7 +51,19 @@ fn last_grant(outs: &[Output]) -> Option<(Seq, WorkerId)> {
 }
 
 fn master(n: usize) -> Master {
-    Master::new(cfg(n), Box::new(StdRng::seed_from_u64(3)), 0)
+    master_with(cfg(n))
+}
+
+fn master_with(c: MasterConfig) -> Master {
+    Master::new(c, Box::new(StdRng::seed_from_u64(3)), 0)
+}
+
+/// `workers` join at time 0, each once.
+fn join(m: &mut Master, workers: impl IntoIterator<Item = WorkerId>) {
+    for w in workers {
+        m.handle(0, &from_worker(w, Body::Join { worker: w }))
+            .unwrap();
+    }
 }
 
 /// With relay, a committed append goes out once, with its writer as sender, before the
@@ -60,11 +72,8 @@ fn master(n: usize) -> Master {
 fn with_relay_each_committed_append_is_relayed_once_before_the_next_grant() {
     let mut c = cfg(2);
     c.relay = true;
-    let mut m = Master::new(c, Box::new(StdRng::seed_from_u64(3)), 0);
-    for w in [1, 2] {
-        m.handle(0, &from_worker(w, Body::Join { worker: w }))
-            .unwrap();
-    }
+    let mut m = master_with(c);
+    join(&mut m, [1, 2]);
     let outs = drain(&mut m);
     assert!(outs.iter().any(|o| matches!(
         o,
@@ -148,12 +157,9 @@ fn grants(outs: &[Output]) -> Vec<(Seq, WorkerId)> {
 fn pipelined_order(n: usize, window: usize) -> Vec<(Seq, WorkerId)> {
     let mut c = cfg(n);
     c.window = window;
-    let mut m = Master::new(c, Box::new(StdRng::seed_from_u64(3)), 0);
+    let mut m = master_with(c);
     let mut order = vec![];
-    for w in 1..=n as WorkerId {
-        m.handle(0, &from_worker(w, Body::Join { worker: w }))
-            .unwrap();
-    }
+    join(&mut m, 1..=n as WorkerId);
     let mut outs = drain(&mut m);
     loop {
         let batch = grants(&outs);
@@ -185,11 +191,8 @@ fn a_window_pipelines_grants_without_changing_their_order() {
     }
     let mut c = cfg(5);
     c.window = 3;
-    let mut m = Master::new(c, Box::new(StdRng::seed_from_u64(3)), 0);
-    for w in 1..=5 {
-        m.handle(0, &from_worker(w, Body::Join { worker: w }))
-            .unwrap();
-    }
+    let mut m = master_with(c);
+    join(&mut m, 1..=5);
     let first = grants(&drain(&mut m));
     assert_eq!(first.iter().map(|g| g.0).collect::<Vec<_>>(), vec![1, 2, 3]);
     // Seq 2 commits; seq 1 and 3 run out of lease: both evicted, two new grants.
@@ -227,10 +230,7 @@ fn a_window_pipelines_grants_without_changing_their_order() {
 #[test]
 fn lease_expiry_evicts_and_fences_the_late_append() {
     let mut m = master(2);
-    for w in [1, 2] {
-        m.handle(0, &from_worker(w, Body::Join { worker: w }))
-            .unwrap();
-    }
+    join(&mut m, [1, 2]);
     let (seq, w) = last_grant(&drain(&mut m)).unwrap();
     assert_eq!(m.next_timeout(), Some(500));
     m.handle_timeout(500);
@@ -251,68 +251,18 @@ fn lease_expiry_evicts_and_fences_the_late_append() {
 #[test]
 fn appends_from_the_wrong_worker_or_out_of_range_are_refused() {
     let mut m = master(2);
-    for w in [1, 2] {
-        m.handle(0, &from_worker(w, Body::Join { worker: w }))
-            .unwrap();
-    }
+    join(&mut m, [1, 2]);
     let (seq, w) = last_grant(&drain(&mut m)).unwrap();
     let other = 3 - w;
-    assert!(
-        m.handle(
-            1,
-            &from_worker(
-                other,
-                Body::Append {
-                    seq,
-                    worker: other,
-                    value: 5
-                }
-            )
-        )
-        .is_err()
-    );
-    assert!(
-        m.handle(
-            1,
-            &from_worker(
-                other,
-                Body::Append {
-                    seq,
-                    worker: w,
-                    value: 5
-                }
-            )
-        )
-        .is_err()
-    );
-    assert!(
-        m.handle(
-            1,
-            &from_worker(
-                w,
-                Body::Append {
-                    seq,
-                    worker: w,
-                    value: 101
-                }
-            )
-        )
-        .is_err()
-    );
-    assert!(
-        m.handle(
-            1,
-            &from_worker(
-                w,
-                Body::Append {
-                    seq: 9,
-                    worker: w,
-                    value: 5
-                }
-            )
-        )
-        .is_err()
-    );
+    // `from` sends an append on behalf of `worker` for grant `seq`.
+    let mut refused = |from: WorkerId, seq: Seq, worker: WorkerId, value: i64| {
+        m.handle(1, &from_worker(from, Body::Append { seq, worker, value }))
+            .is_err()
+    };
+    assert!(refused(other, seq, other, 5));
+    assert!(refused(other, seq, w, 5));
+    assert!(refused(w, seq, w, 101));
+    assert!(refused(w, 9, w, 5));
     assert!(m.handle(1, b"garbage").is_err());
     assert_eq!(m.rejected.values().sum::<u64>(), 5);
     m.handle(1, &append_of(seq, w, 100)).unwrap();
@@ -321,8 +271,7 @@ fn appends_from_the_wrong_worker_or_out_of_range_are_refused() {
 #[test]
 fn too_few_joins_abort_and_enough_start_after_the_join_timeout() {
     let mut m = master(3);
-    m.handle(0, &from_worker(1, Body::Join { worker: 1 }))
-        .unwrap();
+    join(&mut m, [1]);
     m.handle_timeout(1_000);
     let outs = drain(&mut m);
     assert!(
@@ -331,9 +280,8 @@ fn too_few_joins_abort_and_enough_start_after_the_join_timeout() {
 
     let mut c = cfg(3);
     c.min_workers = 1;
-    let mut m = Master::new(c, Box::new(StdRng::seed_from_u64(3)), 0);
-    m.handle(0, &from_worker(1, Body::Join { worker: 1 }))
-        .unwrap();
+    let mut m = master_with(c);
+    join(&mut m, [1]);
     m.handle_timeout(1_000);
     assert_eq!(last_grant(&drain(&mut m)), Some((1, 1)));
 }
@@ -351,11 +299,7 @@ fn a_standby_follows_then_takes_over_without_granting_twice() {
             }
         }
     };
-    for w in [1, 2, 3] {
-        active
-            .handle(0, &from_worker(w, Body::Join { worker: w }))
-            .unwrap();
-    }
+    join(&mut active, [1, 2, 3]);
     let outs = drain(&mut active);
     let (seq, w) = last_grant(&outs).unwrap();
     feed(outs, &mut standby);
@@ -395,8 +339,7 @@ fn a_standby_follows_then_takes_over_without_granting_twice() {
 #[test]
 fn the_run_deadline_aborts() {
     let mut m = master(2);
-    m.handle(0, &from_worker(1, Body::Join { worker: 1 }))
-        .unwrap();
+    join(&mut m, [1]);
     m.handle_timeout(60_000);
     assert!(m.is_done());
 }

@@ -17,7 +17,7 @@
 use super::protocol::{
     Body, Commit, Entry, Message, QueueType, Rejection, Sender, Seq, Topology, WorkerId,
 };
-use crate::contract::{Millis, Route, StateMachine};
+use crate::contract::{Millis, Route, StateMachine, earliest};
 use rand::{Rng, RngCore};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -136,10 +136,7 @@ impl Worker {
         if self.done {
             return None;
         }
-        [self.next_join, self.cfg.deadline]
-            .into_iter()
-            .flatten()
-            .min()
+        earliest([self.next_join, self.cfg.deadline])
     }
 
     pub fn handle_timeout(&mut self, now: Millis) {

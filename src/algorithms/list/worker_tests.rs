@@ -19,8 +19,12 @@ fn worker(id: WorkerId) -> Worker {
     Worker::new(cfg, Box::new(StdRng::seed_from_u64(id as u64)), 0)
 }
 
+/// `body` from `sender`, encoded as it arrives.
+fn from(sender: Sender, body: Body) -> Vec<u8> {
+    Message::new("t", sender, body).encode().expect("encodes")
+}
 fn m(body: Body) -> Vec<u8> {
-    Message::new("t", M, body).encode().expect("encodes")
+    from(M, body)
 }
 fn parts(msgs: Vec<Message>) -> Vec<crate::algorithms::list::protocol::Part> {
     msgs.iter()
@@ -28,9 +32,7 @@ fn parts(msgs: Vec<Message>) -> Vec<crate::algorithms::list::protocol::Part> {
         .collect()
 }
 fn w(id: WorkerId, body: Body) -> Vec<u8> {
-    Message::new("t", Sender::Worker { id, instance: 1 }, body)
-        .encode()
-        .expect("encodes")
+    from(Sender::Worker { id, instance: 1 }, body)
 }
 /// Worker `id`'s append of `value` for grant `seq`.
 fn append(seq: Seq, id: WorkerId, value: i64) -> Vec<u8> {
@@ -44,17 +46,35 @@ fn append(seq: Seq, id: WorkerId, value: i64) -> Vec<u8> {
     )
 }
 fn start(workers: Vec<WorkerId>) -> Vec<u8> {
-    m(Body::Start {
-        epoch: 0,
+    m(start_body(0, workers, false))
+}
+/// A master's `start` of `epoch` for `workers` (one round, values 1 to 100).
+fn start_body(epoch: u32, workers: Vec<WorkerId>, relay: bool) -> Body {
+    Body::Start {
+        epoch,
         workers,
         rounds: 1,
         min: 1,
         max: 100,
-        relay: false,
+        relay,
         topology: Default::default(),
         durable: false,
         queue_type: Default::default(),
-    })
+    }
+}
+fn grant(seq: Seq, worker: WorkerId) -> Body {
+    Body::Grant {
+        seq,
+        worker,
+        lease_ms: 9,
+    }
+}
+fn evict(seq: Seq, worker: WorkerId) -> Body {
+    Body::Evict {
+        seq,
+        worker,
+        reason: "lease".into(),
+    }
 }
 fn drain(x: &mut Worker) -> Vec<Output> {
     std::iter::from_fn(|| x.poll_output()).collect()
@@ -83,12 +103,7 @@ fn rejoins_until_start() {
 fn batches_are_handled_part_by_part_and_relay_routes_appends_to_the_master() {
     let mut x = worker(1);
     drain(&mut x);
-    let part = |from: Sender, body: Body| Message::new("t", from, body);
-    let grant = |seq, worker| Body::Grant {
-        seq,
-        worker,
-        lease_ms: 9,
-    };
+    let part = |sender: Sender, body: Body| Message::new("t", sender, body);
     let relayed = |seq, worker, value| {
         part(
             Sender::Worker {
@@ -98,34 +113,18 @@ fn batches_are_handled_part_by_part_and_relay_routes_appends_to_the_master() {
             Body::Append { seq, worker, value },
         )
     };
-    let batch = Message::new(
-        "t",
+    let batch = from(
         M,
         Body::Batch {
             messages: parts(vec![
-                part(
-                    M,
-                    Body::Start {
-                        epoch: 0,
-                        workers: vec![1, 2],
-                        rounds: 1,
-                        min: 1,
-                        max: 100,
-                        relay: true,
-                        topology: Default::default(),
-                        durable: false,
-                        queue_type: Default::default(),
-                    },
-                ),
+                part(M, start_body(0, vec![1, 2], true)),
                 part(M, grant(1, 2)),
                 relayed(1, 2, 42),
                 relayed(1, 2, 43), // conflicts with the part before: refused, counted
                 part(M, grant(2, 1)),
             ]),
         },
-    )
-    .encode()
-    .expect("encodes");
+    );
     x.handle(1, &batch).unwrap();
     assert_eq!(x.rejected(), 1);
     let outs = drain(&mut x);
@@ -146,25 +145,19 @@ fn batches_are_handled_part_by_part_and_relay_routes_appends_to_the_master() {
         )),
         "granted with relay: the append goes to the master: {outs:?}"
     );
-    let from_worker = Message::new(
-        "t",
+    let from_worker = from(
         Sender::Worker { id: 2, instance: 1 },
         Body::Batch {
             messages: parts(vec![relayed(2, 1, 7)]),
         },
-    )
-    .encode()
-    .expect("encodes");
+    );
     assert!(x.handle(2, &from_worker).is_err(), "only a master batches");
-    let nested = Message::new(
-        "t",
+    let nested = from(
         M,
         Body::Batch {
             messages: parts(vec![Message::new("t", M, Body::Batch { messages: vec![] })]),
         },
-    )
-    .encode()
-    .expect("encodes");
+    );
     let before = x.rejected();
     assert!(x.handle(3, &nested).is_ok());
     assert_eq!(
@@ -187,8 +180,7 @@ fn batches_are_handled_part_by_part_and_relay_routes_appends_to_the_master() {
             _ => None,
         })
         .unwrap();
-    let end = Message::new(
-        "t",
+    let end = from(
         M,
         Body::Batch {
             messages: parts(vec![
@@ -201,9 +193,7 @@ fn batches_are_handled_part_by_part_and_relay_routes_appends_to_the_master() {
                 ),
             ]),
         },
-    )
-    .encode()
-    .expect("encodes");
+    );
     x.handle(4, &end).unwrap();
     let done = drain(&mut x);
     assert!(done.iter().any(|o| matches!(o, Output::Finished(WorkerOutcome::Completed { entries }) if entries.iter().map(|e| e.value).collect::<Vec<_>>() == vec![42, own])), "{done:?}");
@@ -218,33 +208,9 @@ fn places_by_seq_whatever_the_arrival_order() {
     x.handle(1, &append(2, 3, 30)).unwrap();
     x.handle(1, &append(1, 2, 20)).unwrap();
     x.handle(1, &append(1, 2, 20)).unwrap();
-    x.handle(
-        1,
-        &m(Body::Grant {
-            seq: 1,
-            worker: 2,
-            lease_ms: 9,
-        }),
-    )
-    .unwrap();
-    x.handle(
-        1,
-        &m(Body::Grant {
-            seq: 2,
-            worker: 3,
-            lease_ms: 9,
-        }),
-    )
-    .unwrap();
-    x.handle(
-        1,
-        &m(Body::Grant {
-            seq: 3,
-            worker: 1,
-            lease_ms: 9,
-        }),
-    )
-    .unwrap();
+    x.handle(1, &m(grant(1, 2))).unwrap();
+    x.handle(1, &m(grant(2, 3))).unwrap();
+    x.handle(1, &m(grant(3, 1))).unwrap();
     let outs = drain(&mut x);
     let my_value = outs
         .iter()
@@ -261,15 +227,7 @@ fn places_by_seq_whatever_the_arrival_order() {
         })
         .expect("granted worker appends");
     // A redelivered grant does not produce a second value.
-    x.handle(
-        1,
-        &m(Body::Grant {
-            seq: 3,
-            worker: 1,
-            lease_ms: 9,
-        }),
-    )
-    .unwrap();
+    x.handle(1, &m(grant(3, 1))).unwrap();
     assert!(drain(&mut x).is_empty());
     let commits = vec![
         Commit { seq: 1, worker: 2 },
@@ -292,70 +250,17 @@ fn evict_fences_late_appends_in_either_order() {
     // Late append before the evict: dropped when the evict arrives.
     let mut a = worker(1);
     a.handle(0, &start(vec![1, 2, 3])).unwrap();
-    a.handle(
-        0,
-        &m(Body::Grant {
-            seq: 1,
-            worker: 2,
-            lease_ms: 9,
-        }),
-    )
-    .unwrap();
+    a.handle(0, &m(grant(1, 2))).unwrap();
     a.handle(0, &append(1, 2, 7)).unwrap();
-    a.handle(
-        0,
-        &m(Body::Evict {
-            seq: 1,
-            worker: 2,
-            reason: "lease".into(),
-        }),
-    )
-    .unwrap();
+    a.handle(0, &m(evict(1, 2))).unwrap();
     // Late append after the evict: refused.
     let mut b = worker(3);
     b.handle(0, &start(vec![1, 2, 3])).unwrap();
-    b.handle(
-        0,
-        &m(Body::Grant {
-            seq: 1,
-            worker: 2,
-            lease_ms: 9,
-        }),
-    )
-    .unwrap();
-    b.handle(
-        0,
-        &m(Body::Evict {
-            seq: 1,
-            worker: 2,
-            reason: "lease".into(),
-        }),
-    )
-    .unwrap();
-    assert!(
-        b.handle(
-            0,
-            &w(
-                2,
-                Body::Append {
-                    seq: 1,
-                    worker: 2,
-                    value: 7
-                }
-            )
-        )
-        .is_err()
-    );
+    b.handle(0, &m(grant(1, 2))).unwrap();
+    b.handle(0, &m(evict(1, 2))).unwrap();
+    assert!(b.handle(0, &append(1, 2, 7)).is_err());
     for x in [&mut a, &mut b] {
-        x.handle(
-            0,
-            &m(Body::Grant {
-                seq: 2,
-                worker: 3,
-                lease_ms: 9,
-            }),
-        )
-        .unwrap();
+        x.handle(0, &m(grant(2, 3))).unwrap();
         x.handle(0, &append(2, 3, 8)).unwrap();
         x.handle(
             0,
@@ -374,44 +279,12 @@ fn evict_fences_late_appends_in_either_order() {
 #[test]
 fn refuses_forged_and_unknown_senders() {
     let mut x = worker(1);
-    assert!(
-        x.handle(
-            0,
-            &m(Body::Grant {
-                seq: 1,
-                worker: 1,
-                lease_ms: 9
-            })
-        )
-        .is_err(),
-        "grant before start"
-    );
+    assert!(x.handle(0, &m(grant(1, 1))).is_err(), "grant before start");
     x.handle(0, &start(vec![1, 2])).unwrap();
-    let stray = Message::new(
-        "t",
-        Sender::Master { instance: 99 },
-        Body::Grant {
-            seq: 1,
-            worker: 1,
-            lease_ms: 9,
-        },
-    )
-    .encode()
-    .expect("encodes");
+    let stray = from(Sender::Master { instance: 99 }, grant(1, 1));
     assert!(x.handle(0, &stray).is_err(), "grant from another master");
     assert!(
-        x.handle(
-            0,
-            &w(
-                2,
-                Body::Grant {
-                    seq: 1,
-                    worker: 2,
-                    lease_ms: 9
-                }
-            )
-        )
-        .is_err(),
+        x.handle(0, &w(2, grant(1, 2))).is_err(),
         "grant from a worker"
     );
     assert!(
@@ -429,21 +302,7 @@ fn refuses_forged_and_unknown_senders() {
         .is_err(),
         "append on behalf of another"
     );
-    assert!(
-        x.handle(
-            0,
-            &w(
-                2,
-                Body::Append {
-                    seq: 1,
-                    worker: 2,
-                    value: 1000
-                }
-            )
-        )
-        .is_err(),
-        "out of range"
-    );
+    assert!(x.handle(0, &append(1, 2, 1000)).is_err(), "out of range");
     assert_eq!(x.rejected(), 5);
 }
 
@@ -451,77 +310,19 @@ fn refuses_forged_and_unknown_senders() {
 fn follows_a_standby_of_a_higher_epoch_and_ignores_the_old_master() {
     let mut x = worker(1);
     x.handle(0, &start(vec![1, 2])).unwrap();
-    x.handle(
-        0,
-        &m(Body::Grant {
-            seq: 1,
-            worker: 2,
-            lease_ms: 9,
-        }),
-    )
-    .unwrap();
+    x.handle(0, &m(grant(1, 2))).unwrap();
     let new = Sender::Master { instance: 2 };
-    let takeover = Message::new(
-        "t",
-        new,
-        Body::Start {
-            epoch: 1,
-            workers: vec![1, 2],
-            rounds: 1,
-            min: 1,
-            max: 100,
-            relay: false,
-            topology: Default::default(),
-            durable: false,
-            queue_type: Default::default(),
-        },
-    )
-    .encode()
-    .expect("encodes");
+    let takeover = from(new, start_body(1, vec![1, 2], false));
     x.handle(0, &takeover).unwrap();
-    assert!(
-        x.handle(
-            0,
-            &m(Body::Grant {
-                seq: 2,
-                worker: 1,
-                lease_ms: 9
-            })
-        )
-        .is_err(),
-        "old master fenced"
-    );
-    let grant = Message::new(
-        "t",
-        new,
-        Body::Grant {
-            seq: 2,
-            worker: 1,
-            lease_ms: 9,
-        },
-    )
-    .encode()
-    .expect("encodes");
-    x.handle(0, &grant).unwrap();
+    assert!(x.handle(0, &m(grant(2, 1))).is_err(), "old master fenced");
+    let new_grant = from(new, grant(2, 1));
+    x.handle(0, &new_grant).unwrap();
     drain(&mut x);
     // A stale start of an older epoch does not switch back.
-    let stale = Message::new(
-        "t",
+    let stale = from(
         Sender::Master { instance: 3 },
-        Body::Start {
-            epoch: 0,
-            workers: vec![1, 2],
-            rounds: 1,
-            min: 1,
-            max: 100,
-            relay: false,
-            topology: Default::default(),
-            durable: false,
-            queue_type: Default::default(),
-        },
-    )
-    .encode()
-    .expect("encodes");
+        start_body(0, vec![1, 2], false),
+    );
     assert!(x.handle(0, &stale).is_err());
 }
 
