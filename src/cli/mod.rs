@@ -98,6 +98,16 @@ pub struct Joining {
     pub id: u32,
 }
 
+/// The options of one process started alone (`sync-run mutex-process`, …): the run's
+/// `shape` (as the whole run was given it) and which run and id it joins.
+#[derive(Debug, Args)]
+pub struct ProcessArgs<S: Args> {
+    #[command(flatten)]
+    pub shape: S,
+    #[command(flatten)]
+    pub join: Joining,
+}
+
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Broker URL (the password is never printed). A cluster: several URLs, comma-separated
