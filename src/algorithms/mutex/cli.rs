@@ -54,10 +54,6 @@ pub struct BenchArgs {
     /// Entries per process in each run.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub entries: u32,
-    /// Broker one-hop samples.
-    #[arg(long, default_value_t = 1000)]
-    pub rtt_samples: usize,
-    /// Each run's time limit.
-    #[arg(long, default_value = "300s", value_parser = parse_duration)]
-    pub timeout: Duration,
+    #[command(flatten)]
+    pub runs: crate::cli::BenchRuns,
 }
