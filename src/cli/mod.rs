@@ -98,6 +98,28 @@ pub struct Joining {
     pub id: u32,
 }
 
+/// What every `sync-run bench <alg>` of a peer algorithm takes after its own sizes: how
+/// finely the broker's one hop is measured and how long each run may take.
+#[derive(Debug, Args)]
+pub struct BenchRuns {
+    /// Broker one-hop samples.
+    #[arg(long, default_value_t = 1000)]
+    pub rtt_samples: usize,
+    /// Each run's time limit.
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// The options of one process started alone (`sync-run mutex-process`, …): the run's
+/// `shape` (as the whole run was given it) and which run and id it joins.
+#[derive(Debug, Args)]
+pub struct ProcessArgs<S: Args> {
+    #[command(flatten)]
+    pub shape: S,
+    #[command(flatten)]
+    pub join: Joining,
+}
+
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Broker URL (the password is never printed). A cluster: several URLs, comma-separated

@@ -265,6 +265,34 @@ pub fn serde_tags<B: DeserializeOwned>() -> Vec<String> {
         .collect()
 }
 
+/// What every protocol's tests check of its envelope, said once.
+#[cfg(test)]
+impl<F, B> Envelope<F, B>
+where
+    F: Sender + std::fmt::Debug + PartialEq,
+    B: Body + std::fmt::Debug + PartialEq,
+{
+    /// The message encodes to exactly `json` (in run "r1"), decodes back to itself in
+    /// its run, and is refused as another run's.
+    pub fn assert_round_trip(self, json: &str) {
+        let b = self.encode().expect("encodes");
+        assert_eq!(String::from_utf8_lossy(&b), json);
+        assert_eq!(Self::decode(&b, "r1"), Ok(self));
+        assert!(matches!(
+            Self::decode(&b, "r2"),
+            Err(Rejection::WrongRun(_))
+        ));
+    }
+
+    /// Bytes that are no message are malformed; one byte more than the body may take
+    /// is too large, whatever the bytes.
+    pub fn assert_refuses_garbage() {
+        let label = |b: &[u8]| Self::decode(b, "r1").expect_err("no message").label();
+        assert_eq!(label(b"{oops"), "malformed");
+        assert_eq!(label(&vec![b' '; B::MAX_BYTES + 1]), "too_large");
+    }
+}
+
 /// Refuses a body larger than `max` bytes or whose `v` is not `version`.
 pub fn precheck(bytes: &[u8], max: usize, version: u32) -> Result<(), Rejection> {
     if bytes.len() > max {

@@ -117,7 +117,7 @@ async fn child(
         path.display().to_string(),
         "--json".into(),
         "--run-timeout".into(),
-        format!("{}s", a.timeout.as_secs().max(1)),
+        format!("{}s", a.runs.timeout.as_secs().max(1)),
     ];
     if concurrent {
         args.push("--concurrent".into());
@@ -156,7 +156,7 @@ async fn measure(s: &Session, a: &BenchArgs) -> Result<Report> {
         "bank",
         &s.broker.url,
         s.global.connect_timeout,
-        a.rtt_samples.max(1),
+        a.runs.rtt_samples.max(1),
     )
     .await?;
     let p50 = crate::bench::percentile(&hop, 0.5);

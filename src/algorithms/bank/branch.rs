@@ -58,7 +58,45 @@ pub(super) trait Serving {
     fn run_id(&self) -> &str;
     fn rejected(&mut self) -> &mut u64;
     fn finished(&self) -> bool;
+    /// Past this the role reports and stops (`--run-timeout`).
+    fn deadline(&self) -> Option<Millis>;
     fn on_body(&mut self, body: Body) -> Result<(), Rejection>;
+}
+
+/// [`Serving`] for a role that keeps its settings in `cfg` (with `run_id` and
+/// `deadline`), its count of `rejected` deliveries and whether it has `finished`, and
+/// takes a body with its own `on_body`.
+macro_rules! serving {
+    ($role:ident) => {
+        impl Serving for $role {
+            fn run_id(&self) -> &str {
+                &self.cfg.run_id
+            }
+            fn rejected(&mut self) -> &mut u64 {
+                &mut self.rejected
+            }
+            fn finished(&self) -> bool {
+                self.finished
+            }
+            fn deadline(&self) -> Option<Millis> {
+                self.cfg.deadline
+            }
+            fn on_body(&mut self, body: Body) -> Result<(), Rejection> {
+                $role::on_body(self, body)
+            }
+        }
+    };
+}
+pub(super) use serving;
+
+/// [`StateMachine::next_timeout`] of a [`Serving`] role: its deadline, until it has
+/// finished.
+pub(super) fn next_timeout<S: Serving>(role: &S) -> Option<Millis> {
+    if role.finished() {
+        None
+    } else {
+        role.deadline()
+    }
 }
 
 /// [`StateMachine::handle`] of a [`Serving`] role.
@@ -452,20 +490,7 @@ impl Branch {
     }
 }
 
-impl Serving for Branch {
-    fn run_id(&self) -> &str {
-        &self.cfg.run_id
-    }
-    fn rejected(&mut self) -> &mut u64 {
-        &mut self.rejected
-    }
-    fn finished(&self) -> bool {
-        self.finished
-    }
-    fn on_body(&mut self, body: Body) -> Result<(), Rejection> {
-        Branch::on_body(self, body)
-    }
-}
+serving!(Branch);
 
 impl StateMachine for Branch {
     type Msg = Message;
@@ -476,11 +501,7 @@ impl StateMachine for Branch {
     }
 
     fn next_timeout(&self) -> Option<Millis> {
-        if self.finished {
-            None
-        } else {
-            self.cfg.deadline
-        }
+        next_timeout(self)
     }
 
     fn handle_timeout(&mut self, now: Millis) {

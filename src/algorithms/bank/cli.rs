@@ -109,12 +109,8 @@ pub struct BenchArgs {
     /// show memory flat in the number of operations (0: skip).
     #[arg(long, default_value_t = 100_000)]
     pub long_ops: u32,
-    /// Broker one-hop samples.
-    #[arg(long, default_value_t = 1000)]
-    pub rtt_samples: usize,
-    /// Each run's time limit.
-    #[arg(long, default_value = "300s", value_parser = parse_duration)]
-    pub timeout: Duration,
+    #[command(flatten)]
+    pub runs: crate::cli::BenchRuns,
     /// The workload's seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

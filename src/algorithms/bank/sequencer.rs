@@ -10,7 +10,7 @@
 //! In `--mode propagate` it orders nothing: it only tells the branches when the customers
 //! are done.
 
-use super::branch::{Serving, publish, publish_report, serve};
+use super::branch::{Serving, next_timeout, publish, publish_report, serve, serving};
 use super::ledger::{Ledger, Seen};
 use super::protocol::{Body, Message, Mode, SEQUENCER};
 use super::report::SequencerReport;
@@ -181,20 +181,7 @@ impl Sequencer {
     }
 }
 
-impl Serving for Sequencer {
-    fn run_id(&self) -> &str {
-        &self.cfg.run_id
-    }
-    fn rejected(&mut self) -> &mut u64 {
-        &mut self.rejected
-    }
-    fn finished(&self) -> bool {
-        self.finished
-    }
-    fn on_body(&mut self, body: Body) -> Result<(), Rejection> {
-        Sequencer::on_body(self, body)
-    }
-}
+serving!(Sequencer);
 
 impl StateMachine for Sequencer {
     type Msg = Message;
@@ -205,11 +192,7 @@ impl StateMachine for Sequencer {
     }
 
     fn next_timeout(&self) -> Option<Millis> {
-        if self.finished {
-            None
-        } else {
-            self.cfg.deadline
-        }
+        next_timeout(self)
     }
 
     fn handle_timeout(&mut self, now: Millis) {

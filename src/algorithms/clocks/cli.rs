@@ -2,7 +2,7 @@
 //! `sync-run clocks-process` (one process alone, on any machine).
 
 use super::process::MAX_PROCESSES;
-use crate::cli::{Joining, Placement, parse_duration, parse_duration_or_zero, parse_svg_path};
+use crate::cli::{Placement, parse_duration, parse_duration_or_zero, parse_svg_path};
 use clap::Args;
 use std::time::Duration;
 
@@ -57,13 +57,8 @@ pub struct ClocksArgs {
     pub report: Option<std::path::PathBuf>,
 }
 
-#[derive(Debug, Args)]
-pub struct ProcessArgs {
-    #[command(flatten)]
-    pub shape: Shape,
-    #[command(flatten)]
-    pub join: Joining,
-}
+/// `sync-run clocks-process`.
+pub type ProcessArgs = crate::cli::ProcessArgs<Shape>;
 
 impl Shape {
     /// `--peer-timeout`, or its default for this run's length.

@@ -131,7 +131,7 @@ async fn child(s: &Session, a: &BenchArgs, n: u32) -> Result<Figures> {
         "--seed",
         &a.seed.to_string(),
         "--run-timeout",
-        &format!("{}s", a.timeout.as_secs().max(1)),
+        &format!("{}s", a.runs.timeout.as_secs().max(1)),
     ]
     .map(String::from)
     .to_vec();
@@ -166,7 +166,7 @@ async fn measure(s: &Session, a: &BenchArgs) -> Result<Report> {
         "market",
         &s.broker.url,
         s.global.connect_timeout,
-        a.rtt_samples.max(1),
+        a.runs.rtt_samples.max(1),
     )
     .await?;
     let mut runs = Vec::new();

@@ -134,12 +134,8 @@ pub struct BenchArgs {
     /// Products each buyer sets out to buy.
     #[arg(long, default_value_t = 20)]
     pub lookups: u32,
-    /// Broker one-hop samples.
-    #[arg(long, default_value_t = 1000)]
-    pub rtt_samples: usize,
-    /// Each run's time limit.
-    #[arg(long, default_value = "300s", value_parser = parse_duration)]
-    pub timeout: Duration,
+    #[command(flatten)]
+    pub runs: crate::cli::BenchRuns,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Also write the figures as JSON to this file.

@@ -1,7 +1,7 @@
 //! The options of `sync-run mutex` (a whole run, or some of its processes, here) and
 //! `sync-run mutex-process` (one process alone, on any machine).
 
-use crate::cli::{Joining, Placement, parse_duration, parse_duration_or_zero, parse_svg_path};
+use crate::cli::{Placement, parse_duration, parse_duration_or_zero, parse_svg_path};
 use clap::Args;
 use std::time::Duration;
 
@@ -42,13 +42,8 @@ pub struct MutexArgs {
     pub report: Option<std::path::PathBuf>,
 }
 
-#[derive(Debug, Args)]
-pub struct ProcessArgs {
-    #[command(flatten)]
-    pub shape: Shape,
-    #[command(flatten)]
-    pub join: Joining,
-}
+/// `sync-run mutex-process`.
+pub type ProcessArgs = crate::cli::ProcessArgs<Shape>;
 
 /// `sync-run bench mutex`.
 #[derive(Debug, Args)]
@@ -59,10 +54,6 @@ pub struct BenchArgs {
     /// Entries per process in each run.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub entries: u32,
-    /// Broker one-hop samples.
-    #[arg(long, default_value_t = 1000)]
-    pub rtt_samples: usize,
-    /// Each run's time limit.
-    #[arg(long, default_value = "300s", value_parser = parse_duration)]
-    pub timeout: Duration,
+    #[command(flatten)]
+    pub runs: crate::cli::BenchRuns,
 }

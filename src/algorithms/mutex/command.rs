@@ -134,8 +134,8 @@ pub async fn bench(s: &Session, a: &super::cli::BenchArgs) -> i32 {
         connect_timeout: s.global.connect_timeout,
         sizes: a.sizes.clone(),
         entries: a.entries,
-        rtt_samples: a.rtt_samples.max(1),
-        timeout: a.timeout,
+        rtt_samples: a.runs.rtt_samples.max(1),
+        timeout: a.runs.timeout,
         exe,
     };
     let out = crate::bench::report::Output {

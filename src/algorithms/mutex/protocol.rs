@@ -121,12 +121,7 @@ mod tests {
         assert_eq!(label(&EXAMPLE.replace("}", ",\"x\":1}")), "malformed");
         assert_eq!(label(&EXAMPLE.replace("request", "teleport")), "malformed");
         assert_eq!(label(&EXAMPLE.replace("\"seq\":1,", "")), "malformed");
-        assert_eq!(label("{oops"), "malformed");
-        let big = vec![b' '; MAX_BODY_BYTES + 1];
-        assert_eq!(
-            Message::decode(&big, "r1").expect_err("big").label(),
-            "too_large"
-        );
+        Message::assert_refuses_garbage();
     }
 
     #[test]

@@ -4,13 +4,12 @@
 //! once with `--concurrent`), collects each, and stops everything once every node is idle
 //! and every snapshot collected.
 
-use super::master::{MasterEnd, MasterOutcome, SnapshotSeen, answer_cmd};
-use super::node::publish;
+use super::master::{Desk, MasterEnd, MasterOutcome, SnapshotSeen, answer_cmd};
 use super::protocol::{Auto, Body, Cmd, Message, Money, Role, SnapshotId, Who};
 use crate::contract::{Millis, Output, PeerId, Rejection, Route, StateMachine};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The random mode's shape.
 #[derive(Debug, Clone)]
@@ -33,10 +32,9 @@ enum Phase {
 
 /// The random mode's master.
 pub struct AutoMaster {
-    run: String,
+    desk: Desk,
     cfg: AutoConfig,
     rng: StdRng,
-    cmd: Cmd,
     phase: Phase,
     pending: BTreeSet<PeerId>,
     phase_cmd: Cmd,
@@ -49,17 +47,15 @@ pub struct AutoMaster {
     idle: BTreeSet<PeerId>,
     last_heard: Millis,
     rejected: u64,
-    out: VecDeque<Output<Message, MasterEnd>>,
     over: bool,
 }
 
 impl AutoMaster {
     pub fn new(run: &str, cfg: AutoConfig, seed: u64, now: Millis) -> Self {
         let mut m = AutoMaster {
-            run: run.to_owned(),
+            desk: Desk::new(run),
             cfg,
             rng: StdRng::seed_from_u64(seed),
-            cmd: 0,
             phase: Phase::Creating,
             pending: BTreeSet::new(),
             phase_cmd: 0,
@@ -71,10 +67,9 @@ impl AutoMaster {
             idle: BTreeSet::new(),
             last_heard: now,
             rejected: 0,
-            out: VecDeque::new(),
             over: false,
         };
-        let cmd = m.next_cmd();
+        let cmd = m.desk.next_cmd();
         m.phase_cmd = cmd;
         let all: Vec<PeerId> = m.nodes();
         for k in &all {
@@ -84,7 +79,7 @@ impl AutoMaster {
                 peers: all.clone(),
                 auto: Some(m.cfg.auto),
             };
-            m.send(Route::Peer(*k), body);
+            m.desk.send(Route::Peer(*k), body);
         }
         m.pending = all.into_iter().collect();
         m
@@ -92,21 +87,6 @@ impl AutoMaster {
 
     fn nodes(&self) -> Vec<PeerId> {
         (1..=self.cfg.nodes).collect()
-    }
-
-    fn send(&mut self, route: Route, body: Body) {
-        publish(
-            &mut self.out,
-            &self.run,
-            Who::Role(Role::Master),
-            route,
-            body,
-        );
-    }
-
-    fn next_cmd(&mut self) -> Cmd {
-        self.cmd += 1;
-        self.cmd
     }
 
     /// When snapshot `i` is due: spread over the transfers (one after another), or all
@@ -138,7 +118,7 @@ impl AutoMaster {
             let id = self.next_snapshot;
             self.next_snapshot += 1;
             let node = self.rng.random_range(1..=self.cfg.nodes);
-            let cmd = self.next_cmd();
+            let cmd = self.desk.next_cmd();
             self.begin_cmds.insert(cmd, id);
             self.snapshots.push(SnapshotSeen {
                 id,
@@ -148,7 +128,7 @@ impl AutoMaster {
                 collected_ms: None,
                 states: Vec::new(),
             });
-            self.send(
+            self.desk.send(
                 Route::Role("observer"),
                 Body::BeginAt {
                     cmd,
@@ -185,13 +165,13 @@ impl AutoMaster {
         if self.over {
             return;
         }
-        let cmd = self.next_cmd();
+        let cmd = self.desk.next_cmd();
         for k in self.nodes() {
-            self.send(Route::Peer(k), Body::Stop { cmd });
+            self.desk.send(Route::Peer(k), Body::Stop { cmd });
         }
-        self.send(Route::Role("observer"), Body::Stop { cmd });
+        self.desk.send(Route::Role("observer"), Body::Stop { cmd });
         self.over = true;
-        self.out.push_back(Output::Finished(MasterEnd {
+        self.desk.out.push_back(Output::Finished(MasterEnd {
             outcome,
             printed: Vec::new(),
             notes: Vec::new(),
@@ -208,10 +188,10 @@ impl AutoMaster {
                     match self.phase {
                         Phase::Creating => {
                             self.phase = Phase::Starting;
-                            let cmd = self.next_cmd();
+                            let cmd = self.desk.next_cmd();
                             self.phase_cmd = cmd;
                             for k in self.nodes() {
-                                self.send(Route::Peer(k), Body::Start { cmd });
+                                self.desk.send(Route::Peer(k), Body::Start { cmd });
                             }
                             self.pending = self.nodes().into_iter().collect();
                             self.started_at = now;
@@ -228,7 +208,7 @@ impl AutoMaster {
                 if self.begin_cmds.get(&cmd) == Some(&snapshot) =>
             {
                 self.begin_cmds.remove(&cmd);
-                let cmd = self.next_cmd();
+                let cmd = self.desk.next_cmd();
                 self.collect_cmds.insert(cmd, snapshot);
                 let body = Body::CollectAll {
                     cmd,
@@ -236,7 +216,7 @@ impl AutoMaster {
                     nodes: self.nodes(),
                     wait: true,
                 };
-                self.send(Route::Role("observer"), body);
+                self.desk.send(Route::Role("observer"), body);
             }
             (
                 Who::Role(Role::Observer),
@@ -273,7 +253,7 @@ impl StateMachine for AutoMaster {
         if self.over {
             return Ok(());
         }
-        let r = Message::decode(bytes, &self.run).and_then(|m| self.on(m.from, m.body, now));
+        let r = Message::decode(bytes, &self.desk.run).and_then(|m| self.on(m.from, m.body, now));
         if let Err(e) = &r {
             self.rejected += 1;
             tracing::warn!(reason = %e, "master rejected a delivery");
@@ -325,7 +305,7 @@ impl StateMachine for AutoMaster {
     }
 
     fn poll_output(&mut self) -> Option<Output<Message, MasterEnd>> {
-        self.out.pop_front()
+        self.desk.out.pop_front()
     }
 
     fn interrupt(&mut self, _now: Millis, reason: String) {

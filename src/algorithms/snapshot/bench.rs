@@ -87,7 +87,7 @@ async fn measure(s: &Session, a: &BenchArgs) -> Result<Report> {
         "snapshot",
         &s.broker.url,
         s.global.connect_timeout,
-        a.rtt_samples.max(1),
+        a.runs.rtt_samples.max(1),
     )
     .await?;
     let p50 = percentile(&hop, 0.5);
@@ -110,7 +110,7 @@ async fn measure(s: &Session, a: &BenchArgs) -> Result<Report> {
             "1",
             "--json",
             "--timeout",
-            &format!("{}s", a.timeout.as_secs().max(1)),
+            &format!("{}s", a.runs.timeout.as_secs().max(1)),
         ]
         .map(String::from);
         let what = format!("snapshot --nodes {n}");

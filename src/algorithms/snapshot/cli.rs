@@ -115,10 +115,6 @@ pub struct BenchArgs {
     /// Snapshots per run (one after another, transfers going on).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub snapshots: u32,
-    /// Broker one-hop samples.
-    #[arg(long, default_value_t = 1000)]
-    pub rtt_samples: usize,
-    /// Each run's time limit.
-    #[arg(long, default_value = "300s", value_parser = parse_duration)]
-    pub timeout: Duration,
+    #[command(flatten)]
+    pub runs: crate::cli::BenchRuns,
 }

@@ -299,26 +299,18 @@ async fn run_script(s: &Session, a: &SnapshotArgs, path: &Path) -> i32 {
     }
     let verdict = super::verify(&g.reports, &nodes, Some(m), None);
     let code = s.or_signal(master_code(m).unwrap_or(verdict.exit_code()));
-    finish(s, a, &run_id, &g.reports, &verdict, || {
-        document(
-            &run_id,
-            code,
-            &verdict,
-            &g,
-            serde_json::json!({
+    finish(s, a, &run_id, &g, &verdict, code, || {
+        serde_json::json!({
                 "mode": "script",
                 "script": path.display().to_string(),
                 "seed": seed,
                 "nodes": nodes,
                 "printed": m.printed,
                 "notes": m.notes,
-            }),
-        )
-    });
-    code
+        })
+    })
 }
 
-/// The verdict on stderr (script mode) or stdout, the JSON document, the diagram.
 /// The run's JSON document: the mode's own `fields`, then what a run of either mode
 /// reports (the master's end, the wall time, the peak memory, the nodes' reports).
 fn document(
@@ -343,16 +335,20 @@ fn document(
         .unwrap_or_default()
 }
 
+/// The end of a run of either mode: the diagram, the verdict on stderr (script mode) or
+/// stdout, or the JSON document (the mode's own `fields`, only built when asked for);
+/// gives back `code`, the run's exit code.
 fn finish(
     s: &Session,
     a: &SnapshotArgs,
     run_id: &str,
-    reports: &[NodeReport],
+    g: &Gathered,
     verdict: &Verdict,
-    doc: impl FnOnce() -> String,
-) {
+    code: i32,
+    fields: impl FnOnce() -> serde_json::Value,
+) -> i32 {
     peers::write_diagram(a.report.as_deref(), || {
-        super::diagram::diagram(&format!("snapshot run {run_id}"), reports)
+        super::diagram::diagram(&format!("snapshot run {run_id}"), &g.reports)
     });
     let summary = match verdict.failure_line() {
         None => format!(
@@ -362,7 +358,7 @@ fn finish(
     };
     let script = a.script.is_some();
     if s.global.json {
-        write_json(s, doc());
+        write_json(s, document(run_id, code, verdict, g, fields()));
         if script {
             eprintln!("{summary}");
         }
@@ -377,6 +373,7 @@ fn finish(
         }
         println!("{summary}");
     }
+    code
 }
 
 async fn run_auto(s: &Session, a: &SnapshotArgs, n: u32) -> i32 {
@@ -466,13 +463,8 @@ async fn run_auto(s: &Session, a: &SnapshotArgs, n: u32) -> i32 {
             );
         }
     }
-    finish(s, a, &run_id, &g.reports, &verdict, || {
-        document(
-            &run_id,
-            code,
-            &verdict,
-            &g,
-            serde_json::json!({
+    finish(s, a, &run_id, &g, &verdict, code, || {
+        serde_json::json!({
                 "mode": "random",
                 "seed": seed,
                 "nodes": n,
@@ -480,10 +472,8 @@ async fn run_auto(s: &Session, a: &SnapshotArgs, n: u32) -> i32 {
                 "snapshots": a.snapshots,
                 "concurrent": a.concurrent,
                 "markers": markers,
-            }),
-        )
-    });
-    code
+        })
+    })
 }
 
 /// `sync-run snapshot-node`: one node, driven by the master of the run; prints how it

@@ -74,14 +74,48 @@ enum Wait {
     Collected,
 }
 
+/// What both masters (the script's and the random mode's) speak with: the run they
+/// belong to, their last command number and the outputs not yet polled.
+pub(super) struct Desk {
+    pub(super) run: String,
+    cmd: Cmd,
+    pub(super) out: VecDeque<Output<Message, MasterEnd>>,
+}
+
+impl Desk {
+    pub(super) fn new(run: &str) -> Self {
+        Desk {
+            run: run.to_owned(),
+            cmd: 0,
+            out: VecDeque::new(),
+        }
+    }
+
+    /// Queues `body` from the master to `route`.
+    pub(super) fn send(&mut self, route: Route, body: Body) {
+        publish(
+            &mut self.out,
+            &self.run,
+            Who::Role(Role::Master),
+            route,
+            body,
+        );
+    }
+
+    /// A fresh command number: replies name it, so each is answered once.
+    pub(super) fn next_cmd(&mut self) -> Cmd {
+        self.cmd += 1;
+        self.cmd
+    }
+}
+
 /// The script master.
 pub struct ScriptMaster {
-    run: String,
+    desk: Desk,
     lines: Vec<Line>,
     all_nodes: Vec<PeerId>,
     pc: usize,
     rng: StdRng,
-    cmd: Cmd,
     waiting: Option<(Cmd, Wait, Millis)>,
     reply_timeout: Millis,
     deadline: Option<Millis>,
@@ -92,7 +126,6 @@ pub struct ScriptMaster {
     printed: Vec<String>,
     notes: Vec<String>,
     rejected: u64,
-    out: VecDeque<Output<Message, MasterEnd>>,
     over: bool,
 }
 
@@ -108,12 +141,11 @@ impl ScriptMaster {
         now: Millis,
     ) -> Self {
         let mut m = ScriptMaster {
-            run: run.to_owned(),
+            desk: Desk::new(run),
             lines: script.lines.clone(),
             all_nodes: script.nodes(),
             pc: 0,
             rng: StdRng::seed_from_u64(seed),
-            cmd: 0,
             waiting: None,
             reply_timeout,
             deadline,
@@ -124,26 +156,10 @@ impl ScriptMaster {
             printed: Vec::new(),
             notes: Vec::new(),
             rejected: 0,
-            out: VecDeque::new(),
             over: false,
         };
         m.advance(now);
         m
-    }
-
-    fn send(&mut self, route: Route, body: Body) {
-        publish(
-            &mut self.out,
-            &self.run,
-            Who::Role(Role::Master),
-            route,
-            body,
-        );
-    }
-
-    fn next_cmd(&mut self) -> Cmd {
-        self.cmd += 1;
-        self.cmd
     }
 
     fn wait(&mut self, cmd: Cmd, w: Wait, now: Millis) {
@@ -164,8 +180,8 @@ impl ScriptMaster {
     }
 
     fn receive(&mut self, from: PeerId, to: PeerId, print: bool, now: Millis) {
-        let cmd = self.next_cmd();
-        self.send(Route::Peer(to), Body::Receive { cmd, source: from });
+        let cmd = self.desk.next_cmd();
+        self.desk.send(Route::Peer(to), Body::Receive { cmd, source: from });
         self.wait(cmd, Wait::Received { to, print }, now);
     }
 
@@ -180,9 +196,9 @@ impl ScriptMaster {
             match line.command {
                 Command::StartMaster => self.pc += 1,
                 Command::CreateNode { id, money } => {
-                    let cmd = self.next_cmd();
+                    let cmd = self.desk.next_cmd();
                     let peers = self.created.clone();
-                    self.send(
+                    self.desk.send(
                         Route::Peer(id),
                         Body::Create {
                             cmd,
@@ -192,7 +208,7 @@ impl ScriptMaster {
                         },
                     );
                     for p in &peers {
-                        self.send(Route::Peer(*p), Body::Join { cmd, node: id });
+                        self.desk.send(Route::Peer(*p), Body::Join { cmd, node: id });
                     }
                     let mut set: BTreeSet<PeerId> = peers.into_iter().collect();
                     set.insert(id);
@@ -200,8 +216,8 @@ impl ScriptMaster {
                     self.wait(cmd, Wait::Done(set), now);
                 }
                 Command::Send { from, to, amount } => {
-                    let cmd = self.next_cmd();
-                    self.send(Route::Peer(from), Body::Send { cmd, to, amount });
+                    let cmd = self.desk.next_cmd();
+                    self.desk.send(Route::Peer(from), Body::Send { cmd, to, amount });
                     self.wait(cmd, Wait::Sent { from }, now);
                 }
                 Command::Receive {
@@ -239,7 +255,7 @@ impl ScriptMaster {
                     }
                 }
                 Command::BeginSnapshot { id } => {
-                    let cmd = self.next_cmd();
+                    let cmd = self.desk.next_cmd();
                     self.snapshot += 1;
                     let snapshot = self.snapshot;
                     self.snapshots.push(SnapshotSeen {
@@ -250,7 +266,7 @@ impl ScriptMaster {
                         collected_ms: None,
                         states: Vec::new(),
                     });
-                    self.send(
+                    self.desk.send(
                         Route::Role("observer"),
                         Body::BeginAt {
                             cmd,
@@ -261,7 +277,7 @@ impl ScriptMaster {
                     self.wait(cmd, Wait::Started, now);
                 }
                 Command::CollectState => {
-                    let cmd = self.next_cmd();
+                    let cmd = self.desk.next_cmd();
                     // The snapshot's own nodes (a node created after it began is not in it).
                     let nodes = self
                         .snapshots
@@ -274,7 +290,7 @@ impl ScriptMaster {
                         nodes,
                         wait: false,
                     };
-                    self.send(Route::Role("observer"), body);
+                    self.desk.send(Route::Role("observer"), body);
                     self.wait(cmd, Wait::Collected, now);
                 }
                 Command::PrintSnapshot => {
@@ -301,13 +317,13 @@ impl ScriptMaster {
         if self.over {
             return;
         }
-        let cmd = self.next_cmd();
+        let cmd = self.desk.next_cmd();
         for k in self.all_nodes.clone() {
-            self.send(Route::Peer(k), Body::Stop { cmd });
+            self.desk.send(Route::Peer(k), Body::Stop { cmd });
         }
-        self.send(Route::Role("observer"), Body::Stop { cmd });
+        self.desk.send(Route::Role("observer"), Body::Stop { cmd });
         self.over = true;
-        self.out.push_back(Output::Finished(MasterEnd {
+        self.desk.out.push_back(Output::Finished(MasterEnd {
             outcome,
             printed: std::mem::take(&mut self.printed),
             notes: std::mem::take(&mut self.notes),
@@ -444,7 +460,7 @@ impl StateMachine for ScriptMaster {
         if self.over {
             return Ok(());
         }
-        let msg = match Message::decode(bytes, &self.run) {
+        let msg = match Message::decode(bytes, &self.desk.run) {
             Ok(m) => m,
             Err(r) => {
                 self.rejected += 1;
@@ -506,7 +522,7 @@ impl StateMachine for ScriptMaster {
     }
 
     fn poll_output(&mut self) -> Option<Output<Message, MasterEnd>> {
-        self.out.pop_front()
+        self.desk.out.pop_front()
     }
 
     fn interrupt(&mut self, _now: Millis, reason: String) {

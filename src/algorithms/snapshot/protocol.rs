@@ -284,12 +284,7 @@ mod tests {
             "malformed"
         );
         assert_eq!(label(&EXAMPLE.replace("300", "-300")), "malformed");
-        assert_eq!(label("{oops"), "malformed");
-        let big = vec![b' '; MAX_BODY_BYTES + 1];
-        assert_eq!(
-            Message::decode(&big, "r1").expect_err("big").label(),
-            "too_large"
-        );
+        Message::assert_refuses_garbage();
     }
 
     #[test]
