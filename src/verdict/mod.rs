@@ -159,9 +159,21 @@ impl<'a, T: Serialize> Document<'a, T> {
         }
     }
 
-    /// The document as pretty JSON text.
-    pub fn to_json(&self) -> Result<String, serde_json::Error> {
-        serde_json::to_string_pretty(self)
+    /// The document as pretty JSON text. If it cannot be written (a bug: its fields are
+    /// plain data), the text is an error document that says so (`sync-run/error/v1`,
+    /// kind `encode`) and the reason goes to stderr: never an empty line a reader would
+    /// take for a document.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| {
+            eprintln!("sync-run: cannot write the run's JSON document: {e}");
+            serde_json::json!({
+                "schema": "sync-run/error/v1",
+                "run_id": self.run_id,
+                "exit_code": self.exit_code,
+                "error": { "kind": "encode", "message": e.to_string() },
+            })
+            .to_string()
+        })
     }
 }
 
@@ -226,8 +238,7 @@ mod tests {
     fn one_document_shape_for_every_algorithm() {
         let v = Verdict::new(vec![check("a", true, "fine")]);
         let doc = Document::new("mutex", "r1", 0, &v, serde_json::json!({"processes": 3}));
-        let j: serde_json::Value =
-            serde_json::from_str(&doc.to_json().expect("writes")).expect("reads");
+        let j: serde_json::Value = serde_json::from_str(&doc.to_json()).expect("reads");
         assert_eq!(j["schema"], "sync-run/mutex/v2");
         assert_eq!(j["run_id"], "r1");
         assert_eq!(j["exit_code"], 0);

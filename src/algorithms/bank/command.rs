@@ -354,7 +354,7 @@ pub async fn run(s: &Session, a: &BankArgs) -> i32 {
                 },
             }),
         );
-        println!("{}", doc.to_json().unwrap_or_default());
+        println!("{}", doc.to_json());
     } else {
         // Standard output: exactly the course's output (of the version asked for). The
         // verdict goes to stderr.

@@ -130,7 +130,6 @@ pub fn json(
     };
     crate::verdict::Document::new(ALGORITHM, &r.run_id, exit_code, v, fields)
         .to_json()
-        .unwrap_or_default()
 }
 
 fn join_values(values: impl Iterator<Item = i64>) -> String {

@@ -220,7 +220,7 @@ pub async fn run(s: &Session, a: &MarketArgs) -> i32 {
                 "reports": { "clerk": g.clerk, "peers": g.peers },
             }),
         );
-        println!("{}", doc.to_json().unwrap_or_default());
+        println!("{}", doc.to_json());
     } else if !s.global.quiet {
         // `-q` asks for the verdict alone: no table.
         print!("{}", table(&market, &g.peers));

@@ -82,7 +82,7 @@ pub async fn run(s: &Session, a: &MutexArgs) -> i32 {
                 "reports": reports,
             }),
         );
-        println!("{}", doc.to_json().unwrap_or_default());
+        println!("{}", doc.to_json());
     } else if s.global.quiet {
         println!(
             "{}",

@@ -332,7 +332,6 @@ fn document(
     }
     crate::verdict::Document::new("snapshot", run_id, code, verdict, fields)
         .to_json()
-        .unwrap_or_default()
 }
 
 /// The end of a run of either mode: the diagram, the verdict on stderr (script mode) or
