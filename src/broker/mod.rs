@@ -22,6 +22,7 @@ pub mod link;
 pub mod peers;
 pub mod pool;
 pub mod reconnect;
+pub mod reply;
 pub mod unused;
 pub mod url;
 pub mod wiring;
