@@ -313,3 +313,59 @@ async fn no_reply_within_the_timeout_exits_75_and_the_late_reply_goes_nowhere() 
     assert!(served.contains("2 with an error"), "{served}");
     gone(&tb, &name).await;
 }
+
+/// docs/PROTOCOL.md §17 promises enough to write a server in another language: this one
+/// is Python with pika, written from it; `call` and the check mode take its replies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_server_written_from_the_protocol_document_answers() {
+    use std::io::BufRead;
+    if !common::python_with_pika() {
+        return;
+    }
+    let tb = broker().await;
+    let name = unique("rpc-py");
+    let mut py = Command::new("python3")
+        .args([
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/rpc_server.py"),
+            &tb.url,
+            &name,
+            "11",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the python server");
+    let mut out = std::io::BufReader::new(py.stdout.take().expect("stdout"));
+    let mut ready = String::new();
+    out.read_line(&mut ready).expect("read");
+    assert_eq!(ready.trim(), "ready");
+    let one = sync_run(&tb.url, &["call", &name, "from rust"]);
+    assert_eq!(one.status.code(), Some(0), "{}", text(&one.stderr));
+    assert_eq!(text(&one.stdout), "FROM RUST");
+    // Ten more: the checks hold for a server in another language (not an echo: each
+    // reply is checked by its correlation id and its request's SHA-256).
+    let check = sync_run(
+        &tb.url,
+        &[
+            "call",
+            &name,
+            "--check",
+            "--clients",
+            "2",
+            "--calls",
+            "5",
+            "--json",
+        ],
+    );
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check.stderr));
+    let doc = json(&text(&check.stdout));
+    assert_eq!(doc["verdict"]["verified"], true, "{}", doc["verdict"]);
+    assert_eq!(doc["replies_by_server"]["py-1"], 10);
+    // Bounded: a server that does not stop is killed and the test fails.
+    let (code, _, err) = finish(py);
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut out, &mut rest);
+    assert_eq!(code, 0, "{rest}{err}");
+    assert_eq!(rest.trim(), "answered 11");
+    gone(&tb, &name).await;
+}

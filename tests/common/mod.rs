@@ -637,6 +637,24 @@ async fn container() -> TestBroker {
     }
 }
 
+/// Whether `python3` with pika is here, for the tests of participants written in Python
+/// from docs/PROTOCOL.md (`tests/interop/`). CI installs it (and fails without it);
+/// elsewhere a test without it says why nothing ran.
+pub fn python_with_pika() -> bool {
+    let has = Command::new("python3")
+        .args(["-c", "import pika"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has {
+        eprintln!("python3 with pika not available: interop test not run");
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must provide python3 + pika"
+        );
+    }
+    has
+}
+
 /// A run id no other test uses: `prefix-r-xxxxxxxx`.
 pub fn unique(prefix: &str) -> String {
     format!(

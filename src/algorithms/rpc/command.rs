@@ -167,36 +167,66 @@ async fn one_call(
     end
 }
 
-/// `call --json`: the outcome, the reply's headers and its body (as text).
+/// `call --json` (`sync-run/rpc-call/v1`): the outcome, then the reply's headers and
+/// its body (as text) when one came.
+#[derive(serde::Serialize)]
+struct CallDocument<'a> {
+    schema: &'static str,
+    name: &'a str,
+    queue: &'a str,
+    exit_code: i32,
+    outcome: &'static str,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    reply: Option<ReplyFields<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct ReplyFields<'a> {
+    correlation_id: &'a str,
+    server: &'a str,
+    request_sha256: &'a str,
+    exit: Option<&'a str>,
+    round_trip_ms: f64,
+    body: String,
+}
+
 fn call_document(a: &CallArgs, queue: &str, end: &End, code: i32) -> String {
-    let mut doc = serde_json::json!({
-        "schema": "sync-run/rpc-call/v1",
-        "name": a.name,
-        "queue": queue,
-        "exit_code": code,
-    });
-    let outcome = match end {
+    let (outcome, reply) = match end {
         End::Replied {
             meta,
             body,
             latency_us,
-        } => {
-            doc["correlation_id"] = meta.correlation_id.clone().into();
-            doc["server"] = meta.server.clone().into();
-            doc["request_sha256"] = meta.request_sha256.clone().into();
-            doc["exit"] = meta.exit.clone().into();
-            doc["round_trip_ms"] = (*latency_us as f64 / 1000.0).into();
-            doc["body"] = String::from_utf8_lossy(body).into_owned().into();
-            meta.status.as_str()
-        }
-        End::NoServer => "no_server",
-        End::NoReply => "no_reply",
-        End::Interrupted => "interrupted",
+        } => (
+            meta.status.as_str(),
+            Some(ReplyFields {
+                correlation_id: &meta.correlation_id,
+                server: &meta.server,
+                request_sha256: &meta.request_sha256,
+                exit: meta.exit.as_deref(),
+                round_trip_ms: *latency_us as f64 / 1000.0,
+                body: String::from_utf8_lossy(body).into_owned(),
+            }),
+        ),
+        End::NoServer => ("no_server", None),
+        End::NoReply => ("no_reply", None),
+        End::Interrupted => ("interrupted", None),
     };
-    doc["outcome"] = outcome.into();
+    let doc = CallDocument {
+        schema: "sync-run/rpc-call/v1",
+        name: &a.name,
+        queue,
+        exit_code: code,
+        outcome,
+        reply,
+    };
     serde_json::to_string_pretty(&doc).unwrap_or_else(|e| {
         eprintln!("sync-run: cannot write the JSON document: {e}");
-        format!("{{\"schema\":\"sync-run/error/v1\",\"exit_code\":{code},\"error\":{{\"kind\":\"encode\"}}}}")
+        serde_json::json!({
+            "schema": "sync-run/error/v1",
+            "exit_code": code,
+            "error": { "kind": "encode", "message": e.to_string() },
+        })
+        .to_string()
     })
 }
 
