@@ -249,7 +249,7 @@ async fn check_mode_proves_4_clients_times_25_calls() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_breaking_the_protocol_is_refused_and_serving_goes_on() {
+async fn junk_and_replies_to_nowhere_leave_the_server_serving() {
     use lapin::BasicProperties;
     use lapin::options::BasicPublishOptions;
     let tb = broker().await;
@@ -262,18 +262,37 @@ async fn a_request_breaking_the_protocol_is_refused_and_serving_goes_on() {
     let ch = sync_run::broker::open_channel(&conn, 1)
         .await
         .expect("channel");
-    // No reply_to, no correlation id, no version: nothing a server can answer.
-    ch.basic_publish(
-        "".into(),
-        format!("sync-run.rpc.{name}").as_str().into(),
-        BasicPublishOptions::default(),
-        b"junk",
+    // No reply_to, no correlation id, no version: nothing a server can answer. Then
+    // valid requests whose reply_to leads nowhere (a forged direct reply-to address, a
+    // queue that does not exist): answered, and the broker drops the replies.
+    let mut version = lapin::types::FieldTable::default();
+    version.insert(
+        "x-sync-run-v".into(),
+        lapin::types::AMQPValue::LongLongInt(1),
+    );
+    let nowhere = |to: &str| {
+        BasicProperties::default()
+            .with_reply_to(to.into())
+            .with_correlation_id("c".into())
+            .with_headers(version.clone())
+    };
+    for props in [
         BasicProperties::default(),
-    )
-    .await
-    .expect("publish")
-    .await
-    .expect("confirm");
+        nowhere("amq.rabbitmq.reply-to.forged"),
+        nowhere("no-such-queue"),
+    ] {
+        ch.basic_publish(
+            "".into(),
+            format!("sync-run.rpc.{name}").as_str().into(),
+            BasicPublishOptions::default(),
+            b"junk",
+            props,
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+    }
     sync_run::broker::close_quietly(&conn, "junk sent").await;
     // The server goes on: a proper call after the junk is answered (one at a time, in
     // the queue's order, so the junk was handled first).
@@ -282,7 +301,10 @@ async fn a_request_breaking_the_protocol_is_refused_and_serving_goes_on() {
     assert_eq!(text(&out.stdout), "after");
     let err = srv.stop();
     assert!(err.contains("request refused"), "{err}");
-    assert!(err.contains("1 refused"), "{err}");
+    assert!(
+        err.contains("3 answered ok, 0 with an error, 1 refused"),
+        "{err}"
+    );
     gone(&tb, &name).await;
 }
 
