@@ -10,13 +10,15 @@
 //! * a reply published `mandatory` to a direct reply-to address is returned even when the
 //!   caller is there (the address is not a queue), so replies go without `mandatory`; a
 //!   reply to a caller that is gone is dropped by the broker;
-//! * the auto-delete request queue goes when its last server's consumer goes, crash or not.
+//! * the auto-delete request queue goes when its last server's consumer goes, crash or not
+//!   (but a queue that never had a consumer stays: hence its `x-expires` as well).
 //!
 //! It knows nothing of what the headers mean: the algorithm reads and writes them.
 
 use super::connect::{close_quietly, connect, open_channel};
 use super::error::{BrokerError, Context};
 use super::url::BrokerUrl;
+use super::wiring::QUEUE_EXPIRES_MS;
 use futures::StreamExt;
 use lapin::Acker;
 use lapin::Confirmation;
@@ -156,14 +158,19 @@ pub struct Replier {
     ch: Channel,
 }
 
-/// A classic, non-durable, auto-delete queue: there while someone serves it. Every server
-/// and the cleanup declare it the same way (another declaration of the name is refused
-/// by the broker with PRECONDITION_FAILED).
-fn request_queue_opts() -> QueueDeclareOptions {
-    QueueDeclareOptions {
+/// A classic, non-durable, auto-delete queue: there while someone serves it. Auto-delete
+/// only deletes a queue that had a consumer, so it also expires after
+/// [`QUEUE_EXPIRES_MS`] unused: a server that dies between its declare and its consume
+/// does not leave a queue that swallows requests for good. Every server declares it the
+/// same way (another declaration of the name is refused with PRECONDITION_FAILED).
+fn request_queue() -> (QueueDeclareOptions, FieldTable) {
+    let opts = QueueDeclareOptions {
         auto_delete: true,
         ..Default::default()
-    }
+    };
+    let mut args = FieldTable::default();
+    args.insert("x-expires".into(), AMQPValue::LongLongInt(QUEUE_EXPIRES_MS));
+    (opts, args)
 }
 
 impl Server {
@@ -178,7 +185,8 @@ impl Server {
     ) -> Result<Self, BrokerError> {
         let conn = connect(url, who, timeout).await?;
         let ch = open_channel(&conn, concurrency).await?;
-        ch.queue_declare(queue.into(), request_queue_opts(), FieldTable::default())
+        let (opts, args) = request_queue();
+        ch.queue_declare(queue.into(), opts, args)
             .await
             .ctx(|| format!("declaring the request queue {queue}"))?;
         let requests = ch

@@ -14,7 +14,8 @@ conn = pika.BlockingConnection(pika.URLParameters(url))
 ch = conn.channel()
 ch.confirm_delivery()
 q = f"sync-run.rpc.{name}"
-ch.queue_declare(q, durable=False, exclusive=False, auto_delete=True)
+ch.queue_declare(q, durable=False, exclusive=False, auto_delete=True,
+                 arguments={"x-expires": 120000})
 ch.basic_qos(prefetch_count=1)
 answered = 0
 
