@@ -391,3 +391,38 @@ async fn a_python_server_written_from_the_protocol_document_answers() {
     assert_eq!(rest.trim(), "answered 11");
     gone(&tb, &name).await;
 }
+
+/// A server that dies holding a request never acknowledged it: the broker delivers it
+/// again to the other server, and the call gets its reply. The death is by construction:
+/// the doomed server's CMD kills the server itself (SIGKILL) while it holds the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_request_leaves_it_to_another() {
+    let tb = broker().await;
+    let name = unique("rpc-kill");
+    let survivor = Serving::start(&tb, &name, &["--echo", "--server-id", "survivor"]);
+    let mut doomed = Serving::start(
+        &tb,
+        &name,
+        &["--server-id", "doomed", "--", "sh", "-c", "kill -9 $PPID"],
+    );
+    // The broker hands the two idle servers requests in turn: within a few calls one
+    // reaches the doomed server. Every call is answered, by the survivor.
+    let mut calls = 0;
+    while doomed.child.try_wait().expect("try_wait").is_none() {
+        calls += 1;
+        assert!(calls <= 10, "the doomed server never got a request");
+        let body = format!("call {calls}");
+        let out = sync_run(&tb.url, &["call", &name, &body, "--json"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let doc = json(&text(&out.stdout));
+        assert_eq!(doc["server"], "survivor");
+        assert_eq!(doc["body"], body.as_str());
+    }
+    let (code, _, _) = finish(doomed.child);
+    assert_eq!(code, -1, "the doomed server died of SIGKILL");
+    let _ = doomed.rest.join();
+    let err = survivor.stop();
+    assert!(err.contains(&format!("{calls} answered ok")), "{err}");
+    assert!(err.contains("1 delivered again"), "{err}");
+    gone(&tb, &name).await;
+}
