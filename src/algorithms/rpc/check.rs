@@ -83,7 +83,10 @@ pub async fn run(s: &Session, a: &CallArgs) -> i32 {
         clients: load.clients,
         calls: load.calls,
         echo: load.serve_echo.is_some(),
-        servers: load.serve_echo.map(|n| n as usize),
+        // Every one of S idle servers gets a call in turn, if there are S calls to get.
+        servers: load
+            .serve_echo
+            .map(|n| n.min(load.clients.saturating_mul(load.calls)) as usize),
     };
     let verdict = checks::verify(&called.records, &expect);
     let code = s.or_signal(if called.no_server {

@@ -79,6 +79,10 @@ fn request_body(arg: Option<&str>) -> Vec<u8> {
     let body = match arg {
         Some(b) if b != "-" => b.as_bytes().to_vec(),
         _ => {
+            use std::io::IsTerminal;
+            if std::io::stdin().is_terminal() {
+                eprintln!("sync-run call: reading the request body from stdin (end it with Ctrl-D)");
+            }
             let mut buf = Vec::new();
             if let Err(e) = std::io::stdin().read_to_end(&mut buf) {
                 usage_error(format!("cannot read the request body from stdin: {e}"));
