@@ -60,7 +60,7 @@ Exit codes:
         places it by its sequence number. At the end every worker reports its list and \
         sync-run checks that all lists are identical and match the grant order. \
         The subcommands below run the other algorithms (mutual exclusion, logical clocks, \
-        global snapshots, replicated bank branches, a peer-to-peer market), each ending \
+        global snapshots, replicated bank branches, a peer-to-peer market, request/reply), each ending \
         with its own proof; see each one's --help.",
     after_help = AFTER_HELP,
     args_conflicts_with_subcommands = true

@@ -218,6 +218,21 @@ mod tests {
         );
     }
 
+    /// PROTOCOL.md §17's example names the real headers, the real queue and the SHA-256
+    /// of its request body: a client written from it matches this code.
+    #[test]
+    fn the_protocol_documents_example_is_true() {
+        let doc = include_str!("../../../docs/PROTOCOL.md");
+        let s17 = &doc[doc.find("## 17. Request/reply messages").expect("§17")..];
+        for name in [H_VERSION, H_REQUEST_SHA256, H_SERVER, H_STATUS, H_EXIT] {
+            assert!(s17.contains(name), "{name} in §17");
+        }
+        assert!(s17.contains(&queue("upper")));
+        assert!(s17.contains("body:       hello"));
+        assert!(s17.contains(&sha256_hex(b"hello")));
+        assert!(s17.contains(&format!("\"{H_VERSION}\": {VERSION}")));
+    }
+
     #[test]
     fn names_are_checked() {
         assert!(validate_name("upper.v2-x_1").is_ok());
