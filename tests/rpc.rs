@@ -40,15 +40,20 @@ impl Serving {
 
     /// Ctrl-C: it answers what it holds and exits 130; returns its stderr.
     fn stop(self) -> String {
+        self.stop_with_stdout().1
+    }
+
+    /// [`Serving::stop`], returning its stdout too.
+    fn stop_with_stdout(self) -> (String, String) {
         let sent = Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
             .status()
             .expect("kill -INT");
         assert!(sent.success());
-        let (code, _, _) = finish(self.child);
+        let (code, out, _) = finish(self.child);
         let err = self.rest.join().expect("stderr reader");
         assert_eq!(code, 130, "serve stops on Ctrl-C with 130: {err}");
-        err
+        (out, err)
     }
 }
 
@@ -176,7 +181,7 @@ async fn nobody_serving_the_name_exits_69_at_once() {
 async fn two_servers_share_the_work() {
     let tb = broker().await;
     let name = unique("rpc-two");
-    let a = Serving::start(&tb, &name, &["--echo", "--server-id", "one"]);
+    let a = Serving::start(&tb, &name, &["--echo", "--server-id", "one", "--json"]);
     let b = Serving::start(&tb, &name, &["--echo", "--server-id", "two"]);
     // 4 clients × 10 calls at once against the two: each server takes one at a time.
     let out = sync_run(
@@ -202,7 +207,12 @@ async fn two_servers_share_the_work() {
     let two = by.get("two").and_then(|n| n.as_u64()).unwrap_or(0);
     assert!(one > 0 && two > 0, "both answered: {by:?}");
     assert_eq!(one + two, 40);
-    a.stop();
+    // With --json, what it served as one document: the same count the callers saw.
+    let (out, _) = a.stop_with_stdout();
+    let served = json(&out);
+    assert_eq!(served["schema"], "sync-run/rpc-serve/v1");
+    assert_eq!(served["exit_code"], 130);
+    assert_eq!(served["served"]["ok"].as_u64(), Some(one));
     b.stop();
     gone(&tb, &name).await;
 }

@@ -68,7 +68,19 @@ pub async fn serve(s: &Session, a: &ServeArgs) -> i32 {
                     a.name, done.ok, done.errors, done.refused, done.redelivered
                 );
             }
-            s.or_signal(exit::VERIFIED)
+            let code = s.or_signal(exit::VERIFIED);
+            if s.global.json {
+                let doc = serde_json::json!({
+                    "schema": "sync-run/rpc-serve/v1",
+                    "name": a.name,
+                    "queue": queue,
+                    "server": id,
+                    "exit_code": code,
+                    "served": done,
+                });
+                println!("{doc}");
+            }
+            code
         }
         Err(e) => s.broker_failure(&a.name, &e),
     }
