@@ -11,6 +11,7 @@ use super::master::MasterEnd;
 use super::protocol::{Content, Money, SnapshotId};
 use super::report::{Event, NodeReport, Outcome, Recorded};
 use crate::contract::PeerId;
+use crate::verdict::checks::{missing, unended};
 use crate::verdict::{Check, Verdict, check, ids, not_run};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -118,16 +119,8 @@ pub fn verify(
 }
 
 fn reported(by: &BTreeMap<PeerId, Node>, nodes: &[PeerId]) -> Check {
-    let missing: Vec<PeerId> = nodes
-        .iter()
-        .copied()
-        .filter(|k| !by.contains_key(k))
-        .collect();
-    let unstopped: Vec<PeerId> = by
-        .values()
-        .filter(|n| n.r.outcome != Outcome::Stopped)
-        .map(|n| n.r.id)
-        .collect();
+    let missing = missing(nodes.iter().copied(), |k| by.contains_key(k));
+    let unstopped = unended(by.values(), |n| n.r.outcome == Outcome::Stopped, |n| n.r.id);
     if !missing.is_empty() {
         return check(
             REPORTS,
