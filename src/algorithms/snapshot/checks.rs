@@ -278,22 +278,22 @@ fn money(by: &BTreeMap<PeerId, Node>) -> Check {
     // Sums in 128 bits: reports come off the network, and no sum of them may overflow.
     let initial: u128 = by.values().map(|n| u128::from(n.r.initial())).sum();
     let held: u128 = by.values().map(|n| u128::from(n.r.balance)).sum();
-    let sent: u128 = by
-        .values()
-        .flat_map(|n| n.r.events.iter())
-        .map(|e| match e {
-            Event::Sent { content, .. } => u128::from(transfer(content)),
-            _ => 0,
-        })
-        .sum();
-    let taken: u128 = by
-        .values()
-        .flat_map(|n| n.r.events.iter())
-        .map(|e| match e {
-            Event::Took { content, .. } => u128::from(transfer(content)),
-            _ => 0,
-        })
-        .sum();
+    // Money moved by every node's events of one kind (`pick` says which, and what they carry).
+    let moved = |pick: fn(&Event) -> Option<&Content>| -> u128 {
+        by.values()
+            .flat_map(|n| n.r.events.iter())
+            .filter_map(pick)
+            .map(|c| u128::from(transfer(c)))
+            .sum()
+    };
+    let sent = moved(|e| match e {
+        Event::Sent { content, .. } => Some(content),
+        _ => None,
+    });
+    let taken = moved(|e| match e {
+        Event::Took { content, .. } => Some(content),
+        _ => None,
+    });
     let transit = sent.saturating_sub(taken);
     check(
         MONEY,
