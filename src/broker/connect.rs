@@ -202,12 +202,17 @@ fn classify(url: &str, e: lapin::Error) -> BrokerError {
     }
 }
 
+/// A channel as it opens, without confirms: for one declare or delete that the broker may
+/// refuse (a refusal closes its channel, so such an attempt gets a channel of its own).
+pub async fn bare_channel(conn: &Connection) -> Result<Channel, BrokerError> {
+    conn.create_channel()
+        .await
+        .ctx(|| "opening a channel".into())
+}
+
 /// A channel with publisher confirms and the given prefetch.
 pub async fn open_channel(conn: &Connection, prefetch: u16) -> Result<Channel, BrokerError> {
-    let ch = conn
-        .create_channel()
-        .await
-        .ctx(|| "opening a channel".into())?;
+    let ch = bare_channel(conn).await?;
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .ctx(|| "enabling publisher confirms".into())?;
@@ -227,10 +232,7 @@ pub async fn queue_exists(conn: &Connection, q: &str) -> Result<bool, BrokerErro
 /// How many consumers queue `q` has (`None`: it does not exist), by a passive declare as
 /// [`queue_exists`] asks: whether a participant is there, not merely its queue.
 pub async fn queue_consumers(conn: &Connection, q: &str) -> Result<Option<u32>, BrokerError> {
-    let probe = conn
-        .create_channel()
-        .await
-        .ctx(|| "opening a channel".into())?;
+    let probe = bare_channel(conn).await?;
     let passive = QueueDeclareOptions {
         passive: true,
         ..Default::default()
@@ -260,10 +262,7 @@ pub async fn queue_consumers(conn: &Connection, q: &str) -> Result<Option<u32>, 
 /// a stream reader's worker id are held.
 pub async fn hold_exclusive(conn: &Connection, q: &str) -> Result<bool, BrokerError> {
     // A refused declare closes its channel, so the attempt gets a channel of its own.
-    let ch = conn
-        .create_channel()
-        .await
-        .ctx(|| "opening a channel".into())?;
+    let ch = bare_channel(conn).await?;
     let opts = QueueDeclareOptions {
         exclusive: true,
         auto_delete: true,

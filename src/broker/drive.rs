@@ -371,10 +371,7 @@ pub async fn cleanup_fresh<E: Endpoint>(broker: &Broker, role: &E, what: &E::Cle
         let conn = connect(&broker.url, "sync-run cleanup", broker.connect_timeout).await?;
         let mut tries = 0;
         loop {
-            let ch = conn
-                .create_channel()
-                .await
-                .ctx(|| "opening a channel".into())?;
+            let ch = super::connect::bare_channel(&conn).await?;
             match role.delete_fresh(&conn, &ch, what).await {
                 Ok(()) => break,
                 Err(e) if stream_not_ready(&e) && tries < 16 => {

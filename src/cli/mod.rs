@@ -4,6 +4,7 @@
 //! commands ([`peers`]). It names no algorithm: the dispatcher ([`crate::app`]) does.
 //! Every usage error exits with code 2 and a message that says what to do instead.
 
+pub mod crash;
 pub mod peers;
 pub mod session;
 

@@ -6,7 +6,8 @@
 use super::session::Session;
 use super::{Placement, usage_error};
 use crate::broker::peers::{
-    Launch, Member, PeerRun, Ran, drive_members, drive_peer, run_and_collect, run_peers,
+    Launch, Member, PeerRun, Ran, drive_member, drive_members, local_failure, run_and_collect,
+    run_peers,
 };
 use crate::broker::{Broker, BrokerError, Shutdown};
 use crate::contract::{PeerId, StateMachine};
@@ -147,33 +148,14 @@ pub async fn alone<M: StateMachine>(
 where
     M::Finished: Serialize,
 {
-    let r = drive_peer(
-        &s.broker,
-        run,
-        id,
-        machine,
-        Instant::now(),
-        s.shutdown.clone(),
-        |r| r.is_ok(),
-    )
-    .await;
-    let report = match r {
-        Ok(report) => report,
-        Err(e) => return s.broker_failure(&run.run_id, &e),
+    let member = Member::Peer(id);
+    let done = drive_alone(s, &s.broker, run, member, machine, how.completed).await;
+    let (report, code) = match done {
+        Ok(d) => d,
+        Err(code) => return code,
     };
-    let code = s.or_signal(if (how.completed)(&report) {
-        exit::VERIFIED
-    } else {
-        exit::FAILED
-    });
     if s.global.json {
-        let doc = serde_json::json!({
-            "schema": how.schema,
-            "run_id": run.run_id,
-            "exit_code": code,
-            "report": report,
-        });
-        println!("{doc}");
+        println!("{}", alone_document(how.schema, &run.run_id, code, &report));
     } else {
         if !s.global.quiet {
             print!("{}", (how.events)(&report));
@@ -188,14 +170,76 @@ where
     code
 }
 
+/// Drives one participant of `run` alone until it ends (the commands that start one
+/// process of a run elsewhere): `Ok((report, exit code))`, the code 0 when `completed`
+/// says it did its part (or the signal's, when one stopped it), or `Err(exit code)` when
+/// the broker failed it (reported). One piece, so every such command ends alike.
+pub async fn drive_alone<M: StateMachine>(
+    s: &Session,
+    broker: &Broker,
+    run: &PeerRun,
+    member: Member,
+    machine: M,
+    completed: impl Fn(&M::Finished) -> bool,
+) -> Result<(M::Finished, i32), i32> {
+    let t0 = Instant::now();
+    let r = drive_member(broker, run, member, machine, t0, s.shutdown.clone(), |r| {
+        r.is_ok()
+    })
+    .await;
+    let report = r.map_err(|e| s.broker_failure(&run.run_id, &e))?;
+    let code = s.or_signal(if completed(&report) {
+        exit::VERIFIED
+    } else {
+        exit::FAILED
+    });
+    Ok((report, code))
+}
+
+/// The `--json` document of one participant run alone: its `schema`, the run, the exit
+/// code and its report (PROTOCOL.md, "Run documents").
+pub fn alone_document(
+    schema: &str,
+    run_id: &str,
+    code: i32,
+    report: &impl Serialize,
+) -> serde_json::Value {
+    serde_json::json!({
+        "schema": schema,
+        "run_id": run_id,
+        "exit_code": code,
+        "report": report,
+    })
+}
+
 /// What driving the members of a run of several roles returned, member by member.
 pub type Driven<M> = Vec<(Member, Result<<M as StateMachine>::Finished, BrokerError>)>;
+
+/// What an algorithm with roles gathers from a run (its `Gathered`): where each report
+/// goes, and whether a numbered peer reported (a run where none did has nothing to verify).
+pub trait Gather<R>: Default {
+    /// Files one report.
+    fn keep(&mut self, r: R);
+    /// Whether a numbered peer (a branch, a market's peer) has reported.
+    fn any_peer(&self) -> bool;
+}
+
+/// What a run of several roles read from its results queue besides the reports.
+#[derive(Debug, Clone, Copy)]
+pub struct Tally {
+    /// Deliveries on the results queue that were not a report of this run.
+    pub rejected: u64,
+    /// From the start of the drive to the last report read.
+    pub wall: Duration,
+}
 
 /// Runs a run of several roles (the bank's, the market's): the members `machines(t0)`
 /// builds are driven here on one connection pool, and every participant's report (local
 /// or started elsewhere) is read from the results queue — `decode` reads one of this run,
-/// `who` says whose it is. One piece, so that the algorithms with roles run alike.
-pub async fn run_members<M, R, K, E>(
+/// `who` says whose it is — and gathered into `G`. A local member whose driver failed is
+/// reported on stderr; `Err` only when every one failed and no peer reported (then
+/// nothing is there to verify). One piece, so that the algorithms with roles run alike.
+pub async fn run_members<M, R, K, E, G>(
     broker: &Broker,
     run: &PeerRun,
     shutdown: &Shutdown,
@@ -203,12 +247,23 @@ pub async fn run_members<M, R, K, E>(
     machines: impl FnOnce(Instant) -> Vec<(Member, M)>,
     decode: fn(&[u8], &str) -> Result<R, E>,
     who: fn(&R) -> K,
-) -> Result<Ran<K, R, Driven<M>>, BrokerError>
+) -> Result<(G, Tally), BrokerError>
 where
     M: StateMachine,
     K: Ord + Clone,
+    G: Gather<R>,
 {
     let drive = |t0: Instant| drive_members(broker, run, machines(t0), t0, shutdown, |r| r.is_ok());
     let decode = |b: &[u8]| decode(b, &run.run_id).ok().map(|r| (who(&r), r));
-    run_peers(broker, run, shutdown, launch, drive, decode).await
+    let ran: Ran<K, R, Driven<M>> = run_peers(broker, run, shutdown, launch, drive, decode).await?;
+    let mut g = G::default();
+    for r in ran.reports.into_values() {
+        g.keep(r);
+    }
+    local_failure(run.alg, ran.driven, g.any_peer())?;
+    let tally = Tally {
+        rejected: ran.rejected,
+        wall: ran.wall,
+    };
+    Ok((g, tally))
 }

@@ -246,6 +246,32 @@ pub fn decode_report<B: Body, R>(
     }
 }
 
+/// `decode_report` of a protocol of numbered processes (mutex, clocks), whose `Body` has
+/// a `Report { report }` variant and whose reports say their process's `id`: one
+/// [`decode_report`] for each, as both read their results alike.
+///
+/// ```ignore
+/// crate::contract::process_report!(Body, Report);
+/// ```
+macro_rules! process_report {
+    ($body:ident, $report:ty) => {
+        /// Reads a process's report from a delivery on the results route: only a process's
+        /// report of itself.
+        pub fn decode_report(
+            bytes: &[u8],
+            run: &str,
+        ) -> Result<$report, $crate::contract::Rejection> {
+            let take = |b| match b {
+                $body::Report { report } => Some(report),
+                _ => None,
+            };
+            $crate::contract::envelope::decode_report(bytes, run, take, |r: &$report| r.id)
+        }
+    };
+}
+
+pub(crate) use process_report;
+
 /// The `type` tags serde reads for `B`, in the order of its variants. Serde keeps its
 /// variant names to itself but for one place, its refusal of an unknown tag ("unknown
 /// variant `?`, expected one of `a`, `b`, …"): the protocols' tests compare them with
@@ -263,6 +289,29 @@ pub fn serde_tags<B: DeserializeOwned>() -> Vec<String> {
         .step_by(2)
         .map(str::to_owned)
         .collect()
+}
+
+/// Every message example of a protocol's document (its ` ```json ` blocks) decodes with
+/// `decode` (in run `demo`) and re-encodes to exactly itself: the document cannot drift
+/// from the code. The examples' kinds, in the document's order.
+#[cfg(test)]
+pub fn assert_documented_examples<M: super::Wire>(
+    doc: &str,
+    decode: impl Fn(&[u8], &str) -> Result<M, Rejection>,
+) -> Vec<&'static str> {
+    let examples = doc
+        .split("```json\n")
+        .skip(1)
+        .filter_map(|block| block.split("\n```").next());
+    let mut kinds = Vec::new();
+    for ex in examples {
+        let msg = decode(ex.as_bytes(), "demo")
+            .unwrap_or_else(|e| panic!("example does not decode: {e}\n{ex}"));
+        let bytes = msg.encode().expect("encodes");
+        assert_eq!(String::from_utf8_lossy(&bytes), ex, "canonical form");
+        kinds.push(msg.kind());
+    }
+    kinds
 }
 
 /// What every protocol's tests check of its envelope, said once.

@@ -12,8 +12,8 @@ pub mod envelope;
 pub mod fifo;
 pub mod roles;
 
-pub(crate) use envelope::body;
 pub use envelope::{Body, EncodeError, Envelope, Sender};
+pub(crate) use envelope::{body, process_report};
 
 use std::fmt;
 

@@ -5,6 +5,7 @@
 //! critical-section intervals, their event logs), never from the driver's own bookkeeping:
 //! the proof must not share the bugs of what it proves.
 
+pub mod checks;
 pub mod spacetime;
 
 use serde::Serialize;

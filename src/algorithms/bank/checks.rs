@@ -21,6 +21,7 @@ use super::report::{
     BranchEnd, BranchReport, Call, CustomerEnd, CustomerReport, LogEntry, SequencerReport,
 };
 use crate::contract::PeerId;
+use crate::verdict::checks::{Problems, missing, unended};
 use crate::verdict::{Check, Verdict, check, ids};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -111,48 +112,29 @@ fn reported(
 ) -> Check {
     let got_b: BTreeSet<PeerId> = branches.iter().map(|b| b.id).collect();
     let got_c: BTreeSet<PeerId> = customers.iter().map(|c| c.id).collect();
-    let missing_b: Vec<PeerId> = input
-        .branches
-        .iter()
-        .copied()
-        .filter(|b| !got_b.contains(b))
-        .collect();
-    let missing_c: Vec<PeerId> = input
-        .customer_ids()
-        .into_iter()
-        .filter(|c| !got_c.contains(c))
-        .collect();
-    let unfinished: Vec<String> = branches
-        .iter()
-        .filter(|b| b.outcome != BranchEnd::Completed)
-        .map(|b| format!("branch {} {:?}", b.id, b.outcome))
-        .collect();
-    let mut bad = Vec::new();
-    if !missing_b.is_empty() {
-        bad.push(format!("no report from branch(es) {}", ids(&missing_b)));
-    }
-    if !missing_c.is_empty() {
-        bad.push(format!("no report from customer(s) {}", ids(&missing_c)));
-    }
+    let missing_b = missing(input.branches.iter().copied(), |b| got_b.contains(b));
+    let missing_c = missing(input.customer_ids(), |c| got_c.contains(c));
+    let unfinished = unended(
+        branches,
+        |b| b.outcome == BranchEnd::Completed,
+        |b| format!("branch {} {:?}", b.id, b.outcome),
+    );
+    let mut bad = Problems::default();
+    bad.unless_empty(&missing_b, |l| format!("no report from branch(es) {l}"));
+    bad.unless_empty(&missing_c, |l| format!("no report from customer(s) {l}"));
     if sequencer.is_none() {
-        bad.push("no report from the sequencer".into());
+        bad.push("no report from the sequencer");
     }
     if !unfinished.is_empty() {
         bad.push(format!("did not complete: {}", unfinished.join(", ")));
     }
-    if bad.is_empty() {
-        check(
-            "reported",
-            true,
-            format!(
-                "{}, {} and the sequencer reported; every branch completed",
-                crate::verdict::plural(branches.len() as u64, "branch", "branches"),
-                crate::verdict::plural(customers.len() as u64, "customer", "customers"),
-            ),
+    bad.check("reported", || {
+        format!(
+            "{}, {} and the sequencer reported; every branch completed",
+            crate::verdict::plural(branches.len() as u64, "branch", "branches"),
+            crate::verdict::plural(customers.len() as u64, "customer", "customers"),
         )
-    } else {
-        check("reported", false, bad.join("; "))
-    }
+    })
 }
 
 fn answered(input: &Input, customers: &[CustomerReport]) -> Check {
@@ -161,7 +143,7 @@ fn answered(input: &Input, customers: &[CustomerReport]) -> Check {
         .iter()
         .map(|c| (c.id, c.events.len()))
         .collect();
-    let mut bad = Vec::new();
+    let mut bad = Problems::default();
     let mut calls = 0;
     for c in customers {
         calls += c.answered;
@@ -193,17 +175,10 @@ fn answered(input: &Input, customers: &[CustomerReport]) -> Check {
             )),
         }
     }
-    if bad.is_empty() && !customers.is_empty() {
-        check(
-            "answered",
-            true,
-            format!("{calls} calls, every one answered"),
-        )
-    } else if bad.is_empty() {
-        check("answered", false, "no customer reported")
-    } else {
-        check("answered", false, bad.join("; "))
-    }
+    let any = !customers.is_empty();
+    bad.check_over("answered", any, "no customer reported", || {
+        format!("{calls} calls, every one answered")
+    })
 }
 
 fn balances_equal(
@@ -273,7 +248,7 @@ fn balances_equal(
 }
 
 fn never_negative(branches: &[BranchReport], a: &mut Anomalies) -> Check {
-    let mut bad = Vec::new();
+    let mut bad = Problems::default();
     for b in branches {
         let negative = b.log.iter().filter(|e| e.balance < 0).count();
         if b.min_balance < 0 || negative > 0 {
@@ -284,22 +259,11 @@ fn never_negative(branches: &[BranchReport], a: &mut Anomalies) -> Check {
             ));
         }
     }
-    if bad.is_empty() && !branches.is_empty() {
-        let low = branches
-            .iter()
-            .map(|b| b.min_balance)
-            .min()
-            .unwrap_or_default();
-        check(
-            "never_negative",
-            true,
-            format!("the lowest balance at any branch was {low}"),
-        )
-    } else if bad.is_empty() {
-        check("never_negative", false, "no branch reported")
-    } else {
-        check("never_negative", false, bad.join("; "))
-    }
+    let any = !branches.is_empty();
+    bad.check_over("never_negative", any, "no branch reported", || {
+        let low = branches.iter().map(|b| b.min_balance).min();
+        format!("the lowest balance at any branch was {}", low.unwrap_or_default())
+    })
 }
 
 /// Every branch's log, indexed: where each request sits in each branch's order.

@@ -7,13 +7,13 @@ use super::input::{self, Input, Recv};
 use super::participant::{Part, Setup};
 use super::protocol::{self, Mode, Report, SEQUENCER, Who};
 use super::report::{BranchEnd, BranchReport, CustomerEnd, CustomerReport, SequencerReport};
-use crate::broker::peers::{Launch, Member, PeerRun, drive_member, local_failure};
+use crate::broker::peers::{Launch, Member, PeerRun};
 use crate::broker::{Broker, BrokerError, now_ms};
-use crate::cli::peers::run_members;
+use crate::cli::crash::{CrashAt, Passing, Trigger};
+use crate::cli::peers::{Gather, Tally, alone_document, drive_alone, run_members};
 use crate::cli::session::Session;
 use crate::cli::usage_error;
 use crate::contract::{Millis, PeerId, StateMachine};
-use crate::exit;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -93,6 +93,19 @@ pub struct Gathered {
     pub wall: Duration,
 }
 
+impl Gather<Report> for Gathered {
+    fn keep(&mut self, r: Report) {
+        match r {
+            Report::Branch(b) => self.branches.push(b),
+            Report::Customer(c) => self.customers.push(c),
+            Report::Sequencer(s) => self.sequencer = Some(s),
+        }
+    }
+    fn any_peer(&self) -> bool {
+        !self.branches.is_empty()
+    }
+}
+
 /// Runs the sequencer, the `local_branches` and the `local_customers` of `input` here, on
 /// one connection pool, and reads every participant's report (local or started
 /// elsewhere) from the results queue; deletes the run at the end. `Err` when the broker
@@ -141,22 +154,11 @@ pub async fn execute(
     };
     let (decode, who) = (protocol::decode_report, Report::who);
     let ran = run_members(broker, run, shutdown, launch, machines, decode, who).await?;
-    let mut g = Gathered {
-        rejected_on_results: ran.rejected,
-        wall: ran.wall,
-        ..Default::default()
-    };
-    for (_, r) in ran.reports {
-        match r {
-            Report::Branch(b) => g.branches.push(b),
-            Report::Customer(c) => g.customers.push(c),
-            Report::Sequencer(s) => g.sequencer = Some(s),
-        }
-    }
+    let (mut g, tally): (Gathered, Tally) = ran;
+    (g.rejected_on_results, g.wall) = (tally.rejected, tally.wall);
     let order = input.customer_ids();
     g.customers
         .sort_by_key(|r| order.iter().position(|c| *c == r.id));
-    local_failure("bank", ran.driven, !g.branches.is_empty())?;
     Ok(g)
 }
 
@@ -438,32 +440,9 @@ where
     M::Finished: serde::Serialize,
 {
     let run = peer_run(&a.run_id, input);
-    let r = drive_member(
-        &s.broker,
-        &run,
-        member,
-        machine,
-        Instant::now(),
-        s.shutdown.clone(),
-        |r| r.is_ok(),
-    )
-    .await;
-    let report = r.map_err(|e| s.broker_failure(&a.run_id, &e))?;
-    let code = s.or_signal(if completed(&report) {
-        exit::VERIFIED
-    } else {
-        exit::FAILED
-    });
+    let (report, code) = drive_alone(s, &s.broker, &run, member, machine, completed).await?;
     if s.global.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "schema": schema,
-                "run_id": a.run_id,
-                "exit_code": code,
-                "report": report,
-            })
-        );
+        println!("{}", alone_document(schema, &a.run_id, code, &report));
     }
     Ok((report, code))
 }
@@ -474,9 +453,16 @@ pub async fn branch_alone(s: &Session, a: &AloneArgs) -> i32 {
     if !input.branches.contains(&a.id) {
         usage_error(format!("--id {}: the input has no branch {}", a.id, a.id));
     }
+    // At its N-th reply: handled, not yet acknowledged, the reply not yet sent.
     let branch = CrashAt {
         inner: setup(&a.run_id, &a.shape, epoch_ms()).branch(&input, a.id),
-        replies_left: a.crash_after_replies,
+        at: a.crash_after_replies.map(|left| Trigger {
+            command: "bank-branch",
+            option: "replies",
+            kind: "reply",
+            passing: Passing::Published,
+            left,
+        }),
     };
     let done = alone(
         s,
@@ -504,53 +490,6 @@ pub async fn branch_alone(s: &Session, a: &AloneArgs) -> i32 {
         );
     }
     code
-}
-
-/// A machine that aborts the process when it is about to publish its N-th reply
-/// (`--crash-after-replies`, for fault tests: a crash in the middle of a run by
-/// construction, with deliveries handled and not yet acknowledged).
-struct CrashAt<M> {
-    inner: M,
-    replies_left: Option<u64>,
-}
-
-impl<M: StateMachine<Msg = protocol::Message>> StateMachine for CrashAt<M> {
-    type Msg = protocol::Message;
-    type Finished = M::Finished;
-
-    fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), crate::contract::Rejection> {
-        self.inner.handle(now, bytes)
-    }
-    fn next_timeout(&self) -> Option<Millis> {
-        self.inner.next_timeout()
-    }
-    fn handle_timeout(&mut self, now: Millis) {
-        self.inner.handle_timeout(now)
-    }
-    fn poll_output(&mut self) -> Option<crate::contract::Output<Self::Msg, Self::Finished>> {
-        let out = self.inner.poll_output()?;
-        if let crate::contract::Output::Publish { msg, .. } = &out
-            && msg.body.kind() == "reply"
-            && let Some(left) = &mut self.replies_left
-        {
-            *left = left.saturating_sub(1);
-            if *left == 0 {
-                eprintln!("sync-run bank-branch: --crash-after-replies reached: aborting");
-                std::process::abort();
-            }
-        }
-        Some(out)
-    }
-    fn interrupt(&mut self, now: Millis, reason: String) {
-        self.inner.interrupt(now, reason)
-    }
-    fn pack(
-        &self,
-        step: Vec<(crate::contract::Route, Self::Msg)>,
-        max: usize,
-    ) -> Vec<(crate::contract::Route, Self::Msg)> {
-        self.inner.pack(step, max)
-    }
 }
 
 /// `sync-run bank-customer`: one customer, alone; prints its answers (the course's

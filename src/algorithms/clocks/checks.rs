@@ -14,6 +14,7 @@
 
 use super::report::{Event, EventKind, Outcome, Report, name, vc_text};
 use crate::contract::PeerId;
+use crate::verdict::checks::{Problems, missing, unended};
 use crate::verdict::{Check, Verdict, check, ids, not_run};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -76,36 +77,20 @@ fn collect(reports: &[Report], n: u32) -> (BTreeMap<PeerId, &Report>, Check) {
             }
         }
     }
-    let missing: Vec<PeerId> = (1..=n).filter(|p| !by_id.contains_key(p)).collect();
-    let unfinished: Vec<String> = by_id
-        .values()
-        .filter(|r| r.outcome != Outcome::Completed)
-        .map(|r| format!("P{} ({:?})", r.id, r.outcome))
-        .collect();
-    let mut problems = Vec::new();
-    if !missing.is_empty() {
-        problems.push(format!("no report from {}", ids(&missing)));
-    }
-    if !conflicting.is_empty() {
-        let c: Vec<_> = conflicting.into_iter().collect();
-        problems.push(format!("conflicting reports from {}", ids(&c)));
-    }
-    if !strangers.is_empty() {
-        let s: Vec<_> = strangers.into_iter().collect();
-        problems.push(format!("reports from non-processes {}", ids(&s)));
-    }
-    if !unfinished.is_empty() {
-        problems.push(format!("not completed: {}", ids(&unfinished)));
-    }
-    let c = if problems.is_empty() {
-        check(
-            "reports",
-            true,
-            format!("all {n} processes reported and completed"),
-        )
-    } else {
-        check("reports", false, problems.join("; "))
-    };
+    let missing = missing(1..=n, |p| by_id.contains_key(p));
+    let unfinished = unended(
+        by_id.values().copied(),
+        |r| r.outcome == Outcome::Completed,
+        |r| format!("P{} ({:?})", r.id, r.outcome),
+    );
+    let mut problems = Problems::default();
+    problems.unless_empty(&missing, |l| format!("no report from {l}"));
+    let conflicting: Vec<_> = conflicting.into_iter().collect();
+    problems.unless_empty(&conflicting, |l| format!("conflicting reports from {l}"));
+    let strangers: Vec<_> = strangers.into_iter().collect();
+    problems.unless_empty(&strangers, |l| format!("reports from non-processes {l}"));
+    problems.unless_empty(&unfinished, |l| format!("not completed: {l}"));
+    let c = problems.check("reports", || format!("all {n} processes reported and completed"));
     (by_id, c)
 }
 

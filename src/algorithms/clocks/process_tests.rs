@@ -12,15 +12,8 @@ fn process(cfg: ClockConfig) -> Process {
 }
 
 fn outputs(p: &mut Process) -> (Vec<(Route, Message)>, Option<Report>) {
-    let mut msgs = Vec::new();
     let mut fin = None;
-    while let Some(o) = p.poll_output() {
-        match o {
-            Output::Publish { route, msg } => msgs.push((route, msg)),
-            Output::Finished(r) => fin = Some(r),
-            Output::Release(_) => {}
-        }
-    }
+    let msgs = crate::contract::drain(p, &mut fin, usize::MAX);
     (msgs, fin)
 }
 

@@ -21,7 +21,7 @@
 //! process, is `vc` N entries long) belong to [`super::process`].
 
 use super::report::Report;
-use crate::contract::{PeerId, Rejection};
+use crate::contract::PeerId;
 use serde::{Deserialize, Serialize};
 
 /// Protocol version carried in every message (`"v": 1`).
@@ -59,15 +59,7 @@ pub type Message = crate::contract::Envelope<PeerId, Body>;
 
 crate::contract::body!(Body, version: PROTOCOL_VERSION, max_bytes: MAX_BODY_BYTES);
 
-/// Reads a process's report from a delivery on the results route: only a process's
-/// report of itself.
-pub fn decode_report(bytes: &[u8], run: &str) -> Result<Report, Rejection> {
-    let take = |b| match b {
-        Body::Report { report } => Some(report),
-        _ => None,
-    };
-    crate::contract::envelope::decode_report(bytes, run, take, |r: &Report| r.id)
-}
+crate::contract::process_report!(Body, Report);
 
 #[cfg(test)]
 mod tests {
@@ -177,22 +169,7 @@ mod tests {
     #[test]
     fn the_documented_examples_are_valid_messages() {
         let doc = include_str!("../../../docs/clocks.md");
-        let examples: Vec<&str> = doc
-            .split("```json\n")
-            .skip(1)
-            .filter_map(|block| block.split("\n```").next())
-            .collect();
-        let mut kinds = Vec::new();
-        for ex in examples {
-            let msg = Message::decode(ex.as_bytes(), "demo")
-                .unwrap_or_else(|e| panic!("example does not decode: {e}\n{ex}"));
-            assert_eq!(
-                String::from_utf8(msg.encode().expect("encodes")).unwrap(),
-                ex,
-                "canonical form"
-            );
-            kinds.push(msg.body.kind());
-        }
+        let kinds = crate::contract::envelope::assert_documented_examples(doc, Message::decode);
         assert_eq!(kinds, ["msg", "done", "report"]);
     }
 

@@ -18,6 +18,7 @@ mod flood;
 use super::graph::{Role, flooding_bound};
 use super::report::{ClerkReport, Ledger, PeerEnd, PeerReport};
 use crate::contract::PeerId;
+use crate::verdict::checks::{Problems, missing, unended};
 use crate::verdict::{Check, Verdict, check, ids, plural};
 pub use basis::Expect;
 use basis::Faults;
@@ -79,51 +80,34 @@ fn reported(
     by_id: &BTreeMap<PeerId, &PeerReport>,
     clerk: Option<&ClerkReport>,
 ) -> Check {
-    let missing: Vec<PeerId> = expect
-        .peers
-        .iter()
-        .copied()
-        .filter(|k| !by_id.contains_key(k))
-        .collect();
-    let unclosed: Vec<String> = by_id
-        .values()
-        .filter(|r| r.outcome != PeerEnd::Closed)
-        .map(|r| format!("{} ({})", r.id, r.outcome))
-        .collect();
-    let mut problems = Vec::new();
-    if !missing.is_empty() {
-        problems.push(format!(
-            "peer(s) {} did not report (crashed, or never started)",
-            ids(&missing)
-        ));
-    }
+    let missing = missing(expect.peers.iter().copied(), |k| by_id.contains_key(k));
+    let unclosed = unended(
+        by_id.values().copied(),
+        |r| r.outcome == PeerEnd::Closed,
+        |r| format!("{} ({})", r.id, r.outcome),
+    );
+    let mut problems = Problems::default();
+    problems.unless_empty(&missing, |l| {
+        format!("peer(s) {l} did not report (crashed, or never started)")
+    });
     match clerk {
-        None => problems.push("the clerk did not report".into()),
+        None => problems.push("the clerk did not report"),
         Some(c) if !c.opened => problems.push(format!(
             "the market never opened: peer(s) {} never said they were ready",
             ids(&c.not_ready)
         )),
         Some(_) => {}
     }
-    if !unclosed.is_empty() {
-        problems.push(format!(
-            "peer(s) {} were not closed by the clerk",
-            ids(&unclosed)
-        ));
-    }
-    if problems.is_empty() {
-        check(
-            "reported",
-            true,
-            format!(
-                "{} and the clerk reported; the market closed: {}",
-                plural(by_id.len() as u64, "peer", "peers"),
-                clerk.map_or("", |c| c.reason.as_str())
-            ),
+    problems.unless_empty(&unclosed, |l| {
+        format!("peer(s) {l} were not closed by the clerk")
+    });
+    problems.check("reported", || {
+        format!(
+            "{} and the clerk reported; the market closed: {}",
+            plural(by_id.len() as u64, "peer", "peers"),
+            clerk.map_or("", |c| c.reason.as_str())
         )
-    } else {
-        check("reported", false, problems.join("; "))
-    }
+    })
 }
 
 fn buyers_finished(

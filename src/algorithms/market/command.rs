@@ -7,13 +7,13 @@ use super::graph::{GraphSpec, Market, PeerSpec, Role};
 use super::participant::{Part, Setup};
 use super::protocol::{self, CLERK, Report, Who};
 use super::report::{ClerkReport, PeerEnd, PeerReport};
-use crate::broker::peers::{Launch, Member, PeerRun, drive_member, local_failure};
+use crate::broker::peers::{Launch, Member, PeerRun};
 use crate::broker::{Broker, BrokerError};
-use crate::cli::peers::run_members;
+use crate::cli::crash::{CrashAt, Passing, Trigger};
+use crate::cli::peers::{Gather, Tally, alone_document, drive_alone, run_members};
 use crate::cli::session::Session;
 use crate::cli::usage_error;
-use crate::contract::{Millis, PeerId, StateMachine};
-use crate::exit;
+use crate::contract::{Millis, PeerId};
 use std::time::{Duration, Instant};
 
 // Its subcommands, as the dispatcher (`crate::app`) flattens them into `sync-run`'s.
@@ -94,6 +94,18 @@ pub struct Gathered {
     pub wall: Duration,
 }
 
+impl Gather<Report> for Gathered {
+    fn keep(&mut self, r: Report) {
+        match r {
+            Report::Peer(p) => self.peers.push(p),
+            Report::Clerk(c) => self.clerk = Some(c),
+        }
+    }
+    fn any_peer(&self) -> bool {
+        !self.peers.is_empty()
+    }
+}
+
 /// Runs the clerk and the `local` peers of `market` here, on one connection pool, and
 /// reads every participant's report (local or started elsewhere) from the results
 /// queue; deletes the run at the end. `Err` when the broker failed the reading of the
@@ -127,19 +139,9 @@ pub async fn execute(
     };
     let (decode, who) = (protocol::decode_report, Report::who);
     let ran = run_members(broker, run, shutdown, launch, machines, decode, who).await?;
-    let mut g = Gathered {
-        rejected_on_results: ran.rejected,
-        wall: ran.wall,
-        ..Default::default()
-    };
-    for (_, r) in ran.reports {
-        match r {
-            Report::Peer(p) => g.peers.push(p),
-            Report::Clerk(c) => g.clerk = Some(c),
-        }
-    }
+    let (mut g, tally): (Gathered, Tally) = ran;
+    (g.rejected_on_results, g.wall) = (tally.rejected, tally.wall);
     g.peers.sort_by_key(|r| r.id);
-    local_failure("market", ran.driven, !g.peers.is_empty())?;
     Ok(g)
 }
 
@@ -420,43 +422,34 @@ pub async fn peer_alone(s: &Session, a: &PeerArgs) -> i32 {
         run.links = [(spec.id, spec.neighbors.clone())].into_iter().collect();
     }
     let setup = setup(&a.run_id, &a.shape, seed);
+    // At its N-th lookup or buy: before it floods the lookup on, or sells.
+    let at = match (a.crash_after_lookups, a.crash_after_buys) {
+        (Some(n), _) => Some(("lookups", "lookup", n)),
+        (None, Some(n)) => Some(("buys", "buy", n)),
+        (None, None) => None,
+    };
     let peer = CrashAt {
         inner: setup.peer(&m, &spec),
-        at: match (a.crash_after_lookups, a.crash_after_buys) {
-            (Some(n), _) => Some(("lookup", n)),
-            (None, Some(n)) => Some(("buy", n)),
-            (None, None) => None,
-        },
+        at: at.map(|(option, kind, left)| Trigger {
+            command: "market-peer",
+            option,
+            kind,
+            passing: Passing::Delivered,
+            left,
+        }),
     };
-    let r = drive_member(
-        &s.broker,
-        &run,
-        Member::Peer(spec.id),
-        peer,
-        Instant::now(),
-        s.shutdown.clone(),
-        |r| r.is_ok(),
-    )
+    let member = Member::Peer(spec.id);
+    let done = drive_alone(s, &s.broker, &run, member, peer, |r| {
+        r.outcome == PeerEnd::Closed
+    })
     .await;
-    let report = match r {
-        Ok(r) => r,
-        Err(e) => return s.broker_failure(&a.run_id, &e),
+    let (report, code) = match done {
+        Ok(d) => d,
+        Err(code) => return code,
     };
-    let code = s.or_signal(if report.outcome == PeerEnd::Closed {
-        exit::VERIFIED
-    } else {
-        exit::FAILED
-    });
     if s.global.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "schema": "sync-run/market-peer/v1",
-                "run_id": a.run_id,
-                "exit_code": code,
-                "report": report,
-            })
-        );
+        let schema = "sync-run/market-peer/v1";
+        println!("{}", alone_document(schema, &a.run_id, code, &report));
     } else {
         println!(
             "peer {} of market run {}: {}; {} lookups reached it, {} replies sent",
@@ -468,45 +461,6 @@ pub async fn peer_alone(s: &Session, a: &PeerArgs) -> i32 {
         );
     }
     code
-}
-
-/// A peer that aborts the process when its N-th message of a kind arrives, before acting
-/// on it (`--crash-after-lookups`, `--crash-after-buys`, for fault tests: a crash in the
-/// middle of a lookup, or of a sale, by construction).
-struct CrashAt<M> {
-    inner: M,
-    /// The kind (`lookup`, `buy`) and how many more of it until the crash.
-    at: Option<(&'static str, u64)>,
-}
-
-impl<M: StateMachine<Msg = protocol::Message>> StateMachine for CrashAt<M> {
-    type Msg = protocol::Message;
-    type Finished = M::Finished;
-
-    fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), crate::contract::Rejection> {
-        if let Some((kind, left)) = &mut self.at
-            && serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|v| v["type"] == *kind)
-        {
-            *left = left.saturating_sub(1);
-            if *left == 0 {
-                eprintln!("sync-run market-peer: --crash-after-{kind}s reached: aborting");
-                std::process::abort();
-            }
-        }
-        self.inner.handle(now, bytes)
-    }
-    fn next_timeout(&self) -> Option<Millis> {
-        self.inner.next_timeout()
-    }
-    fn handle_timeout(&mut self, now: Millis) {
-        self.inner.handle_timeout(now)
-    }
-    fn poll_output(&mut self) -> Option<crate::contract::Output<Self::Msg, Self::Finished>> {
-        self.inner.poll_output()
-    }
-    fn interrupt(&mut self, now: Millis, reason: String) {
-        self.inner.interrupt(now, reason)
-    }
 }
 
 /// `sync-run bench market`.

@@ -7,6 +7,7 @@
 
 use super::report::{Event, Execution, Kind, Outcome, Report, requests_and_replies};
 use crate::contract::PeerId;
+use crate::verdict::checks::missing;
 use crate::verdict::{Check, Verdict, check, ids, not_run};
 use std::collections::BTreeMap;
 
@@ -101,7 +102,7 @@ fn liveness(reports: &[Report], n: u32, k: u32) -> Check {
     for r in reports {
         by_id.entry(r.id).or_default().push(r);
     }
-    let missing: Vec<PeerId> = (1..=n).filter(|i| !by_id.contains_key(i)).collect();
+    let missing = missing(1..=n, |i| by_id.contains_key(i));
     let mut problems = Vec::new();
     if !missing.is_empty() {
         problems.push(format!("no report from {}", ids(&missing)));

@@ -9,15 +9,8 @@ fn cfg(id: PeerId, n: u32, k: u32) -> ProcessConfig {
 
 /// Everything `p` published: (route, message).
 fn outputs(p: &mut Process) -> (Vec<(Route, Message)>, Option<Report>) {
-    let mut msgs = Vec::new();
     let mut done = None;
-    while let Some(o) = p.poll_output() {
-        match o {
-            Output::Publish { route, msg } => msgs.push((route, msg)),
-            Output::Finished(r) => done = Some(r),
-            Output::Release(_) => {}
-        }
-    }
+    let msgs = crate::contract::drain(p, &mut done, usize::MAX);
     (msgs, done)
 }
 

@@ -16,7 +16,7 @@
 
 pub use super::clock::{Lamport, VectorClock};
 use super::report::Report;
-use crate::contract::{PeerId, Rejection};
+use crate::contract::PeerId;
 use serde::{Deserialize, Serialize};
 
 /// Protocol version carried in every message (`"v": 2`). Version 2 logs `done` events in
@@ -72,15 +72,7 @@ pub type Message = crate::contract::Envelope<PeerId, Body>;
 
 crate::contract::body!(Body, version: PROTOCOL_VERSION, max_bytes: MAX_BODY_BYTES);
 
-/// Reads a process's report from a delivery on the results route: only a process's
-/// report of itself.
-pub fn decode_report(bytes: &[u8], run: &str) -> Result<Report, Rejection> {
-    let take = |b| match b {
-        Body::Report { report } => Some(report),
-        _ => None,
-    };
-    crate::contract::envelope::decode_report(bytes, run, take, |r: &Report| r.id)
-}
+crate::contract::process_report!(Body, Report);
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,7 @@ use super::master::MasterEnd;
 use super::protocol::{Content, Money, SnapshotId};
 use super::report::{Event, NodeReport, Outcome, Recorded};
 use crate::contract::PeerId;
+use crate::verdict::checks::{missing, unended};
 use crate::verdict::{Check, Verdict, check, ids, not_run};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -118,16 +119,8 @@ pub fn verify(
 }
 
 fn reported(by: &BTreeMap<PeerId, Node>, nodes: &[PeerId]) -> Check {
-    let missing: Vec<PeerId> = nodes
-        .iter()
-        .copied()
-        .filter(|k| !by.contains_key(k))
-        .collect();
-    let unstopped: Vec<PeerId> = by
-        .values()
-        .filter(|n| n.r.outcome != Outcome::Stopped)
-        .map(|n| n.r.id)
-        .collect();
+    let missing = missing(nodes.iter().copied(), |k| by.contains_key(k));
+    let unstopped = unended(by.values(), |n| n.r.outcome == Outcome::Stopped, |n| n.r.id);
     if !missing.is_empty() {
         return check(
             REPORTS,
@@ -285,22 +278,22 @@ fn money(by: &BTreeMap<PeerId, Node>) -> Check {
     // Sums in 128 bits: reports come off the network, and no sum of them may overflow.
     let initial: u128 = by.values().map(|n| u128::from(n.r.initial())).sum();
     let held: u128 = by.values().map(|n| u128::from(n.r.balance)).sum();
-    let sent: u128 = by
-        .values()
-        .flat_map(|n| n.r.events.iter())
-        .map(|e| match e {
-            Event::Sent { content, .. } => u128::from(transfer(content)),
-            _ => 0,
-        })
-        .sum();
-    let taken: u128 = by
-        .values()
-        .flat_map(|n| n.r.events.iter())
-        .map(|e| match e {
-            Event::Took { content, .. } => u128::from(transfer(content)),
-            _ => 0,
-        })
-        .sum();
+    // Money moved by every node's events of one kind (`pick` says which, and what they carry).
+    let moved = |pick: fn(&Event) -> Option<&Content>| -> u128 {
+        by.values()
+            .flat_map(|n| n.r.events.iter())
+            .filter_map(pick)
+            .map(|c| u128::from(transfer(c)))
+            .sum()
+    };
+    let sent = moved(|e| match e {
+        Event::Sent { content, .. } => Some(content),
+        _ => None,
+    });
+    let taken = moved(|e| match e {
+        Event::Took { content, .. } => Some(content),
+        _ => None,
+    });
     let transit = sent.saturating_sub(taken);
     check(
         MONEY,

@@ -13,7 +13,8 @@ use super::script;
 use crate::broker::peers::{Launch, Member, PeerRun, drive_local, drive_member, run_peers};
 use crate::broker::{Broker, BrokerError, now_ms};
 use crate::cli::session::Session;
-use crate::cli::{peers, usage_error};
+use crate::cli::peers::{self, alone_document, drive_alone};
+use crate::cli::usage_error;
 use crate::contract::{Millis, PeerId, StateMachine};
 use crate::exit;
 use crate::verdict::Verdict;
@@ -482,33 +483,18 @@ pub async fn node_alone(s: &Session, a: &NodeArgs) -> i32 {
     // every node's.
     let run = peer_run(&a.run_id, vec![a.id]);
     let broker = snapshot_broker(&s.broker);
-    let t0 = Instant::now();
     let node = Node::new(&a.run_id, a.id, Some(a.timeout.as_millis() as Millis));
-    let r =
-        crate::broker::peers::drive_peer(&broker, &run, a.id, node, t0, s.shutdown.clone(), |r| {
-            r.is_ok()
-        })
-        .await;
-    let report = match r {
-        Ok(r) => r,
-        Err(e) => return s.broker_failure(&a.run_id, &e),
+    let done = drive_alone(s, &broker, &run, Member::Peer(a.id), node, |r| {
+        r.outcome == Outcome::Stopped
+    })
+    .await;
+    let (report, code) = match done {
+        Ok(d) => d,
+        Err(code) => return code,
     };
-    let code = s.or_signal(if report.outcome == Outcome::Stopped {
-        exit::VERIFIED
-    } else {
-        exit::FAILED
-    });
     if s.global.json {
-        write_json(
-            s,
-            serde_json::to_string_pretty(&serde_json::json!({
-                "schema": "sync-run/snapshot-node/v1",
-                "run_id": a.run_id,
-                "exit_code": code,
-                "report": report,
-            }))
-            .unwrap_or_default(),
-        );
+        let doc = alone_document("sync-run/snapshot-node/v1", &a.run_id, code, &report);
+        write_json(s, serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
         println!(
             "node {} of snapshot run {}: {:?}, balance {}, {} events",
