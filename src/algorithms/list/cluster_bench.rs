@@ -92,13 +92,13 @@ pub struct ClusterReport {
 
 /// Runs every size in every [`Setup`], printing progress on stderr.
 pub async fn run(cfg: &BenchConfig, single: &BrokerUrl) -> Result<ClusterReport> {
-    let cluster = &cfg.url;
-    let samples = cfg.rtt_samples;
+    let c = &cfg.children;
+    let (cluster, samples) = (&c.url, c.rtt_samples);
     eprintln!("bench --cluster: round trips ({samples} samples each)");
-    let single_rtt = broker_rtt(single, cfg.connect_timeout, samples)
+    let single_rtt = broker_rtt(single, c.connect_timeout, samples)
         .await
         .context("measuring the single node's round trip (--single-url)")?;
-    let cluster_rtt = broker_rtt(cluster, cfg.connect_timeout, samples)
+    let cluster_rtt = broker_rtt(cluster, c.connect_timeout, samples)
         .await
         .context("measuring the cluster's round trip (--amqp-url)")?;
     let window = cfg.windows.first().copied().unwrap_or(64);
