@@ -125,6 +125,9 @@ pub struct Report<R, X = ()> {
     pub runs: Vec<R>,
     #[serde(skip)]
     pub title: fn(&Report<R, X>) -> String,
+    /// The algorithm measured, for [`Report::head`].
+    #[serde(skip)]
+    pub alg: String,
 }
 
 impl<R, X> Report<R, X> {
@@ -138,8 +141,40 @@ impl<R, X> Report<R, X> {
             extra,
             runs,
             title,
+            alg: alg.to_owned(),
         }
     }
+
+    /// The title's two lines most benches begin with: what ran where, and the broker's
+    /// one hop every figure is a ratio of.
+    pub fn head(&self) -> String {
+        format!(
+            "sync-run bench {} on {}\nbroker one hop: p50 {:.3} ms, p99 {:.3} ms",
+            self.alg, self.machine, self.one_hop_p50_ms, self.one_hop_p99_ms
+        )
+    }
+}
+
+/// The report of one run per size, as most benches measure: the broker's one hop first,
+/// then `once(n, one_hop_p50_ms)` for each of `sizes` in turn (a run's figures are ratios
+/// of the hop).
+pub async fn per_size<R, Fut>(
+    alg: &str,
+    c: &crate::bench::Children,
+    sizes: &[u32],
+    title: fn(&Report<R>) -> String,
+    mut once: impl FnMut(u32, f64) -> Fut,
+) -> anyhow::Result<Report<R>>
+where
+    Fut: std::future::Future<Output = anyhow::Result<R>>,
+{
+    let hop = c.one_hop(alg).await?;
+    let p50 = crate::bench::percentile(&hop, 0.5);
+    let mut runs = Vec::new();
+    for &n in sizes {
+        runs.push(once(n, p50).await?);
+    }
+    Ok(Report::new(alg, &hop, (), runs, title))
 }
 
 impl<R: Run, X: Serialize> BenchReport for Report<R, X> {
@@ -226,5 +261,12 @@ mod tests {
         let plain = Report::new("mutex", &[1.0], (), Vec::<u32>::new(), |_| String::new());
         let v = serde_json::to_value(&plain).expect("json");
         assert_eq!(v.as_object().map(|o| o.len()), Some(5), "{v}");
+        assert_eq!(
+            plain.head(),
+            format!(
+                "sync-run bench mutex on {}\nbroker one hop: p50 1.000 ms, p99 1.000 ms",
+                plain.machine
+            )
+        );
     }
 }

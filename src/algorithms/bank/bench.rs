@@ -164,10 +164,8 @@ async fn measure(s: &Session, a: &BenchArgs) -> Result<Report> {
 /// The lines above the table.
 fn title(r: &Report) -> String {
     format!(
-        "sync-run bench bank on {}\nbroker one hop: p50 {:.3} ms, p99 {:.3} ms; low load: {:.2} ms per operation = {:.1}× the round trip (four hops a call)",
-        r.machine,
-        r.one_hop_p50_ms,
-        r.one_hop_p99_ms,
+        "{}; low load: {:.2} ms per operation = {:.1}× the round trip (four hops a call)",
+        r.head(),
         r.runs.first().and_then(|f| f.p50_ms).unwrap_or(f64::NAN),
         r.extra.low_load_per_round_trip
     )

@@ -13,7 +13,7 @@
 
 use super::cli::BenchArgs;
 use crate::bench::Children;
-use crate::bench::report::{finish, mib, ms, yes_no};
+use crate::bench::report::{finish, mib, ms, per_size, yes_no};
 use crate::cli::session::Session;
 use anyhow::Result;
 use serde::Serialize;
@@ -154,19 +154,14 @@ async fn child(c: &Children, a: &BenchArgs, n: u32) -> Result<Figures> {
 }
 
 async fn measure(s: &Session, a: &BenchArgs) -> Result<Report> {
-    let c = Children::of(&s.broker, a.runs.rtt_samples, a.runs.timeout)?;
-    let hop = c.one_hop("market").await?;
-    let mut runs = Vec::new();
-    for &n in &a.peers {
-        runs.push(child(&c, a, n).await?);
-    }
-    Ok(Report::new("market", &hop, (), runs, title))
+    let c = &Children::of(&s.broker, a.runs.rtt_samples, a.runs.timeout)?;
+    per_size("market", c, &a.peers, title, |n, _| child(c, a, n)).await
 }
 
 /// The lines above the table.
 fn title(r: &Report) -> String {
     format!(
-        "sync-run bench market on {}\nbroker one hop: p50 {:.3} ms, p99 {:.3} ms (a purchase is at least the reply window plus a buy and its answer)",
-        r.machine, r.one_hop_p50_ms, r.one_hop_p99_ms
+        "{} (a purchase is at least the reply window plus a buy and its answer)",
+        r.head()
     )
 }

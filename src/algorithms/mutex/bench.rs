@@ -16,7 +16,7 @@
 
 use super::cli::BenchArgs;
 use crate::bench::Children;
-use crate::bench::report::{finish, yes_no};
+use crate::bench::report::{finish, per_size, yes_no};
 use crate::cli::session::Session;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
@@ -56,17 +56,16 @@ pub async fn run(s: &Session, a: &BenchArgs) -> i32 {
 }
 
 async fn measure(s: &Session, a: &BenchArgs) -> Result<Report> {
-    let c = Children::of(&s.broker, a.runs.rtt_samples, a.runs.timeout)?;
-    let hop = c.one_hop("mutex").await?;
-    let p50 = crate::bench::percentile(&hop, 0.5);
-    let mut runs = Vec::new();
-    for &n in &a.sizes {
+    let c = &Children::of(&s.broker, a.runs.rtt_samples, a.runs.timeout)?;
+    per_size("mutex", c, &a.sizes, title, |n, p50| async move {
         eprintln!("bench mutex: N = {n}, K = {}", a.entries);
-        let mut f = once(&c, n, a.entries).await?;
-        f.handover_per_hop = f.handover_ms / p50;
-        runs.push(f);
-    }
-    Ok(Report::new("mutex", &hop, (), runs, title))
+        let f = once(c, n, a.entries).await?;
+        Ok(Figures {
+            handover_per_hop: f.handover_ms / p50,
+            ..f
+        })
+    })
+    .await
 }
 
 /// The lines above the table.

@@ -16,7 +16,7 @@
 
 use super::cli::BenchArgs;
 use crate::bench::Children;
-use crate::bench::report::{finish, mib, yes_no};
+use crate::bench::report::{finish, mib, per_size, yes_no};
 use crate::bench::percentile;
 use crate::cli::session::Session;
 use anyhow::{Context, Result, bail};
@@ -59,11 +59,8 @@ crate::bench_columns!(Figures, |f| {
 });
 
 async fn measure(s: &Session, a: &BenchArgs) -> Result<Report> {
-    let c = Children::of(&s.broker, a.runs.rtt_samples, a.runs.timeout)?;
-    let hop = c.one_hop("snapshot").await?;
-    let p50 = percentile(&hop, 0.5);
-    let mut runs = Vec::new();
-    for &n in &a.sizes {
+    let c = &Children::of(&s.broker, a.runs.rtt_samples, a.runs.timeout)?;
+    per_size("snapshot", c, &a.sizes, Report::head, |n, p50| async move {
         eprintln!("bench snapshot: N = {n}, {} snapshots", a.snapshots);
         let args = [
             "snapshot",
@@ -86,19 +83,13 @@ async fn measure(s: &Session, a: &BenchArgs) -> Result<Report> {
         .map(String::from);
         let what = format!("snapshot --nodes {n}");
         let doc = c.json_shown(&args, &what).await?;
-        let mut f = figures(&doc, n, a.snapshots)?;
-        f.latency_per_hop = f.latency_p50_ms / p50;
-        runs.push(f);
-    }
-    Ok(Report::new("snapshot", &hop, (), runs, title))
-}
-
-/// The lines above the table.
-fn title(r: &Report) -> String {
-    format!(
-        "sync-run bench snapshot on {}\nbroker one hop: p50 {:.3} ms, p99 {:.3} ms",
-        r.machine, r.one_hop_p50_ms, r.one_hop_p99_ms
-    )
+        let f = figures(&doc, n, a.snapshots)?;
+        Ok(Figures {
+            latency_per_hop: f.latency_p50_ms / p50,
+            ..f
+        })
+    })
+    .await
 }
 
 /// The figures of one run's JSON document.
