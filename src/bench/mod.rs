@@ -50,51 +50,95 @@ pub async fn broker_rtt(url: &BrokerUrl, timeout: Duration, samples: usize) -> R
     Ok(round_trips(url, timeout, samples).await?)
 }
 
-/// Runs `sync-run ARGS` (this very executable) against `url` as a child process, as a
-/// user would, and returns the JSON document it prints (its peak memory is its own). Its
-/// stderr is kept, to say why when it printed no document.
-pub async fn child_json(url: &BrokerUrl, args: &[String], what: &str) -> Result<serde_json::Value> {
-    use anyhow::Context as _;
-    let exe = std::env::current_exe().context("finding its own executable")?;
-    let out = spawn(&exe, url, args, std::process::Stdio::piped()).await?;
-    serde_json::from_slice(&out.stdout).with_context(|| {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = err.lines().rev().take(3).collect();
-        format!(
-            "sync-run ({what}) printed no JSON report ({}): {}",
-            out.status,
-            tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
-        )
-    })
+/// What every bench's measured runs share: the broker they go to (and its connect
+/// timeout), this very executable that each run is a child process of (so that its peak
+/// memory is its own), each run's time limit, and how many one-hop samples every figure is
+/// measured against. One piece, so that the benches resolve and clamp them the same way.
+#[derive(Debug, Clone)]
+pub struct Children {
+    pub url: BrokerUrl,
+    pub connect_timeout: Duration,
+    /// The `sync-run` binary to run (normally this one).
+    pub exe: std::path::PathBuf,
+    /// Broker one-hop samples (at least 1).
+    pub rtt_samples: usize,
+    /// Each run's time limit.
+    pub timeout: Duration,
 }
 
-/// Like [`child_json`] with the executable `exe`, but the child's stderr (its progress)
-/// goes to ours, so that a long run shows where it is.
-pub async fn child_json_shown(
-    exe: &std::path::Path,
-    url: &BrokerUrl,
-    args: &[String],
-    what: &str,
-) -> Result<serde_json::Value> {
-    use anyhow::Context as _;
-    let out = spawn(exe, url, args, std::process::Stdio::inherit()).await?;
-    serde_json::from_slice(&out.stdout)
-        .with_context(|| format!("sync-run {what} printed no JSON report ({})", out.status))
-}
+impl Children {
+    /// Runs of this executable against `broker`, with `rtt_samples` (at least 1) one-hop
+    /// samples and `timeout` a run.
+    pub fn of(
+        broker: &crate::broker::Broker,
+        rtt_samples: usize,
+        timeout: Duration,
+    ) -> Result<Self> {
+        use anyhow::Context as _;
+        Ok(Children {
+            url: broker.url.clone(),
+            connect_timeout: broker.connect_timeout,
+            exe: std::env::current_exe().context("finding its own executable")?,
+            rtt_samples: rtt_samples.max(1),
+            timeout,
+        })
+    }
 
-async fn spawn(
-    exe: &std::path::Path,
-    url: &BrokerUrl,
-    args: &[String],
-    stderr: std::process::Stdio,
-) -> Result<std::process::Output> {
-    use anyhow::Context as _;
-    tokio::process::Command::new(exe)
-        .args(args)
-        .env("AMQP_URL", url.as_str())
-        .stdin(std::process::Stdio::null())
-        .stderr(stderr)
-        .output()
-        .await
-        .with_context(|| format!("starting sync-run {}", args.first().map_or("", |a| a)))
+    /// The time limit as a run's option takes it: whole seconds, at least one (`300s`).
+    pub fn timeout_arg(&self) -> String {
+        format!("{}s", self.timeout.as_secs().max(1))
+    }
+
+    /// The broker's one hop for `alg`'s bench: publish → delivery times, sorted, in ms
+    /// (announced on stderr first, as every bench does).
+    pub async fn one_hop(&self, alg: &str) -> Result<Vec<f64>> {
+        use anyhow::Context as _;
+        eprintln!("bench {alg}: broker one hop ({} samples)", self.rtt_samples);
+        broker_rtt(&self.url, self.connect_timeout, self.rtt_samples)
+            .await
+            .context("measuring the broker's one-hop time")
+    }
+
+    /// Runs `sync-run ARGS` as a child process, as a user would, and returns the JSON
+    /// document it prints. Its stderr is kept, to say why when it printed no document.
+    pub async fn json(&self, args: &[String], what: &str) -> Result<serde_json::Value> {
+        use anyhow::Context as _;
+        let out = self.spawn(args, std::process::Stdio::piped()).await?;
+        serde_json::from_slice(&out.stdout).with_context(|| {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = err.lines().rev().take(3).collect();
+            format!(
+                "sync-run ({what}) printed no JSON report ({}): {}",
+                out.status,
+                tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+            )
+        })
+    }
+
+    /// Like [`Children::json`], but the child's stderr (its progress) goes to ours, so
+    /// that a long run shows where it is.
+    pub async fn json_shown(&self, args: &[String], what: &str) -> Result<serde_json::Value> {
+        use anyhow::Context as _;
+        let out = self.spawn(args, std::process::Stdio::inherit()).await?;
+        serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("sync-run {what} printed no JSON report ({})", out.status))
+    }
+
+    /// The child `sync-run ARGS`, to its end; the URL goes through the environment, not
+    /// argv, where `ps` would show its password.
+    async fn spawn(
+        &self,
+        args: &[String],
+        stderr: std::process::Stdio,
+    ) -> Result<std::process::Output> {
+        use anyhow::Context as _;
+        tokio::process::Command::new(&self.exe)
+            .args(args)
+            .env("AMQP_URL", self.url.as_str())
+            .stdin(std::process::Stdio::null())
+            .stderr(stderr)
+            .output()
+            .await
+            .with_context(|| format!("starting sync-run {}", args.first().map_or("", |a| a)))
+    }
 }

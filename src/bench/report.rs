@@ -15,16 +15,14 @@ pub trait BenchReport: Serialize {
     fn verified(&self) -> bool;
 }
 
-/// Where the report goes: `json` prints it as JSON instead of the table; `json_out` also
-/// writes it to that file.
-#[derive(Debug, Clone, Copy)]
-pub struct Output<'a> {
-    pub json: bool,
-    pub json_out: Option<&'a Path>,
-}
-
-/// Prints `measured` (or its failure, naming `alg`) and returns the exit code.
-pub fn finish<R: BenchReport>(alg: &str, out: Output<'_>, measured: anyhow::Result<R>) -> i32 {
+/// Prints `measured` (or its failure, naming `alg`) and returns the exit code: as JSON
+/// instead of the table with `json`, and also to the file `json_out`.
+pub fn finish<R: BenchReport>(
+    alg: &str,
+    json: bool,
+    json_out: Option<&Path>,
+    measured: anyhow::Result<R>,
+) -> i32 {
     let r = match measured {
         Ok(r) => r,
         Err(e) => {
@@ -37,7 +35,7 @@ pub fn finish<R: BenchReport>(alg: &str, out: Output<'_>, measured: anyhow::Resu
         }
     };
     let text = serde_json::to_string_pretty(&r).unwrap_or_default();
-    if let Some(path) = out.json_out
+    if let Some(path) = json_out
         && let Err(e) = std::fs::write(path, &text)
     {
         eprintln!(
@@ -45,7 +43,7 @@ pub fn finish<R: BenchReport>(alg: &str, out: Output<'_>, measured: anyhow::Resu
             path.display()
         );
     }
-    if out.json {
+    if json {
         println!("{text}");
     } else {
         print!("{}", r.render());
@@ -69,9 +67,47 @@ pub trait Run: Serialize {
     fn row(&self) -> Vec<String>;
 }
 
+/// Implements [`Run`] for a bench's figures, a type with a `verified: bool` field, from its
+/// table's columns: each header written beside the cell it heads (`f` is the run), so that
+/// the header and the row, two lists that must match cell for cell, cannot drift apart.
+///
+/// ```ignore
+/// crate::bench_columns!(Figures, |f| {
+///     "N" => f.processes.to_string(),
+///     "verified" => yes_no(f.verified),
+/// });
+/// ```
+#[macro_export]
+macro_rules! bench_columns {
+    ($figures:ty, |$f:ident| { $($header:literal => $cell:expr),+ $(,)? }) => {
+        impl $crate::bench::report::Run for $figures {
+            const HEADER: &'static [&'static str] = &[$($header),+];
+            fn verified(&self) -> bool {
+                self.verified
+            }
+            fn row(&self) -> Vec<String> {
+                let $f = self;
+                vec![$($cell),+]
+            }
+        }
+    };
+}
+
 /// `yes` or `NO`, as every bench table shows a run's verdict.
 pub fn yes_no(verified: bool) -> String {
     if verified { "yes" } else { "NO" }.to_string()
+}
+
+/// A duration cell: `12.34 ms` to `decimals` places, `-` for none.
+pub fn ms(v: Option<f64>, decimals: usize) -> String {
+    v.map_or("-".into(), |v| format!("{v:.decimals$} ms"))
+}
+
+/// A memory cell from KiB: `12.3 MiB` to `decimals` places, `-` for none (not on Linux).
+pub fn mib(kib: Option<u64>, decimals: usize) -> String {
+    kib.map_or("-".into(), |k| {
+        format!("{:.decimals$} MiB", k as f64 / 1024.0)
+    })
 }
 
 /// A bench's report: the head every bench shares (schema, machine, the broker's one hop
@@ -89,6 +125,9 @@ pub struct Report<R, X = ()> {
     pub runs: Vec<R>,
     #[serde(skip)]
     pub title: fn(&Report<R, X>) -> String,
+    /// The algorithm measured, for [`Report::head`].
+    #[serde(skip)]
+    pub alg: String,
 }
 
 impl<R, X> Report<R, X> {
@@ -102,8 +141,40 @@ impl<R, X> Report<R, X> {
             extra,
             runs,
             title,
+            alg: alg.to_owned(),
         }
     }
+
+    /// The title's two lines most benches begin with: what ran where, and the broker's
+    /// one hop every figure is a ratio of.
+    pub fn head(&self) -> String {
+        format!(
+            "sync-run bench {} on {}\nbroker one hop: p50 {:.3} ms, p99 {:.3} ms",
+            self.alg, self.machine, self.one_hop_p50_ms, self.one_hop_p99_ms
+        )
+    }
+}
+
+/// The report of one run per size, as most benches measure: the broker's one hop first,
+/// then `once(n, one_hop_p50_ms)` for each of `sizes` in turn (a run's figures are ratios
+/// of the hop).
+pub async fn per_size<R, Fut>(
+    alg: &str,
+    c: &crate::bench::Children,
+    sizes: &[u32],
+    title: fn(&Report<R>) -> String,
+    mut once: impl FnMut(u32, f64) -> Fut,
+) -> anyhow::Result<Report<R>>
+where
+    Fut: std::future::Future<Output = anyhow::Result<R>>,
+{
+    let hop = c.one_hop(alg).await?;
+    let p50 = crate::bench::percentile(&hop, 0.5);
+    let mut runs = Vec::new();
+    for &n in sizes {
+        runs.push(once(n, p50).await?);
+    }
+    Ok(Report::new(alg, &hop, (), runs, title))
 }
 
 impl<R: Run, X: Serialize> BenchReport for Report<R, X> {
@@ -120,24 +191,38 @@ impl<R: Run, X: Serialize> BenchReport for Report<R, X> {
     }
 }
 
-/// The broker's one hop for `alg`'s bench: `samples` publish → delivery times, sorted, in
-/// ms (announced on stderr first, as every bench does).
-pub async fn one_hop(
-    alg: &str,
-    url: &crate::broker::BrokerUrl,
-    connect_timeout: std::time::Duration,
-    samples: usize,
-) -> anyhow::Result<Vec<f64>> {
-    use anyhow::Context as _;
-    eprintln!("bench {alg}: broker one hop ({samples} samples)");
-    crate::bench::broker_rtt(url, connect_timeout, samples)
-        .await
-        .context("measuring the broker's one-hop time")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Serialize)]
+    struct Sample {
+        n: u32,
+        verified: bool,
+        wall: Option<f64>,
+    }
+
+    crate::bench_columns!(Sample, |f| {
+        "N" => f.n.to_string(),
+        "verified" => yes_no(f.verified),
+        "wall" => ms(f.wall, 2),
+    });
+
+    #[test]
+    fn columns_pair_each_header_with_its_cell() {
+        let s = Sample {
+            n: 3,
+            verified: false,
+            wall: Some(1.5),
+        };
+        assert_eq!(Sample::HEADER, ["N", "verified", "wall"]);
+        assert_eq!(s.row(), ["3", "NO", "1.50 ms"]);
+        assert!(!Run::verified(&s));
+        assert_eq!(ms(None, 1), "-");
+        assert_eq!(mib(Some(1600), 1), "1.6 MiB");
+        assert_eq!(mib(Some(1600), 0), "2 MiB");
+        assert_eq!(mib(None, 1), "-");
+    }
 
     #[derive(Serialize)]
     struct Extra {
@@ -176,5 +261,12 @@ mod tests {
         let plain = Report::new("mutex", &[1.0], (), Vec::<u32>::new(), |_| String::new());
         let v = serde_json::to_value(&plain).expect("json");
         assert_eq!(v.as_object().map(|o| o.len()), Some(5), "{v}");
+        assert_eq!(
+            plain.head(),
+            format!(
+                "sync-run bench mutex on {}\nbroker one hop: p50 1.000 ms, p99 1.000 ms",
+                plain.machine
+            )
+        );
     }
 }

@@ -19,7 +19,8 @@
 
 use super::cli::BenchArgs;
 use super::input;
-use crate::bench::report::{Run, one_hop, yes_no};
+use crate::bench::Children;
+use crate::bench::report::{finish, mib, ms, yes_no};
 use crate::cli::session::Session;
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -53,54 +54,26 @@ pub struct Extra {
 pub type Report = crate::bench::report::Report<Figures, Extra>;
 
 pub async fn run(s: &Session, a: &BenchArgs) -> i32 {
-    let out = crate::bench::report::Output {
-        json: s.global.json,
-        json_out: a.json_out.as_deref(),
-    };
-    crate::bench::report::finish("bank", out, measure(s, a).await)
+    finish("bank", s.global.json, a.json_out.as_deref(), measure(s, a).await)
 }
 
-impl Run for Figures {
-    const HEADER: &'static [&'static str] = &[
-        "run",
-        "branches",
-        "customers",
-        "operations",
-        "record",
-        "verified",
-        "ops/s",
-        "p50",
-        "p99",
-        "peak RSS",
-        "after input",
-    ];
-    fn verified(&self) -> bool {
-        self.verified
-    }
-    fn row(&self) -> Vec<String> {
-        let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2} ms"));
-        let mib =
-            |k: Option<u64>| k.map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
-        vec![
-            self.what.clone(),
-            self.branches.to_string(),
-            self.customers.to_string(),
-            self.operations.to_string(),
-            if self.recorded { "yes" } else { "no" }.to_string(),
-            yes_no(self.verified),
-            format!("{:.0}", self.ops_per_s),
-            ms(self.p50_ms),
-            ms(self.p99_ms),
-            mib(self.peak_rss_kib),
-            mib(self.rss_after_input_kib),
-        ]
-    }
-}
+crate::bench_columns!(Figures, |f| {
+    "run" => f.what.clone(),
+    "branches" => f.branches.to_string(),
+    "customers" => f.customers.to_string(),
+    "operations" => f.operations.to_string(),
+    "record" => if f.recorded { "yes" } else { "no" }.to_string(),
+    "verified" => yes_no(f.verified),
+    "ops/s" => format!("{:.0}", f.ops_per_s),
+    "p50" => ms(f.p50_ms, 2),
+    "p99" => ms(f.p99_ms, 2),
+    "peak RSS" => mib(f.peak_rss_kib, 1),
+    "after input" => mib(f.rss_after_input_kib, 1),
+});
 
 /// One `sync-run bank` child run of a random workload.
 async fn child(
-    s: &Session,
-    a: &BenchArgs,
+    c: &Children,
     what: &str,
     workload: &input::Input,
     concurrent: bool,
@@ -117,7 +90,7 @@ async fn child(
         path.display().to_string(),
         "--json".into(),
         "--run-timeout".into(),
-        format!("{}s", a.runs.timeout.as_secs().max(1)),
+        c.timeout_arg(),
     ];
     if concurrent {
         args.push("--concurrent".into());
@@ -132,7 +105,7 @@ async fn child(
         workload.operations(),
         if record { "" } else { ", --no-record" }
     );
-    let doc = crate::bench::child_json(&s.broker.url, &args, what).await;
+    let doc = c.json(&args, what).await;
     let _ = std::fs::remove_file(&path);
     let doc = doc?;
     let f = &doc["figures"];
@@ -152,18 +125,13 @@ async fn child(
 }
 
 async fn measure(s: &Session, a: &BenchArgs) -> Result<Report> {
-    let hop = one_hop(
-        "bank",
-        &s.broker.url,
-        s.global.connect_timeout,
-        a.runs.rtt_samples.max(1),
-    )
-    .await?;
+    let c = Children::of(&s.broker, a.runs.rtt_samples, a.runs.timeout)?;
+    let hop = c.one_hop("bank").await?;
     let p50 = crate::bench::percentile(&hop, 0.5);
     let mut runs = Vec::new();
     // Low load: one customer, one call at a time.
     let low = input::random(3, 1, 200, 1_000_000, a.seed);
-    let mut f = child(s, a, "low load", &low, false, true).await?;
+    let mut f = child(&c, "low load", &low, false, true).await?;
     let per_op = 1000.0 / f.ops_per_s;
     f.p50_ms = Some(per_op);
     f.p99_ms = None;
@@ -171,7 +139,7 @@ async fn measure(s: &Session, a: &BenchArgs) -> Result<Report> {
     let per = (a.ops / a.customers).max(1);
     for &b in &a.branches {
         let w = input::random(b, a.customers, per, 1_000_000, a.seed);
-        runs.push(child(s, a, &format!("load {b}"), &w, true, true).await?);
+        runs.push(child(&c, &format!("load {b}"), &w, true, true).await?);
     }
     if let Some(&b) = a.branches.first()
         && a.long_ops > 0
@@ -184,7 +152,7 @@ async fn measure(s: &Session, a: &BenchArgs) -> Result<Report> {
                 1_000_000,
                 a.seed,
             );
-            runs.push(child(s, a, &format!("memory {ops}"), &w, true, false).await?);
+            runs.push(child(&c, &format!("memory {ops}"), &w, true, false).await?);
         }
     }
     let extra = Extra {
@@ -196,10 +164,8 @@ async fn measure(s: &Session, a: &BenchArgs) -> Result<Report> {
 /// The lines above the table.
 fn title(r: &Report) -> String {
     format!(
-        "sync-run bench bank on {}\nbroker one hop: p50 {:.3} ms, p99 {:.3} ms; low load: {:.2} ms per operation = {:.1}× the round trip (four hops a call)",
-        r.machine,
-        r.one_hop_p50_ms,
-        r.one_hop_p99_ms,
+        "{}; low load: {:.2} ms per operation = {:.1}× the round trip (four hops a call)",
+        r.head(),
         r.runs.first().and_then(|f| f.p50_ms).unwrap_or(f64::NAN),
         r.extra.low_load_per_round_trip
     )

@@ -19,7 +19,7 @@
 //! from the binary's place in `target/`, see [`default_original_script`]). Nothing is
 //! installed: what is missing is reported in the table as skipped, with the reason.
 
-use crate::bench::{broker_rtt, machine, percentile};
+use crate::bench::{Children, broker_rtt, machine, percentile};
 use crate::broker::{BrokerUrl, yardstick};
 use crate::contract::Topology;
 use anyhow::{Context, Result, bail};
@@ -31,8 +31,8 @@ use std::time::Duration;
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
-    pub url: BrokerUrl,
-    pub connect_timeout: Duration,
+    /// The broker, this executable and each run's limit.
+    pub children: Children,
     /// Worker counts, e.g. 10, 100, 1000.
     pub sizes: Vec<usize>,
     /// `--window` values to run sync-run with (1 = turn by turn).
@@ -41,17 +41,12 @@ pub struct BenchConfig {
     pub topologies: Vec<Topology>,
     /// Up to this N, also a run with `--no-relay` (the original protocol's shape).
     pub no_relay_max: usize,
-    /// The `sync-run` binary to run (normally this one).
-    pub exe: PathBuf,
     /// The original protocol's script (`bench/original_protocol.py`); `None` skips it.
     pub seed_script: Option<PathBuf>,
     /// Run the original protocol only up to this N (one Python process per worker).
     pub seed_max: usize,
-    pub rtt_samples: usize,
     /// Where to write the SVG plot of wall time against N.
     pub plot: Option<PathBuf>,
-    /// Each run's limit.
-    pub timeout: Duration,
 }
 
 /// One verified run of sync-run.
@@ -109,8 +104,9 @@ pub struct BenchReport {
 
 /// Runs everything `cfg` asks for, printing progress lines on stderr.
 pub async fn run(cfg: &BenchConfig) -> Result<BenchReport> {
-    eprintln!("bench: broker round trip ({} samples)", cfg.rtt_samples);
-    let rtt = broker_rtt(&cfg.url, cfg.connect_timeout, cfg.rtt_samples)
+    let c = &cfg.children;
+    eprintln!("bench: broker round trip ({} samples)", c.rtt_samples);
+    let rtt = broker_rtt(&c.url, c.connect_timeout, c.rtt_samples)
         .await
         .context("measuring the broker round trip")?;
     let (rtt_p50, rtt_p99) = (percentile(&rtt, 0.5), percentile(&rtt, 0.99));
@@ -122,7 +118,7 @@ pub async fn run(cfg: &BenchConfig) -> Result<BenchReport> {
     for &n in &cfg.sizes {
         let messages = (200_000 / n).clamp(50, 5_000);
         eprintln!("bench: raw fanout, {n} queues × {messages} messages");
-        let rate = fanout_rate(&cfg.url, cfg.connect_timeout, n, messages)
+        let rate = fanout_rate(&c.url, c.connect_timeout, n, messages)
             .await
             .with_context(|| format!("measuring the raw fanout rate to {n} queues"))?;
         fanout.push(FanoutFigures {
@@ -164,7 +160,7 @@ pub async fn run(cfg: &BenchConfig) -> Result<BenchReport> {
                     Some(why) => SeedFigures::skipped(n, why.clone()),
                     None => {
                         eprintln!("bench: original protocol, N={n} ({})", script.display());
-                        let s = seed_once(script, &cfg.url, n, cfg.timeout).await;
+                        let s = seed_once(script, &c.url, n, c.timeout).await;
                         match s.wall_s {
                             Some(w) => eprintln!("bench:   {w:.3} s, {}", s.note),
                             None => eprintln!("bench:   {}", s.note),
@@ -220,7 +216,7 @@ fn flags((topology, window, relay): Variant) -> String {
 
 /// One `sync-run --slaves N --json` process; its JSON report gives the figures.
 async fn sync_run_once(cfg: &BenchConfig, n: usize, v: Variant) -> Result<RunFigures> {
-    sync_run_against(cfg, &cfg.url, n, v, &[]).await
+    sync_run_against(cfg, &cfg.children.url, n, v, &[]).await
 }
 
 /// [`sync_run_once`] against `url` (a node, or a cluster's nodes), with `extra` flags
@@ -233,22 +229,23 @@ pub(super) async fn sync_run_against(
     extra: &[&str],
 ) -> Result<RunFigures> {
     let (topology, window, relay) = v;
+    let c = &cfg.children;
     // The URL goes through the environment, not argv, where `ps` would show its password.
-    let out = tokio::process::Command::new(&cfg.exe)
+    let out = tokio::process::Command::new(&c.exe)
         .env("AMQP_URL", url.as_str())
         .arg("--connect-timeout")
-        .arg(format!("{}ms", cfg.connect_timeout.as_millis()))
+        .arg(format!("{}ms", c.connect_timeout.as_millis()))
         .args(["--json", "--seed", "1", "--slaves"])
         .arg(n.to_string())
         .args(flags(v).split(' '))
         .args(extra)
         .arg("--timeout")
-        .arg(format!("{}s", cfg.timeout.as_secs().max(1)))
+        .arg(c.timeout_arg())
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output()
         .await
-        .with_context(|| format!("running {}", cfg.exe.display()))?;
+        .with_context(|| format!("running {}", c.exe.display()))?;
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
         format!(
             "sync-run --slaves {n} printed no JSON report (exit {:?}): {}",

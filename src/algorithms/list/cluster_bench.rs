@@ -92,13 +92,13 @@ pub struct ClusterReport {
 
 /// Runs every size in every [`Setup`], printing progress on stderr.
 pub async fn run(cfg: &BenchConfig, single: &BrokerUrl) -> Result<ClusterReport> {
-    let cluster = &cfg.url;
-    let samples = cfg.rtt_samples;
+    let c = &cfg.children;
+    let (cluster, samples) = (&c.url, c.rtt_samples);
     eprintln!("bench --cluster: round trips ({samples} samples each)");
-    let single_rtt = broker_rtt(single, cfg.connect_timeout, samples)
+    let single_rtt = broker_rtt(single, c.connect_timeout, samples)
         .await
         .context("measuring the single node's round trip (--single-url)")?;
-    let cluster_rtt = broker_rtt(cluster, cfg.connect_timeout, samples)
+    let cluster_rtt = broker_rtt(cluster, c.connect_timeout, samples)
         .await
         .context("measuring the cluster's round trip (--amqp-url)")?;
     let window = cfg.windows.first().copied().unwrap_or(64);
@@ -172,28 +172,22 @@ pub fn render(r: &ClusterReport) -> String {
         let ratio = run
             .wall_ratio
             .map_or_else(|| "—".to_string(), |x| format!("{x:.2}×"));
-        match &run.figures {
-            Some(f) => {
-                out += &format!(
-                    "| {} | {} | {:.3} s | {:.1} ms | {:.2} ms | {:.0} | {ratio} | {} |\n",
-                    run.n,
-                    run.setup.label(),
-                    f.wall_s,
-                    f.turn_p50_ms,
-                    f.per_turn_ms,
-                    f.deliveries_per_s,
-                    run.note
-                );
-            }
-            None => {
-                out += &format!(
-                    "| {} | {} | — | — | — | — | — | {} |\n",
-                    run.n,
-                    run.setup.label(),
-                    run.note
-                );
-            }
-        }
+        // A run without figures (it failed) keeps its N, setup and note, dashes between.
+        let figures = run.figures.as_ref().map_or_else(
+            || "— | — | — | — | —".to_string(),
+            |f| {
+                format!(
+                    "{:.3} s | {:.1} ms | {:.2} ms | {:.0} | {ratio}",
+                    f.wall_s, f.turn_p50_ms, f.per_turn_ms, f.deliveries_per_s
+                )
+            },
+        );
+        out += &format!(
+            "| {} | {} | {figures} | {} |\n",
+            run.n,
+            run.setup.label(),
+            run.note
+        );
     }
     out += &match r.goal_quorum_100_ratio {
         Some(x) if x <= 2.0 => {
@@ -205,4 +199,60 @@ pub fn render(r: &ClusterReport) -> String {
         None => "\ngoal: quorum queues at N=100 within 2× of classic on one node: not measured (N=100 not run, or a run failed)\n".to_string(),
     };
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_run_keeps_its_row_with_dashes() {
+        let figures = RunFigures {
+            n: 10,
+            topology: Topology::Queues,
+            window: 64,
+            relay: true,
+            verified: true,
+            exit_code: 0,
+            wall_s: 0.5,
+            turns_s: 0.25,
+            per_turn_ms: 2.5,
+            turn_p50_ms: 1.5,
+            turn_p99_ms: 3.0,
+            deliveries: 100,
+            deliveries_per_s: 200.0,
+            peak_rss_mib: 10.0,
+        };
+        let run = |setup, figures, note: &str, wall_ratio| ClusterRun {
+            n: 10,
+            setup,
+            figures,
+            note: note.into(),
+            wall_ratio,
+        };
+        let r = ClusterReport {
+            schema: "sync-run/bench-cluster/v1",
+            nodes: 3,
+            single_rtt_p50_ms: 0.1,
+            cluster_rtt_p50_ms: 0.2,
+            runs: vec![
+                run(Setup::SingleClassic, Some(figures.clone()), "verified", None),
+                run(Setup::ClusterQuorum, Some(figures), "verified", Some(1.5)),
+                run(Setup::ClusterStream, None, "failed: gone", None),
+            ],
+            goal_quorum_100_ratio: None,
+            machine: "2 cores".into(),
+        };
+        let text = render(&r);
+        let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("| 10 |")).collect();
+        assert_eq!(
+            rows,
+            [
+                "| 10 | one node, classic queues | 0.500 s | 1.5 ms | 2.50 ms | 200 | — | verified |",
+                "| 10 | cluster, quorum queues | 0.500 s | 1.5 ms | 2.50 ms | 200 | 1.50× | verified |",
+                "| 10 | cluster, stream + quorum | — | — | — | — | — | failed: gone |",
+            ]
+        );
+        assert!(text.contains("not measured"), "{text}");
+    }
 }

@@ -177,26 +177,22 @@ pub async fn worker(s: &Session, w: &WorkerArgs) -> i32 {
 /// `sync-run bench`: the list agreement against the broker and the original protocol.
 pub async fn bench(s: &Session, b: &BenchArgs) -> i32 {
     let (g, broker) = (&s.global, &s.broker);
-    let exe = match std::env::current_exe() {
-        Ok(p) => p,
+    let children = match crate::bench::Children::of(broker, b.rtt_samples, b.timeout) {
+        Ok(c) => c,
         Err(e) => {
-            eprintln!("sync-run bench: cannot find its own executable: {e}");
+            eprintln!("sync-run bench: {e:#}");
             return exit::FAILED;
         }
     };
     let cfg = super::bench::BenchConfig {
-        url: broker.url.clone(),
-        connect_timeout: g.connect_timeout,
+        children,
         sizes: b.sizes.clone(),
         windows: b.windows.iter().map(|w| *w as usize).collect(),
         topologies: b.topologies.clone(),
         no_relay_max: b.no_relay_max,
-        exe,
         seed_script: b.seed_script.exists().then(|| b.seed_script.clone()),
         seed_max: b.seed_max,
-        rtt_samples: b.rtt_samples.max(1),
         plot: b.plot.clone(),
-        timeout: b.timeout,
     };
     if b.cluster {
         return cluster_bench(s, b, &cfg).await;
@@ -297,7 +293,7 @@ fn worker_exit(g: &GlobalArgs, run_id: &str, id: u32, o: &WorkerOutcome, stopped
 
 /// `sync-run bench --cluster`: the same runs on one node and on the cluster.
 async fn cluster_bench(s: &Session, b: &BenchArgs, cfg: &super::bench::BenchConfig) -> i32 {
-    if cfg.url.nodes().len() < 2 {
+    if cfg.children.url.nodes().len() < 2 {
         usage_error(
             "bench --cluster needs the cluster's nodes in --amqp-url (two URLs or more, comma-separated; e.g. --amqp-url \"$(scripts/local-cluster.sh urls)\")",
         );

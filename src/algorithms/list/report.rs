@@ -1,6 +1,6 @@
 //! What the user sees: a readable table and verdict, or one JSON document (`--json`).
 
-use super::checks::{Status, Verdict, ids};
+use super::checks::{Verdict, ids};
 use super::master::{GrantOutcome, RunRecord};
 use super::protocol::WorkerId;
 use comfy_table::{ContentArrangement, Table};
@@ -223,14 +223,7 @@ pub fn human(r: &RunRecord, v: &Verdict, wall: Duration) -> String {
     } else {
         s += &format!("{table}\n");
     }
-    for c in &v.checks {
-        let mark = match c.status {
-            Status::Passed => "ok",
-            Status::Failed => "FAIL",
-            Status::NotRun => "--",
-        };
-        s += &format!("  [{mark}] {}: {}\n", c.name, c.detail);
-    }
+    s += &v.lines();
     if let (Some(p50), Some(p99)) = (t.turn_p50_ms, t.turn_p99_ms) {
         s += &format!(
             "  turn latency p50 {p50} ms, p99 {p99} ms; join {} ms\n",

@@ -5,27 +5,38 @@
 //! Each run is a fresh `sync-run market --json` process (what a user runs; its peak
 //! memory is its own): 6 peers on a ring with hop count 2 (the course's setting; its
 //! original measured 26 s a lookup and 40 % success), and larger markets on `random:4`
-//! with hop count 3 ([`settings`]). Reported: lookups, success rate, lookup→reply
+//! with hop count 3 ([`setting`]). Reported: lookups, success rate, lookup→reply
 //! and lookup→purchase p50 / p99 (the buyers' clocks; a purchase includes the reply
 //! window), lookup messages per lookup against the flooding bound, every check verified.
 //!
 //! Goal: 6 peers under 10 ms p50 per purchase; 1,000 peers verified.
 
 use super::cli::BenchArgs;
-use crate::bench::child_json;
-use crate::bench::report::{Run, one_hop, yes_no};
+use crate::bench::Children;
+use crate::bench::report::{finish, mib, ms, per_size, yes_no};
 use crate::cli::session::Session;
 use anyhow::Result;
 use serde::Serialize;
 
-/// One run's figures.
-#[derive(Debug, Clone, Serialize)]
-pub struct Figures {
+/// How a run of the bench is set up ([`setting`]): the market's size and shape, which the
+/// run is started with and its row shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Setting {
     pub peers: u32,
     pub buyers: u32,
     pub graph: String,
     pub hop_count: u32,
     pub reply_window_ms: u64,
+    /// Lookups a buyer makes (`--lookups`); the row shows the lookups the run made.
+    #[serde(skip)]
+    pub lookups_per_buyer: u32,
+}
+
+/// One run's figures: its setting, then what its document said.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figures {
+    #[serde(flatten)]
+    pub setting: Setting,
     pub verified: bool,
     pub lookups: u64,
     pub purchases: u64,
@@ -44,75 +55,60 @@ pub struct Figures {
 pub type Report = crate::bench::report::Report<Figures>;
 
 pub async fn run(s: &Session, a: &BenchArgs) -> i32 {
-    let out = crate::bench::report::Output {
-        json: s.global.json,
-        json_out: a.json_out.as_deref(),
-    };
-    crate::bench::report::finish("market", out, measure(s, a).await)
+    finish("market", s.global.json, a.json_out.as_deref(), measure(s, a).await)
 }
 
-impl Run for Figures {
-    const HEADER: &'static [&'static str] = &[
-        "peers",
-        "buyers",
-        "graph",
-        "hops",
-        "window",
-        "verified",
-        "lookups",
-        "success",
-        "→reply p50",
-        "→purchase p50",
-        "p99",
-        "lookup msgs/lookup",
-        "flooding bound",
-        "reply msgs",
-        "wall",
-        "peak RSS",
-    ];
-    fn verified(&self) -> bool {
-        self.verified
-    }
-    fn row(&self) -> Vec<String> {
-        let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1} ms"));
-        vec![
-            self.peers.to_string(),
-            self.buyers.to_string(),
-            self.graph.clone(),
-            self.hop_count.to_string(),
-            format!("{} ms", self.reply_window_ms),
-            yes_no(self.verified),
-            self.lookups.to_string(),
-            format!("{:.0} %", self.success_rate * 100.0),
-            ms(self.lookup_to_reply_p50_ms),
-            ms(self.lookup_to_purchase_p50_ms),
-            ms(self.lookup_to_purchase_p99_ms),
-            format!("{:.1}", self.lookup_messages_per_lookup),
-            format!("{:.1}", self.flooding_bound_per_lookup),
-            format!("{:.1}", self.reply_messages_per_lookup),
-            format!("{:.1} s", self.wall_ms as f64 / 1000.0),
-            self.peak_rss_kib
-                .map_or("-".into(), |k| format!("{:.0} MiB", k as f64 / 1024.0)),
-        ]
-    }
-}
+crate::bench_columns!(Figures, |f| {
+    "peers" => f.setting.peers.to_string(),
+    "buyers" => f.setting.buyers.to_string(),
+    "graph" => f.setting.graph.clone(),
+    "hops" => f.setting.hop_count.to_string(),
+    "window" => format!("{} ms", f.setting.reply_window_ms),
+    "verified" => yes_no(f.verified),
+    "lookups" => f.lookups.to_string(),
+    "success" => format!("{:.0} %", f.success_rate * 100.0),
+    "→reply p50" => ms(f.lookup_to_reply_p50_ms, 1),
+    "→purchase p50" => ms(f.lookup_to_purchase_p50_ms, 1),
+    "p99" => ms(f.lookup_to_purchase_p99_ms, 1),
+    "lookup msgs/lookup" => format!("{:.1}", f.lookup_messages_per_lookup),
+    "flooding bound" => format!("{:.1}", f.flooding_bound_per_lookup),
+    "reply msgs" => format!("{:.1}", f.reply_messages_per_lookup),
+    "wall" => format!("{:.1} s", f.wall_ms as f64 / 1000.0),
+    "peak RSS" => mib(f.peak_rss_kib, 0),
+});
 
-/// The settings of a run of `n` peers: (graph, hop count, reply window ms, lookups per
-/// buyer, buyers). The course's ring for 6 and fewer (half of them buyers); `random:4`
-/// with hop count 3 beyond, a reply window that grows with the market (every buyer's
-/// flood lands on two cores at once), half the peers buyers at 100 and a tenth at 1,000.
-fn settings(n: u32, lookups: u32) -> (String, u32, u64, u32, u32) {
-    if n <= 6 {
-        ("ring".into(), 2, 5, lookups, (n / 2).max(1))
+/// The setting of a run of `n` peers, `lookups` a buyer at the most. The course's ring for
+/// 6 and fewer (half of them buyers); `random:4` with hop count 3 beyond, a reply window
+/// that grows with the market (every buyer's flood lands on two cores at once), half the
+/// peers buyers at 100 and a tenth at 1,000.
+fn setting(n: u32, lookups: u32) -> Setting {
+    let (graph, hop_count, reply_window_ms, lookups_per_buyer, buyers) = if n <= 6 {
+        ("ring", 2, 5, lookups, (n / 2).max(1))
     } else if n <= 100 {
-        ("random:4".into(), 3, 100, lookups.min(5), n / 2)
+        ("random:4", 3, 100, lookups.min(5), n / 2)
     } else {
-        ("random:4".into(), 3, 200, lookups.min(3), (n / 10).max(1))
+        ("random:4", 3, 200, lookups.min(3), (n / 10).max(1))
+    };
+    Setting {
+        peers: n,
+        buyers,
+        graph: graph.into(),
+        hop_count,
+        reply_window_ms,
+        lookups_per_buyer,
     }
 }
 
-async fn child(s: &Session, a: &BenchArgs, n: u32) -> Result<Figures> {
-    let (graph, hop_count, window, lookups, buyers) = settings(n, a.lookups);
+async fn child(c: &Children, a: &BenchArgs, n: u32) -> Result<Figures> {
+    let setting = setting(n, a.lookups);
+    let Setting {
+        buyers,
+        ref graph,
+        hop_count,
+        reply_window_ms: window,
+        lookups_per_buyer: lookups,
+        ..
+    } = setting;
     let args: Vec<String> = [
         "market",
         "--json",
@@ -121,7 +117,7 @@ async fn child(s: &Session, a: &BenchArgs, n: u32) -> Result<Figures> {
         "--buyers",
         &buyers.to_string(),
         "--graph",
-        &graph,
+        graph,
         "--hop-count",
         &hop_count.to_string(),
         "--lookups",
@@ -131,21 +127,17 @@ async fn child(s: &Session, a: &BenchArgs, n: u32) -> Result<Figures> {
         "--seed",
         &a.seed.to_string(),
         "--run-timeout",
-        &format!("{}s", a.runs.timeout.as_secs().max(1)),
+        &c.timeout_arg(),
     ]
     .map(String::from)
     .to_vec();
     eprintln!(
         "bench market: {n} peers ({buyers} buyers) on {graph}, hop count {hop_count}, {lookups} lookups a buyer, reply window {window} ms"
     );
-    let doc = child_json(&s.broker.url, &args, &format!("{n} peers")).await?;
+    let doc = c.json(&args, &format!("{n} peers")).await?;
     let f = &doc["figures"];
     Ok(Figures {
-        peers: n,
-        buyers,
-        graph,
-        hop_count,
-        reply_window_ms: window,
+        setting,
         verified: doc["verdict"]["verified"] == true,
         lookups: f["lookups"].as_u64().unwrap_or(0),
         purchases: f["purchases"].as_u64().unwrap_or(0),
@@ -162,24 +154,14 @@ async fn child(s: &Session, a: &BenchArgs, n: u32) -> Result<Figures> {
 }
 
 async fn measure(s: &Session, a: &BenchArgs) -> Result<Report> {
-    let hop = one_hop(
-        "market",
-        &s.broker.url,
-        s.global.connect_timeout,
-        a.runs.rtt_samples.max(1),
-    )
-    .await?;
-    let mut runs = Vec::new();
-    for &n in &a.peers {
-        runs.push(child(s, a, n).await?);
-    }
-    Ok(Report::new("market", &hop, (), runs, title))
+    let c = &Children::of(&s.broker, a.runs.rtt_samples, a.runs.timeout)?;
+    per_size("market", c, &a.peers, title, |n, _| child(c, a, n)).await
 }
 
 /// The lines above the table.
 fn title(r: &Report) -> String {
     format!(
-        "sync-run bench market on {}\nbroker one hop: p50 {:.3} ms, p99 {:.3} ms (a purchase is at least the reply window plus a buy and its answer)",
-        r.machine, r.one_hop_p50_ms, r.one_hop_p99_ms
+        "{} (a purchase is at least the reply window plus a buy and its answer)",
+        r.head()
     )
 }

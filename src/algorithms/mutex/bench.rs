@@ -14,25 +14,12 @@
 //! The one-hop time is [`crate::bench::broker_rtt`]: publish on one connection, delivery
 //! on another, one message in flight. Goal: handover within 3× one hop at N = 10.
 
-use crate::bench::child_json_shown;
-use crate::bench::report::{Run, one_hop, yes_no};
-use crate::broker::BrokerUrl;
+use super::cli::BenchArgs;
+use crate::bench::Children;
+use crate::bench::report::{finish, per_size, yes_no};
+use crate::cli::session::Session;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
-use std::path::PathBuf;
-use std::time::Duration;
-
-/// What to measure.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub url: BrokerUrl,
-    pub connect_timeout: Duration,
-    pub sizes: Vec<u32>,
-    pub entries: u32,
-    pub rtt_samples: usize,
-    pub timeout: Duration,
-    pub exe: PathBuf,
-}
 
 /// One size's figures.
 #[derive(Debug, Clone, Serialize)]
@@ -52,51 +39,33 @@ pub struct Figures {
 /// The bench's report: the shared head and one [`Figures`] per size.
 pub type Report = crate::bench::report::Report<Figures>;
 
-impl Run for Figures {
-    const HEADER: &'static [&'static str] = &[
-        "N",
-        "entries",
-        "verified",
-        "wall s",
-        "entries/s",
-        "handover ms",
-        "÷ one hop",
-        "msgs/entry (2(N-1))",
-        "peak MiB",
-    ];
-    fn verified(&self) -> bool {
-        self.verified
-    }
-    fn row(&self) -> Vec<String> {
-        vec![
-            self.processes.to_string(),
-            (self.processes * self.entries).to_string(),
-            yes_no(self.verified),
-            format!("{:.2}", self.wall_s),
-            format!("{:.0}", self.entries_per_s),
-            format!("{:.3}", self.handover_ms),
-            format!("{:.1}×", self.handover_per_hop),
-            format!(
-                "{:.1} ({})",
-                self.messages_per_entry, self.expected_messages_per_entry
-            ),
-            self.peak_rss_kib
-                .map_or("-".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
-        ]
-    }
+crate::bench_columns!(Figures, |f| {
+    "N" => f.processes.to_string(),
+    "entries" => (f.processes * f.entries).to_string(),
+    "verified" => yes_no(f.verified),
+    "wall s" => format!("{:.2}", f.wall_s),
+    "entries/s" => format!("{:.0}", f.entries_per_s),
+    "handover ms" => format!("{:.3}", f.handover_ms),
+    "÷ one hop" => format!("{:.1}×", f.handover_per_hop),
+    "msgs/entry (2(N-1))" => format!("{:.1} ({})", f.messages_per_entry, f.expected_messages_per_entry),
+    "peak MiB" => f.peak_rss_kib.map_or("-".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
+});
+
+pub async fn run(s: &Session, a: &BenchArgs) -> i32 {
+    finish("mutex", s.global.json, None, measure(s, a).await)
 }
 
-pub async fn run(cfg: &Config) -> Result<Report> {
-    let hop = one_hop("mutex", &cfg.url, cfg.connect_timeout, cfg.rtt_samples).await?;
-    let p50 = crate::bench::percentile(&hop, 0.5);
-    let mut runs = Vec::new();
-    for &n in &cfg.sizes {
-        eprintln!("bench mutex: N = {n}, K = {}", cfg.entries);
-        let mut f = once(cfg, n).await?;
-        f.handover_per_hop = f.handover_ms / p50;
-        runs.push(f);
-    }
-    Ok(Report::new("mutex", &hop, (), runs, title))
+async fn measure(s: &Session, a: &BenchArgs) -> Result<Report> {
+    let c = &Children::of(&s.broker, a.runs.rtt_samples, a.runs.timeout)?;
+    per_size("mutex", c, &a.sizes, title, |n, p50| async move {
+        eprintln!("bench mutex: N = {n}, K = {}", a.entries);
+        let f = once(c, n, a.entries).await?;
+        Ok(Figures {
+            handover_per_hop: f.handover_ms / p50,
+            ..f
+        })
+    })
+    .await
 }
 
 /// The lines above the table.
@@ -107,22 +76,22 @@ fn title(r: &Report) -> String {
     )
 }
 
-async fn once(cfg: &Config, n: u32) -> Result<Figures> {
+async fn once(c: &Children, n: u32, entries: u32) -> Result<Figures> {
     let args = [
         "mutex",
         "--processes",
         &n.to_string(),
         "--entries",
-        &cfg.entries.to_string(),
+        &entries.to_string(),
         "--hold",
         "0",
         "--json",
         "--timeout",
-        &format!("{}s", cfg.timeout.as_secs().max(1)),
+        &c.timeout_arg(),
     ]
     .map(String::from);
-    let doc = child_json_shown(&cfg.exe, &cfg.url, &args, &format!("mutex -n {n}")).await?;
-    figures(&doc, n, cfg.entries)
+    let doc = c.json_shown(&args, &format!("mutex -n {n}")).await?;
+    figures(&doc, n, entries)
 }
 
 /// The figures of one run's JSON document.

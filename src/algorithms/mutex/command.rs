@@ -9,7 +9,6 @@ use crate::broker::peers::PeerRun;
 use crate::cli::session::Session;
 use crate::cli::{peers, usage_error};
 use crate::contract::{Millis, PeerId};
-use crate::exit;
 
 // Its subcommands, as the dispatcher (`crate::app`) flattens them into `sync-run`'s.
 crate::subcommands! {
@@ -122,25 +121,5 @@ pub async fn process_alone(s: &Session, a: &ProcessArgs) -> i32 {
 
 /// `sync-run bench mutex`.
 pub async fn bench(s: &Session, a: &super::cli::BenchArgs) -> i32 {
-    let exe = match std::env::current_exe() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("sync-run bench mutex: cannot find its own executable: {e}");
-            return exit::FAILED;
-        }
-    };
-    let cfg = super::bench::Config {
-        url: s.broker.url.clone(),
-        connect_timeout: s.global.connect_timeout,
-        sizes: a.sizes.clone(),
-        entries: a.entries,
-        rtt_samples: a.runs.rtt_samples.max(1),
-        timeout: a.runs.timeout,
-        exe,
-    };
-    let out = crate::bench::report::Output {
-        json: s.global.json,
-        json_out: None,
-    };
-    crate::bench::report::finish("mutex", out, super::bench::run(&cfg).await)
+    super::bench::run(s, a).await
 }

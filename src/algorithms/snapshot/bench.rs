@@ -15,8 +15,9 @@
 //! Goal: N = 100 (9,900 channels) under 1 s; memory linear in channels.
 
 use super::cli::BenchArgs;
-use crate::bench::report::{Run, one_hop, yes_no};
-use crate::bench::{child_json_shown, percentile};
+use crate::bench::Children;
+use crate::bench::report::{finish, mib, per_size, yes_no};
+use crate::bench::percentile;
 use crate::cli::session::Session;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
@@ -42,57 +43,24 @@ pub struct Figures {
 pub type Report = crate::bench::report::Report<Figures>;
 
 pub async fn run(s: &Session, a: &BenchArgs) -> i32 {
-    let out = crate::bench::report::Output {
-        json: s.global.json,
-        json_out: None,
-    };
-    crate::bench::report::finish("snapshot", out, measure(s, a).await)
+    finish("snapshot", s.global.json, None, measure(s, a).await)
 }
 
-impl Run for Figures {
-    const HEADER: &'static [&'static str] = &[
-        "N",
-        "channels",
-        "verified",
-        "latency p50",
-        "max",
-        "× one hop",
-        "markers (expected)",
-        "peak RSS",
-        "KiB/channel",
-    ];
-    fn verified(&self) -> bool {
-        self.verified
-    }
-    fn row(&self) -> Vec<String> {
-        vec![
-            self.nodes.to_string(),
-            self.channels.to_string(),
-            yes_no(self.verified),
-            format!("{:.1} ms", self.latency_p50_ms),
-            format!("{:.1} ms", self.latency_max_ms),
-            format!("{:.0}×", self.latency_per_hop),
-            format!("{} ({})", self.markers, self.expected_markers),
-            self.peak_rss_kib
-                .map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
-            self.kib_per_channel
-                .map_or("-".into(), |k| format!("{k:.2}")),
-        ]
-    }
-}
+crate::bench_columns!(Figures, |f| {
+    "N" => f.nodes.to_string(),
+    "channels" => f.channels.to_string(),
+    "verified" => yes_no(f.verified),
+    "latency p50" => format!("{:.1} ms", f.latency_p50_ms),
+    "max" => format!("{:.1} ms", f.latency_max_ms),
+    "× one hop" => format!("{:.0}×", f.latency_per_hop),
+    "markers (expected)" => format!("{} ({})", f.markers, f.expected_markers),
+    "peak RSS" => mib(f.peak_rss_kib, 1),
+    "KiB/channel" => f.kib_per_channel.map_or("-".into(), |k| format!("{k:.2}")),
+});
 
 async fn measure(s: &Session, a: &BenchArgs) -> Result<Report> {
-    let exe = std::env::current_exe().context("finding its own executable")?;
-    let hop = one_hop(
-        "snapshot",
-        &s.broker.url,
-        s.global.connect_timeout,
-        a.runs.rtt_samples.max(1),
-    )
-    .await?;
-    let p50 = percentile(&hop, 0.5);
-    let mut runs = Vec::new();
-    for &n in &a.sizes {
+    let c = &Children::of(&s.broker, a.runs.rtt_samples, a.runs.timeout)?;
+    per_size("snapshot", c, &a.sizes, Report::head, |n, p50| async move {
         eprintln!("bench snapshot: N = {n}, {} snapshots", a.snapshots);
         let args = [
             "snapshot",
@@ -110,24 +78,18 @@ async fn measure(s: &Session, a: &BenchArgs) -> Result<Report> {
             "1",
             "--json",
             "--timeout",
-            &format!("{}s", a.runs.timeout.as_secs().max(1)),
+            &c.timeout_arg(),
         ]
         .map(String::from);
         let what = format!("snapshot --nodes {n}");
-        let doc = child_json_shown(&exe, &s.broker.url, &args, &what).await?;
-        let mut f = figures(&doc, n, a.snapshots)?;
-        f.latency_per_hop = f.latency_p50_ms / p50;
-        runs.push(f);
-    }
-    Ok(Report::new("snapshot", &hop, (), runs, title))
-}
-
-/// The lines above the table.
-fn title(r: &Report) -> String {
-    format!(
-        "sync-run bench snapshot on {}\nbroker one hop: p50 {:.3} ms, p99 {:.3} ms",
-        r.machine, r.one_hop_p50_ms, r.one_hop_p99_ms
-    )
+        let doc = c.json_shown(&args, &what).await?;
+        let f = figures(&doc, n, a.snapshots)?;
+        Ok(Figures {
+            latency_per_hop: f.latency_p50_ms / p50,
+            ..f
+        })
+    })
+    .await
 }
 
 /// The figures of one run's JSON document.
