@@ -18,6 +18,7 @@ pub mod consume;
 pub mod drive;
 pub mod error;
 pub mod follow;
+pub mod lease;
 pub mod link;
 pub mod peers;
 pub mod pool;
