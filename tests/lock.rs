@@ -7,11 +7,20 @@
 mod common;
 
 use common::{TestBroker, broker, finish, json, spawn, sync_run, unique};
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
+
+/// Runs `sync-run ARGS` and asserts its exit code; returns stdout and stderr.
+fn expect(url: &str, args: &[&str], code: i32) -> (String, String) {
+    let out = sync_run(url, args);
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert_eq!(out.status.code(), Some(code), "sync-run {args:?}: {o}{e}");
+    (o, e)
+}
 
 /// Every queue lock `name` (with up to `limit` slots) could have that still exists, by
 /// passive declares over AMQP, and whatever rabbitmqctl lists with its name.
@@ -28,15 +37,9 @@ async fn lock_left(tb: &TestBroker, name: &str, limit: u32) -> Vec<String> {
     }
     let mut left = vec![];
     for q in names {
-        let ch = conn.create_channel().await.expect("channel");
-        let passive = QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        };
-        if ch
-            .queue_declare(q.as_str().into(), passive, FieldTable::default())
+        if sync_run::broker::queue_exists(&conn, &q)
             .await
-            .is_ok()
+            .expect("probe")
         {
             left.push(q);
         }
@@ -52,13 +55,7 @@ async fn lock_left(tb: &TestBroker, name: &str, limit: u32) -> Vec<String> {
 
 /// Deletes lock `name` (`--delete` must succeed) and checks nothing of it is left.
 async fn delete_and_check_clean(tb: &TestBroker, name: &str, limit: u32) {
-    let out = sync_run(&tb.url, &["lock", name, "--delete"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "--delete: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    expect(&tb.url, &["lock", name, "--delete"], 0);
     let left = lock_left(tb, name, limit).await;
     assert!(left.is_empty(), "lock {name} left {left:?}");
 }
@@ -81,14 +78,7 @@ fn wait_file(path: &Path, holder: &mut Child) {
 
 /// `--status --json` of lock `name`.
 fn status(url: &str, name: &str) -> serde_json::Value {
-    let out = sync_run(url, &["lock", name, "--status", "--json"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    json(&String::from_utf8_lossy(&out.stdout))
+    json(&expect(url, &["lock", name, "--status", "--json"], 0).0)
 }
 
 /// Waits (polling `--status`, bounded) until `n` contenders wait on lock `name`.
@@ -126,7 +116,7 @@ fn holder_until_go(url: &str, name: &str, dir: &Path, extra: &[&str]) -> Child {
 async fn ten_contenders_twenty_rounds_never_overlap_and_fences_increase() {
     let tb = broker().await;
     let run = unique("lk");
-    let out = sync_run(
+    let (text, _) = expect(
         &tb.url,
         &[
             "lock",
@@ -140,13 +130,7 @@ async fn ten_contenders_twenty_rounds_never_overlap_and_fences_increase() {
             &run,
             "--json",
         ],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+        0,
     );
     let doc = json(&text);
     assert_eq!(doc["schema"], "sync-run/lock/v2");
@@ -192,7 +176,7 @@ async fn limit_three_reaches_three_and_never_four() {
          while [ ! -e {d}/three ]; do sleep 0.02; [ $(ls {d}/in | wc -l) -ge 3 ] && touch {d}/three; done; \
          rm {d}/in/$$"
     );
-    let out = sync_run(
+    let (text, _) = expect(
         &tb.url,
         &[
             "lock",
@@ -212,13 +196,7 @@ async fn limit_three_reaches_three_and_never_four() {
             "-c",
             &script,
         ],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+        0,
     );
     let doc = json(&text);
     assert_eq!(doc["verdict"]["verified"], true, "{}", doc["verdict"]);
@@ -276,7 +254,7 @@ async fn wait_zero_on_a_held_lock_gives_up_with_75_and_delete_is_refused_while_h
     let dir = tempfile::tempdir().expect("tempdir");
     let mut a = holder_until_go(&tb.url, &name, dir.path(), &[]);
     wait_file(&dir.path().join("fence"), &mut a);
-    let out = sync_run(
+    let (_, err) = expect(
         &tb.url,
         &[
             "lock",
@@ -287,14 +265,9 @@ async fn wait_zero_on_a_held_lock_gives_up_with_75_and_delete_is_refused_while_h
             "touch",
             "/nonexistent/ran",
         ],
+        75,
     );
-    assert_eq!(
-        out.status.code(),
-        Some(75),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("gave up waiting"));
+    assert!(err.contains("gave up waiting"), "{err}");
     // Status says who holds it.
     let st = status(&tb.url, &name);
     assert_eq!(st["held"], 1, "{st}");
@@ -303,20 +276,10 @@ async fn wait_zero_on_a_held_lock_gives_up_with_75_and_delete_is_refused_while_h
         st["slots"][0]["holder"]["fence"].as_u64(),
         Some(read_u64(&dir.path().join("fence")))
     );
-    let del = sync_run(&tb.url, &["lock", &name, "--delete"]);
-    assert_eq!(
-        del.status.code(),
-        Some(5),
-        "{}",
-        String::from_utf8_lossy(&del.stderr)
-    );
+    expect(&tb.url, &["lock", &name, "--delete"], 5);
     // Another --limit is refused, naming the option and both values.
-    let other = sync_run(
-        &tb.url,
-        &["lock", &name, "--limit", "2", "--wait", "0", "--", "true"],
-    );
-    let err = String::from_utf8_lossy(&other.stderr);
-    assert_eq!(other.status.code(), Some(2), "{err}");
+    let args = ["lock", &name, "--limit", "2", "--wait", "0", "--", "true"];
+    let (_, err) = expect(&tb.url, &args, 2);
     assert!(
         err.contains("--limit") && err.contains("'2'") && err.contains("'1'"),
         "{err}"
@@ -325,13 +288,7 @@ async fn wait_zero_on_a_held_lock_gives_up_with_75_and_delete_is_refused_while_h
     let (code, _, err) = finish(a);
     assert_eq!(code, 0, "{err}");
     // Free now: --wait 0 takes it at once.
-    let out = sync_run(&tb.url, &["lock", &name, "--wait", "0", "--", "true"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    expect(&tb.url, &["lock", &name, "--wait", "0", "--", "true"], 0);
     delete_and_check_clean(&tb, &name, 1).await;
 }
 
@@ -339,30 +296,12 @@ async fn wait_zero_on_a_held_lock_gives_up_with_75_and_delete_is_refused_while_h
 async fn the_command_gets_its_environment_and_its_exit_code_is_ours() {
     let tb = broker().await;
     let name = unique("env");
-    let out = sync_run(
-        &tb.url,
-        &[
-            "lock",
-            &name,
-            "--",
-            "sh",
-            "-c",
-            "echo $SYNC_RUN_LOCK/$SYNC_RUN_FENCE/${SYNC_RUN_SLOT-none}; exit 7",
-        ],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(7),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let first = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let out = sync_run(
-        &tb.url,
-        &["lock", &name, "--", "sh", "-c", "echo $SYNC_RUN_FENCE"],
-    );
-    assert_eq!(out.status.code(), Some(0));
-    let second: u64 = String::from_utf8_lossy(&out.stdout)
+    let env = "echo $SYNC_RUN_LOCK/$SYNC_RUN_FENCE/${SYNC_RUN_SLOT-none}; exit 7";
+    let (first, _) = expect(&tb.url, &["lock", &name, "--", "sh", "-c", env], 7);
+    let first = first.trim();
+    let fence_only = ["lock", &name, "--", "sh", "-c", "echo $SYNC_RUN_FENCE"];
+    let second: u64 = expect(&tb.url, &fence_only, 0)
+        .0
         .trim()
         .parse()
         .expect("a fence");
@@ -375,15 +314,8 @@ async fn the_command_gets_its_environment_and_its_exit_code_is_ours() {
         "{first} then {second}"
     );
     // A command that cannot start: 127, and the lock is let go.
-    let out = sync_run(&tb.url, &["lock", &name, "--", "/nonexistent/program"]);
-    assert_eq!(out.status.code(), Some(127));
-    let out = sync_run(&tb.url, &["lock", &name, "--wait", "0", "--", "true"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    expect(&tb.url, &["lock", &name, "--", "/nonexistent/program"], 127);
+    expect(&tb.url, &["lock", &name, "--wait", "0", "--", "true"], 0);
     delete_and_check_clean(&tb, &name, 1).await;
 }
 
@@ -401,16 +333,10 @@ async fn reports_of_separate_holders_are_checked() {
         let (code, _, err) = finish(h);
         assert_eq!(code, 0, "{err}");
     }
-    let out = sync_run(
+    let (text, _) = expect(
         &tb.url,
         &["lock", &name, "--check", "--reports", &f, "--json"],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+        0,
     );
     let doc = json(&text);
     assert_eq!(doc["holdings"], 4, "{doc}");
@@ -418,12 +344,6 @@ async fn reports_of_separate_holders_are_checked() {
     let text = std::fs::read_to_string(&file).expect("read");
     let first = text.lines().next().expect("a line").to_owned();
     std::fs::write(&file, format!("{text}{first}\n")).expect("write");
-    let out = sync_run(&tb.url, &["lock", &name, "--check", "--reports", &f]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    expect(&tb.url, &["lock", &name, "--check", "--reports", &f], 1);
     delete_and_check_clean(&tb, &name, 1).await;
 }
