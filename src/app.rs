@@ -27,6 +27,8 @@ Examples, one per algorithm (each command's --help has more):
                                             proven linearizable (bank-branch, bank-customer)
   sync-run market --peers 6                 a peer-to-peer market, never oversold
                                             (market-peer: one peer)
+  sync-run lock NAME -- CMD                 hold a named lock while CMD runs; its fencing
+                                            token in SYNC_RUN_FENCE (75 gave up, 76 lost)
   sync-run bench [mutex|snapshot|bank|market]
                                             measure against the broker's own round trip
   sync-run --slaves 50 --seed 7 --json      any run: one JSON document on stdout
