@@ -9,7 +9,8 @@
 //! pool of an in-process run ([`pool`]), point-to-point runs and their one runner
 //! ([`peers`]), consumers of shared queues and streams ([`consume`]), a standby following
 //! the active participant ([`follow`]), leases on single-active-consumer token queues (the
-//! lock's, [`lease`]), deleting what nobody uses ([`unused`]) and the benchmarks' yardstick, the broker's own round trip ([`yardstick`]).
+//! lock's, [`lease`]), deleting what nobody uses ([`unused`]) and the benchmarks'
+//! yardstick, the broker's own round trip ([`yardstick`]).
 //! It turns wall-clock time into the milliseconds the core works with; the core never
 //! reads a clock.
 
