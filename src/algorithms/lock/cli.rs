@@ -21,7 +21,7 @@ pub struct LockArgs {
     pub limit: u32,
     /// Give up waiting after this long (exit 75); 0: try once, give up at once if held
     /// [default: wait for as long as it takes].
-    #[arg(long, value_parser = parse_duration_or_zero)]
+    #[arg(long, value_parser = parse_duration_or_zero, conflicts_with = "check")]
     pub wait: Option<Duration>,
     /// When the lock is lost, the command gets SIGTERM (its whole process group), then
     /// SIGKILL after this long.
@@ -29,7 +29,7 @@ pub struct LockArgs {
     pub grace: Duration,
     /// Append this holding's report (one JSON line: slot, fence, monotonic start and end)
     /// to FILE, for `--check --reports`.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "check")]
     pub report: Option<PathBuf>,
     /// Say whether the lock is held, by whom (host, pid), since when, its fence, how many
     /// wait; nothing is taken.
