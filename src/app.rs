@@ -27,11 +27,13 @@ Examples, one per algorithm (each command's --help has more):
                                             proven linearizable (bank-branch, bank-customer)
   sync-run market --peers 6                 a peer-to-peer market, never oversold
                                             (market-peer: one peer)
+  sync-run lock NAME -- CMD                 hold a named lock while CMD runs; its fencing
+                                            token in SYNC_RUN_FENCE (75 gave up, 76 lost)
   sync-run serve upper -- tr a-z A-Z        request/reply: answer each request on NAME
   sync-run call upper hello                 with CMD; call prints the reply (exit 69:
                                             nobody serves NAME, 75: no reply in time)
   sync-run call demo --check --serve-echo 2 C clients x K calls, each its own reply
-  sync-run bench [mutex|snapshot|bank|market|rpc]
+  sync-run bench [mutex|snapshot|bank|market|lock|rpc]
                                             measure against the broker's own round trip
   sync-run --slaves 50 --seed 7 --json      any run: one JSON document on stdout
   sync-run completions bash                 shell completions

@@ -1101,3 +1101,69 @@ async fn peer_runs_survive_connections_closed_mid_run() {
     }
     s.done().await;
 }
+
+/// The lock lost: a holder's connection is closed on the private node while its command
+/// runs (it has written its fence: running, by construction). The holder stops the
+/// command — SIGTERM to its process group, which the command's trap records — and exits
+/// 76, "lock lost"; the next holder gets a larger fence; the lock is deleted and nothing
+/// of it is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_holder_that_loses_its_connection_stops_its_command_and_exits_76() {
+    let _serial = SERIAL.lock().await;
+    let Some(s) =
+        setup("a_lock_holder_that_loses_its_connection_stops_its_command_and_exits_76").await
+    else {
+        return;
+    };
+    let name = unique("lost");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display();
+    let script = format!(
+        "trap 'echo term > {d}/term; exit 0' TERM; \
+         echo $SYNC_RUN_FENCE > {d}/fence.tmp && mv {d}/fence.tmp {d}/fence; \
+         while :; do sleep 0.05; done"
+    );
+    let args = ["lock", &name, "--grace", "30s", "--", "sh", "-c", &script];
+    let mut holder = spawn(&s.pb.url, &args);
+    let fence_file = dir.path().join("fence");
+    let t = Instant::now();
+    while !fence_file.exists() {
+        if let Ok(Some(st)) = holder.try_wait() {
+            panic!("the holder ended ({st}) before its command started");
+        }
+        assert!(
+            t.elapsed() < common::HANG_LIMIT,
+            "the command never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let first: u64 = std::fs::read_to_string(&fence_file)
+        .expect("fence")
+        .trim()
+        .parse()
+        .expect("a fence");
+    let closed = close_connections(s.pb, &[format!("sync-run lock {name} pid")]);
+    assert_eq!(closed, 1, "closed {closed} connections");
+    let (code, _, err) = finish(holder);
+    assert_eq!(code, 76, "{err}");
+    assert!(err.contains("lock lost"), "{err}");
+    assert!(
+        dir.path().join("term").exists(),
+        "the command was not sent SIGTERM"
+    );
+    let next = common::sync_run(
+        &s.pb.url,
+        &["lock", &name, "--", "sh", "-c", "echo $SYNC_RUN_FENCE"],
+    );
+    assert_eq!(next.status.code(), Some(0));
+    let second: u64 = String::from_utf8_lossy(&next.stdout)
+        .trim()
+        .parse()
+        .expect("a fence");
+    assert!(second > first, "fence {second} after {first}");
+    let del = common::sync_run(&s.pb.url, &["lock", &name, "--delete"]);
+    assert_eq!(del.status.code(), Some(0), "{del:?}");
+    let left = common::broker_objects_containing(&s.tb, &format!("sync-run.lock.{name}"));
+    assert_eq!(left.unwrap_or_default(), Vec::<String>::new());
+    s.done().await;
+}

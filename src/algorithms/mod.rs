@@ -21,4 +21,4 @@ macro_rules! house {
     };
 }
 
-house!($ list, mutex, clocks, snapshot, bank, market, rpc);
+house!($ list, mutex, clocks, snapshot, bank, market, lock, rpc);

@@ -8,8 +8,9 @@
 //! a participant's link ([`link`]), reconnect with backoff ([`reconnect`]), the connection
 //! pool of an in-process run ([`pool`]), point-to-point runs and their one runner
 //! ([`peers`]), consumers of shared queues and streams ([`consume`]), a standby following
-//! the active participant ([`follow`]), deleting what nobody uses ([`unused`]) and the
-//! benchmarks' yardstick, the broker's own round trip ([`yardstick`]).
+//! the active participant ([`follow`]), leases on single-active-consumer token queues (the
+//! lock's, [`lease`]), deleting what nobody uses ([`unused`]) and the benchmarks'
+//! yardstick, the broker's own round trip ([`yardstick`]).
 //! It turns wall-clock time into the milliseconds the core works with; the core never
 //! reads a clock.
 
@@ -18,6 +19,7 @@ pub mod consume;
 pub mod drive;
 pub mod error;
 pub mod follow;
+pub mod lease;
 pub mod link;
 pub mod peers;
 pub mod pool;
