@@ -17,7 +17,8 @@ use super::checks::{self, Expect};
 use super::cli::BenchArgs;
 use super::holder::Got;
 use crate::bench::percentile;
-use crate::bench::report::{Run, one_hop, yes_no};
+use crate::bench::Children;
+use crate::bench::report::yes_no;
 use crate::cli::session::Session;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
@@ -36,23 +37,14 @@ pub struct Figures {
 
 pub type Report = crate::bench::report::Report<Figures>;
 
-impl Run for Figures {
-    const HEADER: &'static [&'static str] =
-        &["figure", "samples", "verified", "p50 ms", "p99 ms", "p50 ÷ one hop"];
-    fn verified(&self) -> bool {
-        self.verified
-    }
-    fn row(&self) -> Vec<String> {
-        vec![
-            self.what.to_string(),
-            self.samples.to_string(),
-            yes_no(self.verified),
-            format!("{:.3}", self.p50_ms),
-            format!("{:.3}", self.p99_ms),
-            format!("{:.1}×", self.p50_per_hop),
-        ]
-    }
-}
+crate::bench_columns!(Figures, |f| {
+    "figure" => f.what.to_string(),
+    "samples" => f.samples.to_string(),
+    "verified" => yes_no(f.verified),
+    "p50 ms" => format!("{:.3}", f.p50_ms),
+    "p99 ms" => format!("{:.3}", f.p99_ms),
+    "p50 ÷ one hop" => format!("{:.1}×", f.p50_per_hop),
+});
 
 fn figures(what: &'static str, mut ms: Vec<f64>, hop: f64, verified: bool) -> Figures {
     ms.sort_by(f64::total_cmp);
@@ -68,7 +60,9 @@ fn figures(what: &'static str, mut ms: Vec<f64>, hop: f64, verified: bool) -> Fi
 }
 
 pub async fn run(s: &Session, a: &BenchArgs) -> Result<Report> {
-    let hop = one_hop("lock", &s.broker.url, s.global.connect_timeout, a.runs.rtt_samples).await?;
+    let hop = Children::of(&s.broker, a.runs.rtt_samples, a.runs.timeout)?
+        .one_hop("lock")
+        .await?;
     let p50 = percentile(&hop, 0.5);
     let run_id = crate::cli::random_run_id();
     eprintln!("bench lock: uncontended acquire, {} rounds", a.rounds);

@@ -161,9 +161,5 @@ async fn hold(s: &Session, a: &LockArgs) -> i32 {
 
 /// `sync-run bench lock`.
 pub async fn bench(s: &Session, a: &BenchArgs) -> i32 {
-    let out = crate::bench::report::Output {
-        json: s.global.json,
-        json_out: None,
-    };
-    crate::bench::report::finish("lock", out, super::bench::run(s, a).await)
+    crate::bench::report::finish("lock", s.global.json, None, super::bench::run(s, a).await)
 }

@@ -6,24 +6,12 @@
 //! --calls K --json` process (what a user runs; its peak memory is its own), verified by
 //! its own checks; from its document come the latency percentiles and calls per second.
 
-use crate::bench::child_json_shown;
-use crate::bench::report::{Run, one_hop, yes_no};
-use crate::broker::BrokerUrl;
+use super::cli::BenchArgs;
+use crate::bench::Children;
+use crate::bench::report::{finish, per_size, yes_no};
+use crate::cli::session::Session;
 use anyhow::{Context, Result};
 use serde::Serialize;
-use std::time::Duration;
-
-/// What to measure.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub url: BrokerUrl,
-    pub connect_timeout: Duration,
-    pub clients: Vec<u32>,
-    pub calls: u32,
-    pub servers: u32,
-    pub rtt_samples: usize,
-    pub timeout: Duration,
-}
 
 /// One client count's figures.
 #[derive(Debug, Clone, Serialize)]
@@ -42,64 +30,50 @@ pub struct Figures {
 /// The bench's report: the shared head and one [`Figures`] per client count.
 pub type Report = crate::bench::report::Report<Figures>;
 
-impl Run for Figures {
-    const HEADER: &'static [&'static str] = &[
-        "clients",
-        "calls",
-        "servers",
-        "verified",
-        "calls/s",
-        "p50 ms",
-        "p99 ms",
-        "p50 ÷ hop (goal ≤ 2.5 at 1)",
-        "p99 ÷ hop",
-    ];
-    fn verified(&self) -> bool {
-        self.verified
-    }
-    fn row(&self) -> Vec<String> {
-        vec![
-            self.clients.to_string(),
-            (self.clients * self.calls).to_string(),
-            self.servers.to_string(),
-            yes_no(self.verified),
-            format!("{:.0}", self.calls_per_s),
-            format!("{:.3}", self.p50_ms),
-            format!("{:.3}", self.p99_ms),
-            format!("{:.1}×", self.p50_per_hop),
-            format!("{:.1}×", self.p99_per_hop),
-        ]
-    }
+crate::bench_columns!(Figures, |f| {
+    "clients" => f.clients.to_string(),
+    "calls" => (f.clients * f.calls).to_string(),
+    "servers" => f.servers.to_string(),
+    "verified" => yes_no(f.verified),
+    "calls/s" => format!("{:.0}", f.calls_per_s),
+    "p50 ms" => format!("{:.3}", f.p50_ms),
+    "p99 ms" => format!("{:.3}", f.p99_ms),
+    "p50 ÷ hop (goal ≤ 2.5 at 1)" => format!("{:.1}×", f.p50_per_hop),
+    "p99 ÷ hop" => format!("{:.1}×", f.p99_per_hop),
+});
+
+/// `sync-run bench rpc`: the report, printed as every bench prints it.
+pub async fn run(s: &Session, a: &BenchArgs) -> i32 {
+    finish("rpc", s.global.json, None, measure(s, a).await)
 }
 
-pub async fn run(cfg: &Config) -> Result<Report> {
-    let exe = std::env::current_exe().context("finding its own executable")?;
-    let hop = one_hop("rpc", &cfg.url, cfg.connect_timeout, cfg.rtt_samples).await?;
-    let p50 = crate::bench::percentile(&hop, 0.5);
-    let mut runs = Vec::new();
-    for &c in &cfg.clients {
-        eprintln!("bench rpc: {c} clients × {} calls, {} echo servers", cfg.calls, cfg.servers);
+async fn measure(s: &Session, a: &BenchArgs) -> Result<Report> {
+    let c = &Children::of(&s.broker, a.runs.rtt_samples, a.runs.timeout)?;
+    per_size("rpc", c, &a.clients, title, |n, p50| async move {
+        eprintln!("bench rpc: {n} clients × {} calls, {} echo servers", a.calls, a.servers);
         let args = [
             "call",
             "bench",
             "--check",
             "--serve-echo",
-            &cfg.servers.to_string(),
+            &a.servers.to_string(),
             "--clients",
-            &c.to_string(),
+            &n.to_string(),
             "--calls",
-            &cfg.calls.to_string(),
+            &a.calls.to_string(),
             "--rtt-samples",
             "1",
             "--timeout",
-            &format!("{}s", cfg.timeout.as_secs().max(1)),
+            &c.timeout_arg(),
             "--json",
         ]
         .map(String::from);
-        let doc = child_json_shown(&exe, &cfg.url, &args, &format!("call --check, {c} clients")).await?;
-        runs.push(figures(&doc, c, cfg.calls, cfg.servers, p50)?);
-    }
-    Ok(Report::new("rpc", &hop, (), runs, title))
+        let doc = c
+            .json_shown(&args, &format!("call --check, {n} clients"))
+            .await?;
+        figures(&doc, n, a.calls, a.servers, p50)
+    })
+    .await
 }
 
 /// The lines above the table.

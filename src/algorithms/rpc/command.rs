@@ -248,18 +248,5 @@ fn call_document(a: &CallArgs, queue: &str, end: &End, code: i32) -> String {
 
 /// `sync-run bench rpc`.
 pub async fn bench(s: &Session, a: &BenchArgs) -> i32 {
-    let cfg = super::bench::Config {
-        url: s.broker.url.clone(),
-        connect_timeout: s.global.connect_timeout,
-        clients: a.clients.clone(),
-        calls: a.calls,
-        servers: a.servers,
-        rtt_samples: a.runs.rtt_samples.max(1),
-        timeout: a.runs.timeout,
-    };
-    let out = crate::bench::report::Output {
-        json: s.global.json,
-        json_out: None,
-    };
-    crate::bench::report::finish("rpc", out, super::bench::run(&cfg).await)
+    super::bench::run(s, a).await
 }
