@@ -232,6 +232,12 @@ impl Rejection {
     }
 }
 
+/// A [`Rejection::Refused`]: well formed, but not acceptable here. The one way the cores
+/// say so (`Err(refused(format!(…)))`), from a `String` or a `&str`.
+pub fn refused(why: impl Into<String>) -> Rejection {
+    Rejection::Refused(why.into())
+}
+
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

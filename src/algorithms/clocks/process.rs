@@ -30,7 +30,7 @@
 use super::protocol::{Body, Message};
 use super::report::{Counts, Event, EventKind, Outcome, Report};
 use crate::contract::fifo::{Arrival, Fifo, Sequencer};
-use crate::contract::{Millis, Output, PeerId, Rejection, Route, StateMachine};
+use crate::contract::{Millis, Output, PeerId, Rejection, Route, StateMachine, refused};
 use rand::{Rng, RngCore};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -240,19 +240,6 @@ impl Process {
         self.out.push_back(Output::Publish { route, msg });
     }
 
-    /// One delivery. `Err`: refused (counted); duplicates are dropped silently.
-    pub fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
-        if self.finished {
-            return Ok(());
-        }
-        let result = Message::decode(bytes, &self.cfg.run_id).and_then(|m| self.on_message(now, m));
-        if let Err(r) = &result {
-            self.rejected += 1;
-            tracing::warn!(process = self.cfg.id, rejection = %r, "process rejected a message");
-        }
-        result
-    }
-
     fn on_message(&mut self, now: Millis, msg: Message) -> Result<(), Rejection> {
         let from = msg.from;
         if from == self.cfg.id || !(1..=self.cfg.processes).contains(&from) {
@@ -297,7 +284,7 @@ impl Process {
                 (to, seq, Applied::Done)
             }
             Body::Report { .. } => {
-                return Err(refused("a report in a process's inbox".into()));
+                return Err(refused("a report in a process's inbox"));
             }
         };
         if to != self.cfg.id {
@@ -396,7 +383,24 @@ impl Process {
         self.out.push_back(Output::Finished(report));
     }
 
-    pub fn next_timeout(&self) -> Option<Millis> {
+}
+
+impl StateMachine for Process {
+    type Msg = Message;
+    type Finished = Report;
+    /// One delivery. `Err`: refused (counted); duplicates are dropped silently.
+    fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
+        if self.finished {
+            return Ok(());
+        }
+        let result = Message::decode(bytes, &self.cfg.run_id).and_then(|m| self.on_message(now, m));
+        if let Err(r) = &result {
+            self.rejected += 1;
+            tracing::warn!(process = self.cfg.id, rejection = %r, "process rejected a message");
+        }
+        result
+    }
+    fn next_timeout(&self) -> Option<Millis> {
         if self.finished {
             return None;
         }
@@ -411,8 +415,7 @@ impl Process {
             .flatten()
             .min()
     }
-
-    pub fn handle_timeout(&mut self, now: Millis) {
+    fn handle_timeout(&mut self, now: Millis) {
         if self.finished {
             return;
         }
@@ -438,37 +441,11 @@ impl Process {
             self.finish(Outcome::Silent { peers: silent });
         }
     }
-
-    pub fn poll_output(&mut self) -> Option<Output<Message, Report>> {
+    fn poll_output(&mut self) -> Option<Output<Message, Report>> {
         self.out.pop_front()
     }
-
-    pub fn interrupt(&mut self, _now: Millis, reason: String) {
+    fn interrupt(&mut self, _now: Millis, reason: String) {
         self.finish(Outcome::Interrupted { reason });
-    }
-}
-
-fn refused(why: String) -> Rejection {
-    Rejection::Refused(why)
-}
-
-impl StateMachine for Process {
-    type Msg = Message;
-    type Finished = Report;
-    fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
-        Process::handle(self, now, bytes)
-    }
-    fn next_timeout(&self) -> Option<Millis> {
-        Process::next_timeout(self)
-    }
-    fn handle_timeout(&mut self, now: Millis) {
-        Process::handle_timeout(self, now)
-    }
-    fn poll_output(&mut self) -> Option<Output<Message, Report>> {
-        Process::poll_output(self)
-    }
-    fn interrupt(&mut self, now: Millis, reason: String) {
-        Process::interrupt(self, now, reason)
     }
 }
 
