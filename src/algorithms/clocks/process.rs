@@ -240,6 +240,19 @@ impl Process {
         self.out.push_back(Output::Publish { route, msg });
     }
 
+    /// One delivery. `Err`: refused (counted); duplicates are dropped silently.
+    pub fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
+        if self.finished {
+            return Ok(());
+        }
+        let result = Message::decode(bytes, &self.cfg.run_id).and_then(|m| self.on_message(now, m));
+        if let Err(r) = &result {
+            self.rejected += 1;
+            tracing::warn!(process = self.cfg.id, rejection = %r, "process rejected a message");
+        }
+        result
+    }
+
     fn on_message(&mut self, now: Millis, msg: Message) -> Result<(), Rejection> {
         let from = msg.from;
         if from == self.cfg.id || !(1..=self.cfg.processes).contains(&from) {
@@ -383,24 +396,7 @@ impl Process {
         self.out.push_back(Output::Finished(report));
     }
 
-}
-
-impl StateMachine for Process {
-    type Msg = Message;
-    type Finished = Report;
-    /// One delivery. `Err`: refused (counted); duplicates are dropped silently.
-    fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
-        if self.finished {
-            return Ok(());
-        }
-        let result = Message::decode(bytes, &self.cfg.run_id).and_then(|m| self.on_message(now, m));
-        if let Err(r) = &result {
-            self.rejected += 1;
-            tracing::warn!(process = self.cfg.id, rejection = %r, "process rejected a message");
-        }
-        result
-    }
-    fn next_timeout(&self) -> Option<Millis> {
+    pub fn next_timeout(&self) -> Option<Millis> {
         if self.finished {
             return None;
         }
@@ -415,7 +411,8 @@ impl StateMachine for Process {
             .flatten()
             .min()
     }
-    fn handle_timeout(&mut self, now: Millis) {
+
+    pub fn handle_timeout(&mut self, now: Millis) {
         if self.finished {
             return;
         }
@@ -441,11 +438,33 @@ impl StateMachine for Process {
             self.finish(Outcome::Silent { peers: silent });
         }
     }
-    fn poll_output(&mut self) -> Option<Output<Message, Report>> {
+
+    pub fn poll_output(&mut self) -> Option<Output<Message, Report>> {
         self.out.pop_front()
     }
-    fn interrupt(&mut self, _now: Millis, reason: String) {
+
+    pub fn interrupt(&mut self, _now: Millis, reason: String) {
         self.finish(Outcome::Interrupted { reason });
+    }
+}
+
+impl StateMachine for Process {
+    type Msg = Message;
+    type Finished = Report;
+    fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
+        Process::handle(self, now, bytes)
+    }
+    fn next_timeout(&self) -> Option<Millis> {
+        Process::next_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Millis) {
+        Process::handle_timeout(self, now)
+    }
+    fn poll_output(&mut self) -> Option<Output<Message, Report>> {
+        Process::poll_output(self)
+    }
+    fn interrupt(&mut self, now: Millis, reason: String) {
+        Process::interrupt(self, now, reason)
     }
 }
 

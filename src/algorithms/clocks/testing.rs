@@ -7,7 +7,7 @@
 use super::process::{ClockConfig, Process};
 use super::protocol::Message;
 use super::report::Report;
-use crate::contract::{Output, Route, StateMachine};
+use crate::contract::{Output, Route};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
