@@ -62,6 +62,15 @@ pub fn set_usage(cmd: clap::Command) {
     let _ = USAGE.set(cmd);
 }
 
+/// This program's own executable, which a benchmark starts again for each participant;
+/// when it cannot be found, said as `command`'s failure, `Err(exit code)`.
+pub fn own_executable(command: &str) -> Result<std::path::PathBuf, i32> {
+    std::env::current_exe().map_err(|e| {
+        eprintln!("{command}: cannot find its own executable: {e}");
+        crate::exit::FAILED
+    })
+}
+
 /// Exits 2 with `msg` and the usage line of the command that was given, as clap does for
 /// its own errors.
 pub fn usage_error(msg: impl std::fmt::Display) -> ! {

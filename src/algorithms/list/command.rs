@@ -7,7 +7,7 @@ use super::worker::WorkerOutcome;
 use super::{broker as amqp, checks as verify, report};
 use crate::broker::{Broker, BrokerError, BrokerUrl};
 use crate::cli::session::{Session, Stopped, or_signal};
-use crate::cli::{GlobalArgs, usage_error};
+use crate::cli::{GlobalArgs, own_executable, usage_error};
 use crate::exit;
 use crate::progress::Progress;
 use std::io::Write;
@@ -177,12 +177,9 @@ pub async fn worker(s: &Session, w: &WorkerArgs) -> i32 {
 /// `sync-run bench`: the list agreement against the broker and the original protocol.
 pub async fn bench(s: &Session, b: &BenchArgs) -> i32 {
     let (g, broker) = (&s.global, &s.broker);
-    let exe = match std::env::current_exe() {
+    let exe = match own_executable("sync-run bench") {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("sync-run bench: cannot find its own executable: {e}");
-            return exit::FAILED;
-        }
+        Err(code) => return code,
     };
     let cfg = super::bench::BenchConfig {
         url: broker.url.clone(),

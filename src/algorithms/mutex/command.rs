@@ -7,9 +7,8 @@ use super::report::{Outcome, Report};
 use super::{diagram, print, protocol};
 use crate::broker::peers::PeerRun;
 use crate::cli::session::Session;
-use crate::cli::{peers, usage_error};
+use crate::cli::{own_executable, peers, usage_error};
 use crate::contract::{Millis, PeerId};
-use crate::exit;
 
 // Its subcommands, as the dispatcher (`crate::app`) flattens them into `sync-run`'s.
 crate::subcommands! {
@@ -122,12 +121,9 @@ pub async fn process_alone(s: &Session, a: &ProcessArgs) -> i32 {
 
 /// `sync-run bench mutex`.
 pub async fn bench(s: &Session, a: &super::cli::BenchArgs) -> i32 {
-    let exe = match std::env::current_exe() {
+    let exe = match own_executable("sync-run bench mutex") {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("sync-run bench mutex: cannot find its own executable: {e}");
-            return exit::FAILED;
-        }
+        Err(code) => return code,
     };
     let cfg = super::bench::Config {
         url: s.broker.url.clone(),
