@@ -3,6 +3,7 @@
 //! takes part (a standby master taking over) and turns its connection into a [`Link`] for
 //! the drive loop.
 
+use super::consume::{consume, delivered};
 use super::error::{BrokerError, Context};
 use super::wiring::Endpoint;
 use super::{Link, settle};
@@ -25,15 +26,7 @@ pub struct Follower {
 impl Follower {
     /// Starts consuming `queue` on `ch`.
     pub async fn start(ch: Channel, queue: String) -> Result<Self, BrokerError> {
-        let consumer = ch
-            .basic_consume(
-                queue.as_str().into(),
-                TAG.into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .ctx(|| format!("consuming {queue}"))?;
+        let consumer = consume(&ch, &queue, TAG, BasicConsumeOptions::default()).await?;
         Ok(Follower {
             ch,
             queue,
@@ -47,20 +40,8 @@ impl Follower {
         &mut self,
         apply: impl FnOnce(&[u8]) -> bool,
     ) -> Result<(), BrokerError> {
-        let d = match self.consumer.next().await {
-            Some(Ok(d)) => d,
-            Some(Err(e)) => {
-                return Err(BrokerError::Amqp {
-                    context: "following the run".into(),
-                    source: e,
-                });
-            }
-            None => {
-                return Err(BrokerError::Lost {
-                    what: "follower's consumer".into(),
-                });
-            }
-        };
+        let next = self.consumer.next().await;
+        let d = delivered(next, "following the run", "follower's consumer")?;
         Self::settle_one(&d, apply(&d.data)).await
     }
 

@@ -17,6 +17,7 @@
 //! ([`PeerRun::links`], the market) a peer declares its own inbox and its neighbours'
 //! only, and whoever starts the run declares every inbox first.
 
+use super::consume::{consume, delivered};
 use super::drive::drive_fresh;
 use super::error::{BrokerError, Context};
 use super::wiring::{Consume, Endpoint, Exchange, ExchangeKind, Queue, Wiring};
@@ -25,7 +26,6 @@ use crate::contract::{PeerId, Route, StateMachine};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicRejectOptions};
-use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -431,18 +431,11 @@ async fn read_reports<K: Ord + Clone, R>(
     let r = async {
         let ch = open_channel(&conn, 64).await?;
         run.wiring().declare(&ch, broker.queue_opts()).await?;
-        let mut consumer = ch
-            .basic_consume(
-                run.results().as_str().into(),
-                "".into(),
-                BasicConsumeOptions {
-                    exclusive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .ctx(|| format!("consuming {}", run.results()))?;
+        let exclusive = BasicConsumeOptions {
+            exclusive: true,
+            ..Default::default()
+        };
+        let mut consumer = consume(&ch, run.results().as_str(), "", exclusive).await?;
         while expect.iter().any(|k| !st.reports.contains_key(k)) {
             let d = tokio::select! {
                 d = consumer.next() => d,
@@ -456,20 +449,7 @@ async fn read_reports<K: Ord + Clone, R>(
                     continue;
                 }
             };
-            let d = match d {
-                Some(Ok(d)) => d,
-                Some(Err(e)) => {
-                    return Err(BrokerError::Amqp {
-                        context: "reading the results".into(),
-                        source: e,
-                    });
-                }
-                None => {
-                    return Err(BrokerError::Lost {
-                        what: "results consumer".into(),
-                    });
-                }
-            };
+            let d = delivered(d, "reading the results", "results consumer")?;
             match decode(&d.data) {
                 Some((k, rep)) if expect.contains(&k) => {
                     st.reports.entry(k).or_insert(rep);

@@ -16,6 +16,7 @@
 //! It knows nothing of what the headers mean: the algorithm reads and writes them.
 
 use super::connect::{close_quietly, connect, open_channel};
+use super::consume::{consume, delivered, no_ack};
 use super::error::{BrokerError, Context};
 use super::url::BrokerUrl;
 use super::wiring::QUEUE_EXPIRES_MS;
@@ -189,15 +190,7 @@ impl Server {
         ch.queue_declare(queue.into(), opts, args)
             .await
             .ctx(|| format!("declaring the request queue {queue}"))?;
-        let requests = ch
-            .basic_consume(
-                queue.into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .ctx(|| format!("consuming {queue}"))?;
+        let requests = consume(&ch, queue, "", BasicConsumeOptions::default()).await?;
         Ok(Server {
             conn,
             ch,
@@ -208,17 +201,14 @@ impl Server {
 
     /// The next request; `Err(Lost)` when the broker closed the channel or the connection.
     pub async fn next(&mut self) -> Result<Request, BrokerError> {
-        match self.requests.next().await {
-            Some(Ok(d)) => Ok(Request {
-                msg: Message::of(&d.properties, d.data),
-                redelivered: d.redelivered,
-                acker: d.acker,
-            }),
-            Some(Err(e)) => Err(amqp("receiving a request")(e)),
-            None => Err(BrokerError::Lost {
-                what: format!("consumer of {}", self.queue),
-            }),
-        }
+        let next = self.requests.next().await;
+        let what = format!("consumer of {}", self.queue);
+        let d = delivered(next, "receiving a request", &what)?;
+        Ok(Request {
+            msg: Message::of(&d.properties, d.data),
+            redelivered: d.redelivered,
+            acker: d.acker,
+        })
     }
 
     pub fn replier(&self) -> Replier {
@@ -309,18 +299,7 @@ impl Caller {
     /// It consumes before anything is published: a reply-to address only exists then.
     pub async fn open(conn: &Connection) -> Result<Self, BrokerError> {
         let ch = open_channel(conn, 1).await?;
-        let replies = ch
-            .basic_consume(
-                REPLY_TO.into(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .ctx(|| format!("consuming {REPLY_TO}"))?;
+        let replies = consume(&ch, REPLY_TO, "", no_ack()).await?;
         Ok(Caller { ch, replies })
     }
 
@@ -353,13 +332,12 @@ impl Caller {
 
     /// The next reply on this channel's address.
     pub async fn next_reply(&mut self) -> Result<Message, BrokerError> {
-        match self.replies.next().await {
-            Some(Ok(d)) => Ok(Message::of(&d.properties, d.data)),
-            Some(Err(e)) => Err(amqp("receiving a reply")(e)),
-            None => Err(BrokerError::Lost {
-                what: "reply consumer".into(),
-            }),
-        }
+        let d = delivered(
+            self.replies.next().await,
+            "receiving a reply",
+            "reply consumer",
+        )?;
+        Ok(Message::of(&d.properties, d.data))
     }
 
     pub async fn close(&self) {

@@ -4,12 +4,13 @@
 //! of these, so they live with the adapter: the benchmarks themselves write no AMQP calls.
 
 use super::connect::{close_quietly, connect};
+use super::consume::no_ack;
 use super::error::BrokerError;
 use super::url::BrokerUrl;
 use futures::StreamExt;
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
-    QueueBindOptions, QueueDeclareOptions,
+    BasicPublishOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Consumer};
@@ -55,15 +56,7 @@ async fn scratch_queue(
         .map_err(amqp("binding a bench queue"))?;
     }
     let consumer = ch
-        .basic_consume(
-            q.name().clone(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
+        .basic_consume(q.name().clone(), "".into(), no_ack(), FieldTable::default())
         .await
         .map_err(amqp("consuming a bench queue"))?;
     Ok((q.name().as_str().to_owned(), consumer))

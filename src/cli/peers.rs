@@ -148,24 +148,45 @@ pub async fn alone<M: StateMachine>(
 where
     M::Finished: Serialize,
 {
-    let member = Member::Peer(id);
-    let done = drive_alone(s, &s.broker, run, member, machine, how.completed).await;
-    let (report, code) = match done {
-        Ok(d) => d,
-        Err(code) => return code,
-    };
-    if s.global.json {
-        println!("{}", alone_document(how.schema, &run.run_id, code, &report));
-    } else {
+    let say = |report: &M::Finished| {
         if !s.global.quiet {
-            print!("{}", (how.events)(&report));
+            print!("{}", (how.events)(report));
         }
         println!(
             "process {id} of {} run {}: {}",
             run.alg,
             run.run_id,
-            (how.outcome)(&report)
+            (how.outcome)(report)
         );
+    };
+    let member = Member::Peer(id);
+    solo(s, run, member, machine, how.schema, how.completed, say).await
+}
+
+/// [`drive_alone`] on the session's broker, then what the participant ended with: with
+/// `--json` its document (`schema`, [`alone_document`]), else `say(report)`. Every
+/// participant command but one ends so; the exit code.
+pub async fn solo<M: StateMachine>(
+    s: &Session,
+    run: &PeerRun,
+    member: Member,
+    machine: M,
+    schema: &str,
+    completed: impl Fn(&M::Finished) -> bool,
+    say: impl FnOnce(&M::Finished),
+) -> i32
+where
+    M::Finished: Serialize,
+{
+    let done = drive_alone(s, &s.broker, run, member, machine, completed).await;
+    let (report, code) = match done {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    if s.global.json {
+        println!("{}", alone_document(schema, &run.run_id, code, &report));
+    } else {
+        say(&report);
     }
     code
 }

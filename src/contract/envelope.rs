@@ -314,6 +314,18 @@ pub fn assert_documented_examples<M: super::Wire>(
     kinds
 }
 
+/// The body of a published message (`None` for any other output): tests pick what a step
+/// sent by matching bodies, not the whole output around them.
+#[cfg(test)]
+impl<F, B, R> super::Output<Envelope<F, B>, R> {
+    pub fn body(&self) -> Option<&B> {
+        match self {
+            super::Output::Publish { msg, .. } => Some(&msg.body),
+            _ => None,
+        }
+    }
+}
+
 /// What every protocol's tests check of its envelope, said once.
 #[cfg(test)]
 impl<F, B> Envelope<F, B>

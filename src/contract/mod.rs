@@ -117,26 +117,54 @@ run_choice! {
 /// digit, so it is safe in queue names, cannot contain the `.` that separates the parts of
 /// a name, and can never be taken for an option on a command line.
 pub fn validate_run_id(id: &str) -> Result<(), String> {
-    if id.is_empty() || id.len() > 64 {
-        return Err(format!(
-            "run id {id:?} must be 1 to 64 characters long (got {})",
-            id.len()
-        ));
+    let name = Name {
+        what: "run id",
+        also: &['-', '_'],
+        use_only: "letters, digits, '-' and '_'",
+        start_why: " (so that it is never read as an option)",
+    };
+    name.validate(id)
+}
+
+/// The rules of a name that goes into queue names and onto command lines (a run id, a
+/// request/reply NAME): 1 to 64 characters, ASCII letters, digits and the few `also`,
+/// starting with a letter or a digit. One rule, so that the names and their errors agree.
+pub struct Name<'a> {
+    /// What the errors call it.
+    pub what: &'a str,
+    /// The characters allowed besides letters and digits.
+    pub also: &'a [char],
+    /// The allowed characters, as the error lists them.
+    pub use_only: &'a str,
+    /// Said after "must start with a letter or a digit".
+    pub start_why: &'a str,
+}
+
+impl Name<'_> {
+    /// `s` if it follows the rules; else what is wrong, said for a user.
+    pub fn validate(&self, s: &str) -> Result<(), String> {
+        let what = self.what;
+        if s.is_empty() || s.len() > 64 {
+            return Err(format!(
+                "{what} {s:?} must be 1 to 64 characters long (got {})",
+                s.len()
+            ));
+        }
+        let allowed = |c: &char| c.is_ascii_alphanumeric() || self.also.contains(c);
+        if let Some(c) = s.chars().find(|c| !allowed(c)) {
+            return Err(format!(
+                "{what} {s:?} contains {c:?}; use {} only",
+                self.use_only
+            ));
+        }
+        if !s.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return Err(format!(
+                "{what} {s:?} must start with a letter or a digit{}",
+                self.start_why
+            ));
+        }
+        Ok(())
     }
-    if let Some(c) = id
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
-    {
-        return Err(format!(
-            "run id {id:?} contains {c:?}; use letters, digits, '-' and '_' only"
-        ));
-    }
-    if !id.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return Err(format!(
-            "run id {id:?} must start with a letter or a digit (so that it is never read as an option)"
-        ));
-    }
-    Ok(())
 }
 
 /// What a state machine wants done next.
@@ -202,6 +230,12 @@ impl Rejection {
             Rejection::Refused(_) => "refused",
         }
     }
+}
+
+/// A [`Rejection::Refused`]: well formed, but not acceptable here. The one way the cores
+/// say so (`Err(refused(format!(…)))`), from a `String` or a `&str`.
+pub fn refused(why: impl Into<String>) -> Rejection {
+    Rejection::Refused(why.into())
 }
 
 impl fmt::Display for Rejection {

@@ -221,6 +221,13 @@ impl Branch {
             .collect()
     }
 
+    /// Sends every other branch its own message: `body(this branch, the other)`.
+    fn send_others(&mut self, body: impl Fn(PeerId, PeerId) -> Body) {
+        for to in self.others() {
+            self.send(Route::Peer(to), body(self.cfg.id, to));
+        }
+    }
+
     fn reply(&mut self, last: Last) {
         self.send(
             Route::Client(last.customer),
@@ -274,17 +281,8 @@ impl Branch {
                     let last = self.apply(seq, self.cfg.id, &op, false);
                     if op.op != Op::Query && last.result == Outcome::Success {
                         self.propagated += 1;
-                        for to in self.others() {
-                            self.send(
-                                Route::Peer(to),
-                                Body::Propagate {
-                                    branch: self.cfg.id,
-                                    to,
-                                    n: self.propagated,
-                                    op,
-                                },
-                            );
-                        }
+                        let n = self.propagated;
+                        self.send_others(|branch, to| Body::Propagate { branch, to, n, op });
                     }
                     self.reply(last);
                 }
@@ -435,16 +433,8 @@ impl Branch {
             Body::End { .. } => {
                 if !self.end_seen {
                     self.end_seen = true;
-                    for to in self.others() {
-                        self.send(
-                            Route::Peer(to),
-                            Body::Fin {
-                                branch: self.cfg.id,
-                                to,
-                                sent: self.propagated,
-                            },
-                        );
-                    }
+                    let sent = self.propagated;
+                    self.send_others(|branch, to| Body::Fin { branch, to, sent });
                 }
                 self.maybe_done_propagating();
                 Ok(())

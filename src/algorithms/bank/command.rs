@@ -10,10 +10,10 @@ use super::report::{BranchEnd, BranchReport, CustomerEnd, CustomerReport, Sequen
 use crate::broker::peers::{Launch, Member, PeerRun};
 use crate::broker::{Broker, BrokerError, now_ms};
 use crate::cli::crash::{CrashAt, Passing, Trigger};
-use crate::cli::peers::{Gather, Tally, alone_document, drive_alone, run_members};
+use crate::cli::peers::{Gather, Tally, run_members, solo};
 use crate::cli::session::Session;
 use crate::cli::usage_error;
-use crate::contract::{Millis, PeerId, StateMachine};
+use crate::contract::{Millis, PeerId};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -424,29 +424,6 @@ fn summary(
     }
 }
 
-/// Drives one participant alone until it ends; with `--json`, prints its document
-/// (`schema`, its report, the exit code). `Ok((report, code))`, or `Err(code)` when the
-/// broker failed it (reported).
-async fn alone<M: StateMachine>(
-    s: &Session,
-    a: &AloneArgs,
-    input: &Input,
-    member: Member,
-    machine: M,
-    schema: &str,
-    completed: impl Fn(&M::Finished) -> bool,
-) -> Result<(M::Finished, i32), i32>
-where
-    M::Finished: serde::Serialize,
-{
-    let run = peer_run(&a.run_id, input);
-    let (report, code) = drive_alone(s, &s.broker, &run, member, machine, completed).await?;
-    if s.global.json {
-        println!("{}", alone_document(schema, &a.run_id, code, &report));
-    }
-    Ok((report, code))
-}
-
 /// `sync-run bank-branch`: one branch, alone; prints how it ended.
 pub async fn branch_alone(s: &Session, a: &AloneArgs) -> i32 {
     let input = read_input(&a.shape.input);
@@ -464,21 +441,7 @@ pub async fn branch_alone(s: &Session, a: &AloneArgs) -> i32 {
             left,
         }),
     };
-    let done = alone(
-        s,
-        a,
-        &input,
-        Member::Peer(a.id),
-        branch,
-        "sync-run/bank-branch/v1",
-        |r| r.outcome == BranchEnd::Completed,
-    )
-    .await;
-    let (report, code) = match done {
-        Ok(d) => d,
-        Err(code) => return code,
-    };
-    if !s.global.json {
+    let say = |report: &BranchReport| {
         println!(
             "branch {} of bank run {}: {:?}, balance {}, operations {} to {} applied",
             a.id,
@@ -488,8 +451,11 @@ pub async fn branch_alone(s: &Session, a: &AloneArgs) -> i32 {
             report.synced_seq + 1,
             report.last_seq
         );
-    }
-    code
+    };
+    let run = peer_run(&a.run_id, &input);
+    let schema = "sync-run/bank-branch/v1";
+    let completed = |r: &BranchReport| r.outcome == BranchEnd::Completed;
+    solo(s, &run, Member::Peer(a.id), branch, schema, completed, say).await
 }
 
 /// `sync-run bank-customer`: one customer, alone; prints its answers (the course's
@@ -501,22 +467,8 @@ pub async fn customer_alone(s: &Session, a: &AloneArgs) -> i32 {
     };
     // Its first call goes at the drive loop's first timer round (time 0 and after).
     let customer = setup(&a.run_id, &a.shape, epoch_ms()).customer(c, 0);
-    let done = alone(
-        s,
-        a,
-        &input,
-        Member::Client(a.id),
-        customer,
-        "sync-run/bank-customer/v1",
-        |r| r.outcome == CustomerEnd::Completed,
-    )
-    .await;
-    let (report, code) = match done {
-        Ok(d) => d,
-        Err(code) => return code,
-    };
-    if !s.global.json {
-        let mine: Vec<_> = output(&input, std::slice::from_ref(&report))
+    let say = |report: &CustomerReport| {
+        let mine: Vec<_> = output(&input, std::slice::from_ref(report))
             .into_iter()
             .filter(|(id, _)| *id == a.id)
             .collect();
@@ -525,8 +477,11 @@ pub async fn customer_alone(s: &Session, a: &AloneArgs) -> i32 {
             "customer {} of bank run {}: {:?}",
             a.id, a.run_id, report.outcome
         );
-    }
-    code
+    };
+    let run = peer_run(&a.run_id, &input);
+    let schema = "sync-run/bank-customer/v1";
+    let completed = |r: &CustomerReport| r.outcome == CustomerEnd::Completed;
+    solo(s, &run, Member::Client(a.id), customer, schema, completed, say).await
 }
 
 /// `sync-run bench bank`.

@@ -244,17 +244,25 @@ fn a_cycle_in_the_log_is_not_a_partial_order() {
     assert!(detail(&v, "happened_before").contains("cycle"));
 }
 
-#[test]
-fn thousands_of_events_verify_quickly() {
-    let cfgs = (1..=8)
+/// A simulated run of `n` processes, `events` each, every step a send by even odds (so
+/// that messages cross everywhere), and how many events it logged in all: the large
+/// runs the proof is timed on.
+fn busy_run(n: u32, events: u32, seed: u64) -> (Vec<Report>, usize) {
+    let cfgs = (1..=n)
         .map(|id| {
-            let mut c = testing::config(id, 8, 250, 3);
+            let mut c = testing::config(id, n, events, 3);
             c.send_probability = 0.5;
             c
         })
         .collect();
-    let reports = testing::run(cfgs, 3);
-    let m: usize = reports.iter().map(|r| r.events.len()).sum();
+    let reports = testing::run(cfgs, seed);
+    let m = reports.iter().map(|r| r.events.len()).sum();
+    (reports, m)
+}
+
+#[test]
+fn thousands_of_events_verify_quickly() {
+    let (reports, m) = busy_run(8, 250, 3);
     assert!(m > 3000, "{m} events");
     let t = std::time::Instant::now();
     let v = verify(&reports, 8, 250);
@@ -293,15 +301,7 @@ fn too_many_events_are_not_proved_rather_than_exhausting_memory() {
 #[test]
 #[ignore]
 fn near_the_limit() {
-    let cfgs = (1..=10)
-        .map(|id| {
-            let mut c = testing::config(id, 10, 900, 3);
-            c.send_probability = 0.5;
-            c
-        })
-        .collect();
-    let reports = testing::run(cfgs, 11);
-    let m: usize = reports.iter().map(|r| r.events.len()).sum();
+    let (reports, m) = busy_run(10, 900, 11);
     let t = std::time::Instant::now();
     let v = verify(&reports, 10, 900);
     eprintln!("{m} events proved in {:?}", t.elapsed());

@@ -30,7 +30,7 @@
 use super::protocol::{Body, Message};
 use super::report::{Counts, Event, EventKind, Outcome, Report};
 use crate::contract::fifo::{Arrival, Fifo, Sequencer};
-use crate::contract::{Millis, Output, PeerId, Rejection, Route, StateMachine};
+use crate::contract::{Millis, Output, PeerId, Rejection, Route, StateMachine, refused};
 use rand::{Rng, RngCore};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -297,7 +297,7 @@ impl Process {
                 (to, seq, Applied::Done)
             }
             Body::Report { .. } => {
-                return Err(refused("a report in a process's inbox".into()));
+                return Err(refused("a report in a process's inbox"));
             }
         };
         if to != self.cfg.id {
@@ -446,10 +446,6 @@ impl Process {
     pub fn interrupt(&mut self, _now: Millis, reason: String) {
         self.finish(Outcome::Interrupted { reason });
     }
-}
-
-fn refused(why: String) -> Rejection {
-    Rejection::Refused(why)
 }
 
 impl StateMachine for Process {

@@ -11,6 +11,14 @@ fn process(cfg: ClockConfig) -> Process {
     Process::new(cfg, Box::new(StdRng::seed_from_u64(1)), 0).expect("valid config")
 }
 
+/// Process `id` of `n`, `e` events paced `step_ms` apart, each step a send with
+/// probability `send` (1.0: all sends, 0.0: none, so a test knows what comes out).
+fn sending(id: PeerId, n: u32, e: u32, step_ms: u64, send: f64) -> Process {
+    let mut cfg = testing::config(id, n, e, step_ms);
+    cfg.send_probability = send;
+    process(cfg)
+}
+
 fn outputs(p: &mut Process) -> (Vec<(Route, Message)>, Option<Report>) {
     let mut fin = None;
     let msgs = crate::contract::drain(p, &mut fin, usize::MAX);
@@ -84,9 +92,7 @@ fn configs_are_validated() {
 
 #[test]
 fn all_at_once_then_done_to_each_peer() {
-    let mut cfg = testing::config(2, 3, 4, 0);
-    cfg.send_probability = 1.0;
-    let mut p = process(cfg);
+    let mut p = sending(2, 3, 4, 0, 1.0);
     let (msgs, fin) = outputs(&mut p);
     assert!(fin.is_none());
     // 4 sends then a done to each of P1 and P3, each done after that channel's messages.
@@ -113,9 +119,7 @@ fn all_at_once_then_done_to_each_peer() {
 
 #[test]
 fn receives_follow_the_rules_and_duplicates_are_applied_once() {
-    let mut cfg = testing::config(2, 3, 3, 0);
-    cfg.send_probability = 0.0;
-    let mut p = process(cfg);
+    let mut p = sending(2, 3, 3, 0, 0.0);
     let _ = outputs(&mut p);
     // P1's second message arrives first: held; then the first; then both again.
     let m1 = msg(1, 2, 1, 3, vec![3, 0, 0]);
@@ -247,9 +251,7 @@ fn a_silent_peer_the_deadline_and_an_interrupt_end_it() {
 
 #[test]
 fn paced_steps_follow_the_timer() {
-    let mut cfg = testing::config(1, 2, 3, 10);
-    cfg.send_probability = 0.0;
-    let mut p = process(cfg);
+    let mut p = sending(1, 2, 3, 10, 0.0);
     let (msgs, _) = outputs(&mut p);
     assert!(msgs.is_empty(), "one internal event at start, no done yet");
     let mut now = 0;

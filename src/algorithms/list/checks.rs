@@ -118,15 +118,11 @@ pub fn verify(r: &RunRecord) -> Verdict {
         None => check(
             "all lists identical",
             differing.is_empty(),
-            if differing.is_empty() {
-                format!("{} lists, every one equal to every other", lists.len())
-            } else {
-                format!(
-                    "{} workers differ from the first list: {}",
-                    differing.len(),
-                    ids(&differing)
-                )
-            },
+            workers_off(
+                &differing,
+                format!("{} lists, every one equal to every other", lists.len()),
+                "differ from the first list",
+            ),
         ),
     });
 
@@ -196,15 +192,11 @@ pub fn verify(r: &RunRecord) -> Verdict {
         None => check(
             "lists follow the grant order",
             off_order.is_empty() && increasing,
-            if off_order.is_empty() {
-                format!("{} committed grants, in sequence order", committed.len())
-            } else {
-                format!(
-                    "{} workers disagree with the master's grant log: {}",
-                    off_order.len(),
-                    ids(&off_order)
-                )
-            },
+            workers_off(
+                &off_order,
+                format!("{} committed grants, in sequence order", committed.len()),
+                "disagree with the master's grant log",
+            ),
         ),
     });
 
@@ -232,4 +224,14 @@ pub fn verify(r: &RunRecord) -> Verdict {
     });
 
     Verdict::new(checks)
+}
+
+/// The detail of a check that every worker's list agrees: `ok` when no worker is `off`,
+/// else how many are and which, `what` saying how they are off.
+fn workers_off(off: &[WorkerId], ok: String, what: &str) -> String {
+    if off.is_empty() {
+        ok
+    } else {
+        format!("{} workers {what}: {}", off.len(), ids(off))
+    }
 }

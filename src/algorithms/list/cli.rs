@@ -210,10 +210,9 @@ mod tests {
 
     #[test]
     fn slaves_parse() {
-        assert!(parse_slaves("0").is_err());
-        assert!(parse_slaves("-3").is_err());
-        assert!(parse_slaves("ten").is_err());
-        assert!(parse_slaves("2001").is_err());
+        for bad in ["0", "-3", "ten", "2001"] {
+            assert!(parse_slaves(bad).is_err(), "{bad}");
+        }
         assert_eq!(parse_slaves("2000").ok(), Some(2000));
     }
 }

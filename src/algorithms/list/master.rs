@@ -15,7 +15,7 @@
 use super::protocol::{
     Body, Commit, Entry, Message, QueueType, Rejection, Sender, Seq, Topology, WorkerId,
 };
-use crate::contract::{Millis, Route, StateMachine, earliest};
+use crate::contract::{Millis, Route, StateMachine, earliest, refused};
 use rand::{Rng, RngCore};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -143,11 +143,6 @@ impl Master {
         }
     }
 
-    /// The next message to publish or the final record, in order.
-    pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
-    }
-
     pub fn is_done(&self) -> bool {
         matches!(self.phase, Phase::Done)
     }
@@ -165,98 +160,6 @@ impl Master {
             self.members.len()
         } * self.cfg.rounds as usize;
         (done, total)
-    }
-
-    /// When [`Master::handle_timeout`] must be called next, if ever.
-    pub fn next_timeout(&self) -> Option<Millis> {
-        if self.following {
-            let collecting = match self.phase {
-                Phase::Collecting { until } => Some(until),
-                _ => None,
-            };
-            return earliest([collecting, self.cfg.deadline]);
-        }
-        let phase = match self.phase {
-            Phase::Joining { until } | Phase::Collecting { until } => Some(until),
-            Phase::Granting => self
-                .leases
-                .values()
-                .min()
-                .copied()
-                .into_iter()
-                .chain(self.next_grant_at)
-                .min(),
-            Phase::Done => return None,
-        };
-        earliest([phase, self.cfg.deadline])
-    }
-
-    /// Acts on every deadline that has passed at `now`.
-    pub fn handle_timeout(&mut self, now: Millis) {
-        if self.is_done() {
-            return;
-        }
-        if self.following {
-            // Leases and joins are the active master's business; a standby only stops at
-            // the run's deadline or when the results it saw are all it will see.
-            let collected = matches!(self.phase, Phase::Collecting { until } if now >= until);
-            if self.cfg.deadline.is_some_and(|d| now >= d) || collected {
-                let outcome = if collected {
-                    RunOutcome::Completed
-                } else {
-                    RunOutcome::Aborted {
-                        reason: "the run's deadline passed while in standby".into(),
-                    }
-                };
-                self.finish(now, outcome);
-            }
-            return;
-        }
-        if self.cfg.deadline.is_some_and(|d| now >= d) {
-            match self.phase {
-                Phase::Collecting { .. } => self.finish(now, RunOutcome::Completed),
-                Phase::Joining { .. } => {
-                    let reason = self.join_shortfall();
-                    self.abort(now, reason)
-                }
-                _ => self.abort(
-                    now,
-                    format!(
-                        "the run did not finish within its timeout ({} of {} turns done)",
-                        self.progress().0,
-                        self.progress().1
-                    ),
-                ),
-            }
-            return;
-        }
-        match self.phase {
-            Phase::Joining { until } if now >= until => {
-                let joined = self.members.len();
-                if joined >= self.cfg.min_workers.max(1) {
-                    tracing::warn!(
-                        joined,
-                        expected = self.cfg.workers,
-                        "join timeout: starting with the workers that joined"
-                    );
-                    self.start(now);
-                } else {
-                    let reason = self.join_shortfall();
-                    self.abort(now, reason);
-                }
-            }
-            Phase::Granting if self.leases.values().any(|&l| now >= l) => {
-                self.evict_expired(now);
-            }
-            Phase::Granting if self.next_grant_at.is_some_and(|t| now >= t) => {
-                self.next_grant_at = None;
-                self.fill_window(now);
-            }
-            Phase::Collecting { until } if now >= until => {
-                self.finish(now, RunOutcome::Completed);
-            }
-            _ => {}
-        }
     }
 
     fn join_shortfall(&self) -> String {
@@ -283,17 +186,6 @@ impl Master {
             },
         );
         self.finish(now, RunOutcome::Aborted { reason });
-    }
-
-    /// One delivery from the master's queue or the results queue. `Err` means: reject the
-    /// delivery (it has been counted); the run goes on either way.
-    pub fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
-        let result = crate::algorithms::list::protocol::decode(bytes, &self.cfg.run_id)
-            .and_then(|m| self.on_message(now, m));
-        if let Err(r) = &result {
-            self.count_rejection(r);
-        }
-        result
     }
 
     fn count_rejection(&mut self, r: &Rejection) {
@@ -381,7 +273,7 @@ impl Master {
         sender: Sender,
     ) -> Result<(), Rejection> {
         let Some(idx) = seq.checked_sub(1).map(|i| i as usize) else {
-            return Err(refused("append for seq 0".into()));
+            return Err(refused("append for seq 0"));
         };
         let (min, max) = (self.cfg.min, self.cfg.max);
         let Some(grant) = self.grants.get_mut(idx) else {
@@ -663,24 +555,112 @@ impl Master {
     }
 }
 
-fn refused(why: String) -> Rejection {
-    Rejection::Refused(why)
-}
-
 impl StateMachine for Master {
     type Msg = Message;
     type Finished = Box<RunRecord>;
+    /// One delivery from the master's queue or the results queue. `Err` means: reject the
+    /// delivery (it has been counted); the run goes on either way.
     fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
-        Master::handle(self, now, bytes)
+        let result = crate::algorithms::list::protocol::decode(bytes, &self.cfg.run_id)
+            .and_then(|m| self.on_message(now, m));
+        if let Err(r) = &result {
+            self.count_rejection(r);
+        }
+        result
     }
+    /// When [`Master::handle_timeout`] must be called next, if ever.
     fn next_timeout(&self) -> Option<Millis> {
-        Master::next_timeout(self)
+        if self.following {
+            let collecting = match self.phase {
+                Phase::Collecting { until } => Some(until),
+                _ => None,
+            };
+            return earliest([collecting, self.cfg.deadline]);
+        }
+        let phase = match self.phase {
+            Phase::Joining { until } | Phase::Collecting { until } => Some(until),
+            Phase::Granting => self
+                .leases
+                .values()
+                .min()
+                .copied()
+                .into_iter()
+                .chain(self.next_grant_at)
+                .min(),
+            Phase::Done => return None,
+        };
+        earliest([phase, self.cfg.deadline])
     }
+    /// Acts on every deadline that has passed at `now`.
     fn handle_timeout(&mut self, now: Millis) {
-        Master::handle_timeout(self, now)
+        if self.is_done() {
+            return;
+        }
+        if self.following {
+            // Leases and joins are the active master's business; a standby only stops at
+            // the run's deadline or when the results it saw are all it will see.
+            let collected = matches!(self.phase, Phase::Collecting { until } if now >= until);
+            if self.cfg.deadline.is_some_and(|d| now >= d) || collected {
+                let outcome = if collected {
+                    RunOutcome::Completed
+                } else {
+                    RunOutcome::Aborted {
+                        reason: "the run's deadline passed while in standby".into(),
+                    }
+                };
+                self.finish(now, outcome);
+            }
+            return;
+        }
+        if self.cfg.deadline.is_some_and(|d| now >= d) {
+            match self.phase {
+                Phase::Collecting { .. } => self.finish(now, RunOutcome::Completed),
+                Phase::Joining { .. } => {
+                    let reason = self.join_shortfall();
+                    self.abort(now, reason)
+                }
+                _ => self.abort(
+                    now,
+                    format!(
+                        "the run did not finish within its timeout ({} of {} turns done)",
+                        self.progress().0,
+                        self.progress().1
+                    ),
+                ),
+            }
+            return;
+        }
+        match self.phase {
+            Phase::Joining { until } if now >= until => {
+                let joined = self.members.len();
+                if joined >= self.cfg.min_workers.max(1) {
+                    tracing::warn!(
+                        joined,
+                        expected = self.cfg.workers,
+                        "join timeout: starting with the workers that joined"
+                    );
+                    self.start(now);
+                } else {
+                    let reason = self.join_shortfall();
+                    self.abort(now, reason);
+                }
+            }
+            Phase::Granting if self.leases.values().any(|&l| now >= l) => {
+                self.evict_expired(now);
+            }
+            Phase::Granting if self.next_grant_at.is_some_and(|t| now >= t) => {
+                self.next_grant_at = None;
+                self.fill_window(now);
+            }
+            Phase::Collecting { until } if now >= until => {
+                self.finish(now, RunOutcome::Completed);
+            }
+            _ => {}
+        }
     }
+    /// The next message to publish or the final record, in order.
     fn poll_output(&mut self) -> Option<Output> {
-        Master::poll_output(self)
+        self.out.pop_front()
     }
     fn interrupt(&mut self, now: Millis, reason: String) {
         self.abort(now, reason)

@@ -137,16 +137,9 @@ fn starts_when_all_joined_and_grants_each_worker_once() {
 }
 
 fn grants(outs: &[Output]) -> Vec<(Seq, WorkerId)> {
-    outs.iter()
-        .filter_map(|o| match o {
-            Output::Publish {
-                msg:
-                    Message {
-                        body: Body::Grant { seq, worker, .. },
-                        ..
-                    },
-                ..
-            } => Some((*seq, *worker)),
+    outs.iter().filter_map(Output::body)
+        .filter_map(|b| match b {
+            Body::Grant { seq, worker, .. } => Some((*seq, *worker)),
             _ => None,
         })
         .collect()
@@ -208,17 +201,9 @@ fn a_window_pipelines_grants_without_changing_their_order() {
     assert_eq!(m.next_timeout(), Some(500));
     m.handle_timeout(500);
     let outs = drain(&mut m);
-    let evicted: Vec<_> = outs
-        .iter()
-        .filter_map(|o| match o {
-            Output::Publish {
-                msg:
-                    Message {
-                        body: Body::Evict { seq, .. },
-                        ..
-                    },
-                ..
-            } => Some(*seq),
+    let evicted: Vec<_> = outs.iter().filter_map(Output::body)
+        .filter_map(|b| match b {
+            Body::Evict { seq, .. } => Some(*seq),
             _ => None,
         })
         .collect();

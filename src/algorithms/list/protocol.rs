@@ -568,11 +568,9 @@ mod tests {
 
     #[test]
     fn run_ids_are_checked() {
-        assert!(validate_run_id("-x").is_err());
-        assert!(validate_run_id("_x").is_err());
         assert!(validate_run_id("run-42_a").is_ok());
-        assert!(validate_run_id("").is_err());
-        assert!(validate_run_id("a.b").is_err());
-        assert!(validate_run_id(&"x".repeat(65)).is_err());
+        for bad in ["-x", "_x", "", "a.b", &"x".repeat(65)] {
+            assert!(validate_run_id(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -17,7 +17,7 @@
 use super::protocol::{
     Body, Commit, Entry, Message, QueueType, Rejection, Sender, Seq, Topology, WorkerId,
 };
-use crate::contract::{Millis, Route, StateMachine, earliest};
+use crate::contract::{Millis, Route, StateMachine, earliest, refused};
 use rand::{Rng, RngCore};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -120,10 +120,6 @@ impl Worker {
         self.cfg.id
     }
 
-    pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
-    }
-
     pub fn is_done(&self) -> bool {
         self.done
     }
@@ -132,57 +128,11 @@ impl Worker {
         self.rejected
     }
 
-    pub fn next_timeout(&self) -> Option<Millis> {
-        if self.done {
-            return None;
-        }
-        earliest([self.next_join, self.cfg.deadline])
-    }
-
-    pub fn handle_timeout(&mut self, now: Millis) {
-        if self.done {
-            return;
-        }
-        if self.cfg.deadline.is_some_and(|d| now >= d) {
-            let entries = self.appends.len();
-            self.finish(WorkerOutcome::TimedOut { entries });
-            return;
-        }
-        if self.next_join.is_some_and(|t| now >= t) {
-            self.send_join(now);
-        }
-    }
-
     /// Whether a master of the run has spoken: a `start` arrived, whether or not this
     /// worker took part after it (it may not have been admitted, or started with other
     /// options). A worker that never heard one cleans up what a master would have.
     pub fn heard_master(&self) -> bool {
         self.heard_master
-    }
-
-    /// One delivery from this worker's queue. `Err`: reject the delivery (counted).
-    pub fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
-        self.handle_from(now, bytes, None)
-    }
-
-    /// [`Worker::handle`] for a delivery whose AMQP `user_id` the broker validated
-    /// (`publisher`): with `--master-user`, only that user speaks for the master.
-    pub fn handle_from(
-        &mut self,
-        _now: Millis,
-        bytes: &[u8],
-        publisher: Option<&str>,
-    ) -> Result<(), Rejection> {
-        if self.done {
-            return Ok(());
-        }
-        let result = crate::algorithms::list::protocol::decode(bytes, &self.cfg.run_id)
-            .and_then(|m| self.on_message(m, publisher));
-        if let Err(r) = &result {
-            self.rejected += 1;
-            tracing::warn!(worker = self.cfg.id, rejection = %r, "worker rejected a message");
-        }
-        result
     }
 
     fn on_message(&mut self, msg: Message, publisher: Option<&str>) -> Result<(), Rejection> {
@@ -504,32 +454,53 @@ impl Worker {
     }
 }
 
-fn refused(why: String) -> Rejection {
-    Rejection::Refused(why)
-}
-
 impl StateMachine for Worker {
     type Msg = Message;
     type Finished = WorkerOutcome;
+    /// One delivery from this worker's queue. `Err`: reject the delivery (counted).
     fn handle(&mut self, now: Millis, bytes: &[u8]) -> Result<(), Rejection> {
-        Worker::handle(self, now, bytes)
+        self.handle_from(now, bytes, None)
     }
+    /// [`Worker::handle`] for a delivery whose AMQP `user_id` the broker validated
+    /// (`publisher`): with `--master-user`, only that user speaks for the master.
     fn handle_from(
         &mut self,
-        now: Millis,
+        _now: Millis,
         bytes: &[u8],
         publisher: Option<&str>,
     ) -> Result<(), Rejection> {
-        Worker::handle_from(self, now, bytes, publisher)
+        if self.done {
+            return Ok(());
+        }
+        let result = crate::algorithms::list::protocol::decode(bytes, &self.cfg.run_id)
+            .and_then(|m| self.on_message(m, publisher));
+        if let Err(r) = &result {
+            self.rejected += 1;
+            tracing::warn!(worker = self.cfg.id, rejection = %r, "worker rejected a message");
+        }
+        result
     }
     fn next_timeout(&self) -> Option<Millis> {
-        Worker::next_timeout(self)
+        if self.done {
+            return None;
+        }
+        earliest([self.next_join, self.cfg.deadline])
     }
     fn handle_timeout(&mut self, now: Millis) {
-        Worker::handle_timeout(self, now)
+        if self.done {
+            return;
+        }
+        if self.cfg.deadline.is_some_and(|d| now >= d) {
+            let entries = self.appends.len();
+            self.finish(WorkerOutcome::TimedOut { entries });
+            return;
+        }
+        if self.next_join.is_some_and(|t| now >= t) {
+            self.send_join(now);
+        }
     }
     fn poll_output(&mut self) -> Option<Output> {
-        Worker::poll_output(self)
+        self.out.pop_front()
     }
     fn interrupt(&mut self, _now: Millis, reason: String) {
         self.finish(WorkerOutcome::Aborted { reason })

@@ -166,17 +166,9 @@ fn batches_are_handled_part_by_part_and_relay_routes_appends_to_the_master() {
         "batches do not nest: the part is refused"
     );
     // The relayed append for seq 2 (its own, back from the master) and the end finish it.
-    let own = outs
-        .iter()
-        .find_map(|o| match o {
-            Output::Publish {
-                msg:
-                    Message {
-                        body: Body::Append { value, .. },
-                        ..
-                    },
-                ..
-            } => Some(*value),
+    let own = outs.iter().filter_map(Output::body)
+        .find_map(|b| match b {
+            Body::Append { value, .. } => Some(*value),
             _ => None,
         })
         .unwrap();
@@ -212,17 +204,9 @@ fn places_by_seq_whatever_the_arrival_order() {
     x.handle(1, &m(grant(2, 3))).unwrap();
     x.handle(1, &m(grant(3, 1))).unwrap();
     let outs = drain(&mut x);
-    let my_value = outs
-        .iter()
-        .find_map(|o| match o {
-            Output::Publish {
-                msg:
-                    Message {
-                        body: Body::Append { seq: 3, value, .. },
-                        ..
-                    },
-                ..
-            } => Some(*value),
+    let my_value = outs.iter().filter_map(Output::body)
+        .find_map(|b| match b {
+            Body::Append { seq: 3, value, .. } => Some(*value),
             _ => None,
         })
         .expect("granted worker appends");

@@ -10,7 +10,7 @@ use super::report::{ClerkReport, PeerEnd, PeerReport};
 use crate::broker::peers::{Launch, Member, PeerRun};
 use crate::broker::{Broker, BrokerError};
 use crate::cli::crash::{CrashAt, Passing, Trigger};
-use crate::cli::peers::{Gather, Tally, alone_document, drive_alone, run_members};
+use crate::cli::peers::{Gather, Tally, run_members, solo};
 use crate::cli::session::Session;
 use crate::cli::usage_error;
 use crate::contract::{Millis, PeerId};
@@ -438,19 +438,7 @@ pub async fn peer_alone(s: &Session, a: &PeerArgs) -> i32 {
             left,
         }),
     };
-    let member = Member::Peer(spec.id);
-    let done = drive_alone(s, &s.broker, &run, member, peer, |r| {
-        r.outcome == PeerEnd::Closed
-    })
-    .await;
-    let (report, code) = match done {
-        Ok(d) => d,
-        Err(code) => return code,
-    };
-    if s.global.json {
-        let schema = "sync-run/market-peer/v1";
-        println!("{}", alone_document(schema, &a.run_id, code, &report));
-    } else {
+    let say = |report: &PeerReport| {
         println!(
             "peer {} of market run {}: {}; {} lookups reached it, {} replies sent",
             spec.id,
@@ -459,8 +447,10 @@ pub async fn peer_alone(s: &Session, a: &PeerArgs) -> i32 {
             report.arrivals.len(),
             report.replied.len()
         );
-    }
-    code
+    };
+    let schema = "sync-run/market-peer/v1";
+    let completed = |r: &PeerReport| r.outcome == PeerEnd::Closed;
+    solo(s, &run, Member::Peer(spec.id), peer, schema, completed, say).await
 }
 
 /// `sync-run bench market`.

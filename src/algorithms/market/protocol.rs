@@ -26,7 +26,7 @@
 use super::graph::check_product;
 pub use super::lookup::LookupId;
 use super::report::{ClerkReport, PeerReport};
-use crate::contract::{PeerId, Rejection};
+use crate::contract::{PeerId, Rejection, refused};
 use serde::{Deserialize, Serialize};
 
 /// Protocol version carried in every message (`"v": 1`).
@@ -125,10 +125,6 @@ impl Report {
 /// with no `from` (a message's path and ids say who it concerns).
 pub type Message = crate::contract::Envelope<(), Body>;
 
-fn refused(why: impl Into<String>) -> Rejection {
-    Rejection::Refused(why.into())
-}
-
 crate::contract::body!(Body, version: PROTOCOL_VERSION, max_bytes: MAX_BODY_BYTES, check: check);
 
 /// What any receiver can check alone: ids from 1, product names, a path that starts
@@ -142,9 +138,7 @@ fn check(body: &Body) -> Result<(), Rejection> {
             hops,
             path,
         } => {
-            check_id(id)?;
-            check_product(product).map_err(refused)?;
-            check_path(id, path)?;
+            check_trail(id, product, path)?;
             if *hops as usize + path.len() > MAX_HOPS as usize {
                 return Err(refused(format!("a hop count beyond {MAX_HOPS}")));
             }
@@ -156,9 +150,7 @@ fn check(body: &Body) -> Result<(), Rejection> {
             via,
             ..
         } => {
-            check_id(id)?;
-            check_product(product).map_err(refused)?;
-            check_path(id, path)?;
+            check_trail(id, product, path)?;
             if via.len() >= path.len() {
                 return Err(refused("a reply that has passed more peers than its path"));
             }
@@ -188,6 +180,14 @@ fn check(body: &Body) -> Result<(), Rejection> {
         | Body::Report { .. } => {}
     }
     Ok(())
+}
+
+/// What a lookup and each reply to it carry alike: the lookup's id, the product, the
+/// path from its buyer.
+fn check_trail(id: &LookupId, product: &str, path: &[PeerId]) -> Result<(), Rejection> {
+    check_id(id)?;
+    check_product(product).map_err(refused)?;
+    check_path(id, path)
 }
 
 fn check_id(id: &LookupId) -> Result<(), Rejection> {

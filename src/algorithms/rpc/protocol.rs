@@ -34,26 +34,13 @@ pub fn queue(name: &str) -> String {
 /// A NAME: 1 to 64 letters, digits, `.`, `-` or `_`, starting with a letter or a digit
 /// (it becomes part of a queue name and is typed on command lines).
 pub fn validate_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 64 {
-        return Err(format!(
-            "NAME {name:?} must be 1 to 64 characters long (got {})",
-            name.len()
-        ));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
-    {
-        return Err(format!(
-            "NAME {name:?} contains {c:?}; use letters, digits, '.', '-' and '_' only"
-        ));
-    }
-    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return Err(format!(
-            "NAME {name:?} must start with a letter or a digit"
-        ));
-    }
-    Ok(())
+    let rules = crate::contract::Name {
+        what: "NAME",
+        also: &['.', '-', '_'],
+        use_only: "letters, digits, '.', '-' and '_'",
+        start_why: "",
+    };
+    rules.validate(name)
 }
 
 /// SHA-256 of `body`, 64 lowercase hex digits: how a reply names its request.

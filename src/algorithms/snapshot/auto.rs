@@ -118,24 +118,10 @@ impl AutoMaster {
             let id = self.next_snapshot;
             self.next_snapshot += 1;
             let node = self.rng.random_range(1..=self.cfg.nodes);
-            let cmd = self.desk.next_cmd();
+            let nodes = self.nodes();
+            let (cmd, seen) = self.desk.begin(id, node, nodes, now);
             self.begin_cmds.insert(cmd, id);
-            self.snapshots.push(SnapshotSeen {
-                id,
-                initiator: node,
-                nodes: self.nodes(),
-                begun_ms: now,
-                collected_ms: None,
-                states: Vec::new(),
-            });
-            self.desk.send(
-                Route::Role("observer"),
-                Body::BeginAt {
-                    cmd,
-                    snapshot: id,
-                    node,
-                },
-            );
+            self.snapshots.push(seen);
         }
     }
 

@@ -441,6 +441,23 @@ fn cut(by: &BTreeMap<PeerId, Node>, snaps: &BTreeSet<SnapshotId>) -> Check {
 /// Each complete channel record is exactly the transfers sent before the sender's record
 /// and taken after the receiver's, in order.
 fn channels(by: &BTreeMap<PeerId, Node>, snaps: &BTreeSet<SnapshotId>) -> Check {
+    match channels_checked(by, snaps) {
+        Err(wrong) => check(CHANNELS, false, wrong),
+        Ok(0) => not_run(CHANNELS, "no channel's recording completed"),
+        Ok(checked) => check(
+            CHANNELS,
+            true,
+            format!("{checked} channel states, each exactly what crossed the cut"),
+        ),
+    }
+}
+
+/// How many complete channel records [`channels`] checked, or the first that is wrong,
+/// said.
+fn channels_checked(
+    by: &BTreeMap<PeerId, Node>,
+    snaps: &BTreeSet<SnapshotId>,
+) -> Result<usize, String> {
     let mut checked = 0usize;
     for &s in snaps {
         for b in by.values() {
@@ -449,24 +466,16 @@ fn channels(by: &BTreeMap<PeerId, Node>, snaps: &BTreeSet<SnapshotId>) -> Check 
             };
             for ch in rec.channels.iter().filter(|c| c.complete) {
                 let Some(a) = by.get(&ch.from) else {
-                    return check(
-                        CHANNELS,
-                        false,
-                        format!(
-                            "snapshot {s}: node {} recorded a channel from unknown node {}",
-                            b.r.id, ch.from
-                        ),
-                    );
+                    return Err(format!(
+                        "snapshot {s}: node {} recorded a channel from unknown node {}",
+                        b.r.id, ch.from
+                    ));
                 };
                 let Some(cut_seq) = sent_before(a, b.r.id, s) else {
-                    return check(
-                        CHANNELS,
-                        false,
-                        format!(
-                            "snapshot {s}: channel ({} -> {}) complete, but node {} never recorded",
-                            ch.from, b.r.id, ch.from
-                        ),
-                    );
+                    return Err(format!(
+                        "snapshot {s}: channel ({} -> {}) complete, but node {} never recorded",
+                        ch.from, b.r.id, ch.from
+                    ));
                 };
                 let want: Vec<(u64, Money)> = b
                     .took_from(a.r.id)
@@ -477,26 +486,15 @@ fn channels(by: &BTreeMap<PeerId, Node>, snaps: &BTreeSet<SnapshotId>) -> Check 
                     .collect();
                 checked += 1;
                 if want != ch.transfers {
-                    return check(
-                        CHANNELS,
-                        false,
-                        format!(
-                            "snapshot {s}: channel ({} -> {}) recorded {:?}; in transit across the cut were {want:?}",
-                            ch.from, b.r.id, ch.transfers
-                        ),
-                    );
+                    return Err(format!(
+                        "snapshot {s}: channel ({} -> {}) recorded {:?}; in transit across the cut were {want:?}",
+                        ch.from, b.r.id, ch.transfers
+                    ));
                 }
             }
         }
     }
-    if checked == 0 {
-        return not_run(CHANNELS, "no channel's recording completed");
-    }
-    check(
-        CHANNELS,
-        true,
-        format!("{checked} channel states, each exactly what crossed the cut"),
-    )
+    Ok(checked)
 }
 
 /// Per complete snapshot: recorded balances plus channel states = the money its nodes

@@ -107,6 +107,33 @@ impl Desk {
         self.cmd += 1;
         self.cmd
     }
+
+    /// Begins snapshot `id` at `node`: asks the observer to start it there. Its command
+    /// number (the observer's answer names it) and its record, begun `now` over `nodes`.
+    pub(super) fn begin(
+        &mut self,
+        id: SnapshotId,
+        node: PeerId,
+        nodes: Vec<PeerId>,
+        now: Millis,
+    ) -> (Cmd, SnapshotSeen) {
+        let cmd = self.next_cmd();
+        let begin = Body::BeginAt {
+            cmd,
+            snapshot: id,
+            node,
+        };
+        self.send(Route::Role("observer"), begin);
+        let seen = SnapshotSeen {
+            id,
+            initiator: node,
+            nodes,
+            begun_ms: now,
+            collected_ms: None,
+            states: Vec::new(),
+        };
+        (cmd, seen)
+    }
 }
 
 /// The script master.
@@ -255,25 +282,10 @@ impl ScriptMaster {
                     }
                 }
                 Command::BeginSnapshot { id } => {
-                    let cmd = self.desk.next_cmd();
                     self.snapshot += 1;
-                    let snapshot = self.snapshot;
-                    self.snapshots.push(SnapshotSeen {
-                        id: snapshot,
-                        initiator: id,
-                        nodes: self.created.clone(),
-                        begun_ms: now,
-                        collected_ms: None,
-                        states: Vec::new(),
-                    });
-                    self.desk.send(
-                        Route::Role("observer"),
-                        Body::BeginAt {
-                            cmd,
-                            snapshot,
-                            node: id,
-                        },
-                    );
+                    let nodes = self.created.clone();
+                    let (cmd, seen) = self.desk.begin(self.snapshot, id, nodes, now);
+                    self.snapshots.push(seen);
                     self.wait(cmd, Wait::Started, now);
                 }
                 Command::CollectState => {

@@ -137,11 +137,19 @@ fn command(n: usize, words: &[&str]) -> Result<Command, ScriptError> {
             )
         }
     };
+    // The commands without arguments: their word is their usage.
+    let bare = [
+        ("StartMaster", Command::StartMaster),
+        ("ReceiveAll", Command::ReceiveAll),
+        ("CollectState", Command::CollectState),
+        ("PrintSnapshot", Command::PrintSnapshot),
+        ("KillAll", Command::KillAll),
+    ];
+    if let Some((word, c)) = bare.into_iter().find(|(w, _)| *w == words[0]) {
+        arity(&[0], word)?;
+        return Ok(c);
+    }
     Ok(match words[0] {
-        "StartMaster" => {
-            arity(&[0], "StartMaster")?;
-            Command::StartMaster
-        }
         "CreateNode" => {
             arity(&[2], "CreateNode ID MONEY")?;
             Command::CreateNode {
@@ -167,27 +175,11 @@ fn command(n: usize, words: &[&str]) -> Result<Command, ScriptError> {
                 },
             }
         }
-        "ReceiveAll" => {
-            arity(&[0], "ReceiveAll")?;
-            Command::ReceiveAll
-        }
         "BeginSnapshot" => {
             arity(&[1], "BeginSnapshot ID")?;
             Command::BeginSnapshot {
                 id: node_id(n, "ID", words[1])?,
             }
-        }
-        "CollectState" => {
-            arity(&[0], "CollectState")?;
-            Command::CollectState
-        }
-        "PrintSnapshot" => {
-            arity(&[0], "PrintSnapshot")?;
-            Command::PrintSnapshot
-        }
-        "KillAll" => {
-            arity(&[0], "KillAll")?;
-            Command::KillAll
         }
         other => {
             return err(
