@@ -260,19 +260,14 @@ fn busy_run(n: u32, events: u32, seed: u64) -> (Vec<Report>, usize) {
     (reports, m)
 }
 
+/// Thousands of events from eight busy processes are proved (how fast is the bench's
+/// business, not a test's: no timed assertion here).
 #[test]
-fn thousands_of_events_verify_quickly() {
+fn thousands_of_events_verify() {
     let (reports, m) = busy_run(8, 250, 3);
     assert!(m > 3000, "{m} events");
-    let t = std::time::Instant::now();
     let v = verify(&reports, 8, 250);
     assert!(v.verified, "{}", v.lines());
-    // Generous even for an unoptimised build on a busy machine.
-    assert!(
-        t.elapsed().as_secs() < 20,
-        "{m} events took {:?}",
-        t.elapsed()
-    );
 }
 
 #[test]

@@ -106,7 +106,7 @@ fn title(r: &Report) -> String {
 
 /// Acquire → hold → release, `rounds` times, one contender: each acquire's time in ms.
 async fn uncontended(s: &Session, lock: &str, rounds: u32) -> Result<Vec<f64>> {
-    let mut h = super::command::open(s, "sync-run bench lock", lock, 1).await?;
+    let mut h = super::open::open(s, "sync-run bench lock", lock, 1).await?;
     let mut stop = s.shutdown.clone();
     let mut out = Vec::new();
     let mut failure = None;

@@ -41,7 +41,7 @@ pub async fn contenders(s: &Session, plan: &Plan) -> Result<Vec<Holding>, Broker
         let plan = plan.clone();
         let mut stop = s.shutdown.clone();
         let who = format!("sync-run lock {} contender {c}", plan.lock);
-        let holder = super::command::open(s, &who, &plan.lock, plan.limit).await;
+        let holder = super::open::open(s, &who, &plan.lock, plan.limit).await;
         tasks.spawn(async move {
             let mut out = Vec::new();
             let mut h = holder?;

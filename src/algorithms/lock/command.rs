@@ -3,12 +3,11 @@
 //! files.
 
 use super::child::{Cmd, Env};
-use super::cli::{self, BenchArgs, LockArgs};
-use super::holder::{Got, Holder};
+use super::cli::{BenchArgs, LockArgs};
+use super::holder::Got;
+use super::open::open;
 use super::report::{self, Holding, Outcome};
 use super::{GAVE_UP, LOST, host};
-use crate::broker::BrokerError;
-use crate::broker::lease::Inequivalent;
 use crate::cli::session::Session;
 use crate::cli::usage_error;
 
@@ -41,35 +40,6 @@ pub async fn run(s: &Session, a: &LockArgs) -> i32 {
         usage_error("give the command to run under the lock after `--`: sync-run lock NAME -- CMD [ARGS…]");
     }
     hold(s, a).await
-}
-
-/// Says which option two contenders of one lock disagree on (exit 2).
-pub fn refuse_inequivalent(lock: &str, limit: u32, no: &Inequivalent) -> ! {
-    let option = if no.detail.contains("x-max-length") {
-        format!("--limit (this one {limit})")
-    } else if no.detail.contains("x-queue-type") {
-        "--queue-type (a lock's queues are quorum unless --queue-type classic is given)".into()
-    } else {
-        "--limit or --queue-type".into()
-    };
-    usage_error(format!(
-        "lock {lock} exists with another {option}: every contender of a lock must agree; the broker says: {}",
-        no.detail
-    ))
-}
-
-/// Opens a contender of lock `lock` as `who`; a disagreement is a usage error.
-pub async fn open(
-    s: &Session,
-    who: &str,
-    lock: &str,
-    limit: u32,
-) -> Result<Holder, BrokerError> {
-    let qt = cli::queue_type(s.global.queue_type);
-    match Holder::open(&s.broker, who, lock, limit, qt).await? {
-        Ok(h) => Ok(h),
-        Err(no) => refuse_inequivalent(lock, limit, &no),
-    }
 }
 
 async fn hold(s: &Session, a: &LockArgs) -> i32 {

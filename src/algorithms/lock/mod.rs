@@ -16,7 +16,7 @@
 //! * [`token`] — the token machine (pure);
 //! * [`protocol`] — names, the token and the holder's record;
 //! * [`report`], [`checks`] — a holding's report, the proof;
-//! * [`holder`] — one contender on the broker; [`child`] — the command; [`host`] — the
+//! * [`holder`] — one contender on the broker, [`open`] — opened from a command; [`child`] — the command; [`host`] — the
 //!   machine's clock, boot id and name;
 //! * [`command`], [`check`], [`status`], [`bench`] — the command line.
 
@@ -28,6 +28,7 @@ pub mod cli;
 pub mod command;
 pub mod holder;
 pub mod host;
+pub mod open;
 pub mod protocol;
 pub mod report;
 pub mod status;

@@ -59,7 +59,9 @@ impl Token {
 
     pub fn encode(&self) -> Vec<u8> {
         // A struct of a string and numbers always serialises.
-        serde_json::to_vec(self).unwrap_or_default()
+        // Plain numbers and strings: serializing cannot fail, and an empty body must never
+        // be published in its place (the house's rule for every message).
+        serde_json::to_vec(self).expect("a struct of plain fields serializes")
     }
 
     /// A token of slot `slot` of lock `lock`, strictly: anything else in a slot queue
@@ -97,7 +99,9 @@ pub struct Record {
 
 impl Record {
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        // Plain numbers and strings: serializing cannot fail, and an empty body must never
+        // be published in its place (the house's rule for every message).
+        serde_json::to_vec(self).expect("a struct of plain fields serializes")
     }
 
     pub fn decode(body: &[u8]) -> Result<Record, String> {
@@ -131,6 +135,23 @@ mod tests {
         assert!(Token::decode(br#"{"v":1,"lock":"db","slot":1,"fence":-1}"#, "db", 1).is_err());
         assert!(Token::decode(b"junk", "db", 1).is_err());
         assert!(Token::decode(&vec![b' '; MAX_BYTES + 1], "db", 1).is_err());
+    }
+
+    /// PROTOCOL.md §18's token and record examples are what the code writes and reads.
+    #[test]
+    fn the_documented_examples_are_the_code() {
+        let doc = include_str!("../../../docs/PROTOCOL.md");
+        let s18 = &doc[doc.find("## 18. The lock").expect("§18")..];
+        let mut blocks = s18
+            .split("```json\n")
+            .skip(1)
+            .filter_map(|b| b.split("\n```").next());
+        let token = blocks.next().expect("a token example");
+        let t = Token::decode(token.as_bytes(), "db", 0).expect("the token example decodes");
+        assert_eq!(String::from_utf8_lossy(&t.encode()), token, "canonical form");
+        let record = blocks.next().expect("a record example");
+        let r = Record::decode(record.as_bytes()).expect("the record example decodes");
+        assert_eq!(String::from_utf8_lossy(&r.encode()), record, "canonical form");
     }
 
     #[test]
