@@ -27,6 +27,7 @@ fn good() -> Vec<ClientRecord> {
                     request_sha256: sha.clone(),
                     sent_us: u64::from(seq) * 10,
                     replies: vec![],
+                    gave_up: false,
                 });
                 r.file(ReplySeen {
                     correlation_id: id,
@@ -90,6 +91,15 @@ fn a_missing_or_repeated_call_or_body_fails_calls_made() {
     r[0].calls[0].replies[0].request_sha256 = other.clone();
     r[0].calls[0].replies[0].body_sha256 = other;
     fails_alone(&r, "calls_made");
+}
+
+/// A call its caller gave up on is lost, even when its reply came later (filed under it):
+/// without `--check` that call would have exited 75.
+#[test]
+fn a_call_given_up_fails_none_lost_even_with_a_late_reply() {
+    let mut r = good();
+    r[0].calls[1].gave_up = true;
+    fails_alone(&r, "none_lost");
 }
 
 #[test]

@@ -74,6 +74,7 @@ impl Client {
             request_sha256: sha,
             sent_us,
             replies: vec![],
+            gave_up: false,
         });
         loop {
             let deadline = self.pending.next_deadline();
@@ -81,6 +82,9 @@ impl Client {
                 _ = stopped(stop) => return Ok(End::Interrupted),
                 _ = until(self.t0, deadline) => {
                     if self.pending.expire(self.now()).contains(&id) {
+                        if let Some(call) = self.record.calls.last_mut() {
+                            call.gave_up = true;
+                        }
                         return Ok(End::NoReply);
                     }
                 }

@@ -43,6 +43,10 @@ pub struct CallRecord {
     pub request_sha256: String,
     pub sent_us: Micros,
     pub replies: Vec<ReplySeen>,
+    /// The caller gave up on it (no reply within `--timeout`, which alone would exit 75):
+    /// a reply filed after that came too late to count.
+    #[serde(default)]
+    pub gave_up: bool,
 }
 
 impl CallRecord {
