@@ -191,7 +191,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         if !(secs.is_finite() && secs > 0.0) {
             return Err(format!("{s:?} must be a positive duration"));
         }
-        Duration::from_secs_f64(secs)
+        Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is too long a duration"))?
     } else {
         humantime::parse_duration(s.trim())
             .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. 30s, 500ms or 2m"))?

@@ -20,7 +20,7 @@ use crate::bench::percentile;
 use crate::bench::Children;
 use crate::bench::report::yes_no;
 use crate::cli::session::Session;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
@@ -123,7 +123,11 @@ async fn uncontended(s: &Session, lock: &str, rounds: u32) -> Result<Vec<f64>> {
                 break;
             }
         }
-        h.release().await.context("releasing")?;
+        // A failed release ends the rounds, but not before the lock is deleted below.
+        if let Err(e) = h.release().await {
+            failure = Some(format!("releasing: {e}"));
+            break;
+        }
     }
     h.close().await;
     let names = super::protocol::queues(lock, 1);

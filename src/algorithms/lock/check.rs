@@ -54,6 +54,7 @@ pub async fn contenders(s: &Session, plan: &Plan) -> Result<Vec<Holding>, Broker
     let mut first_error = None;
     let deadline = tokio::time::sleep(plan.timeout);
     tokio::pin!(deadline);
+    let mut fired = false;
     loop {
         tokio::select! {
             next = tasks.join_next() => match next {
@@ -62,15 +63,29 @@ pub async fn contenders(s: &Session, plan: &Plan) -> Result<Vec<Holding>, Broker
                 Some(Ok(Err(e))) => { first_error.get_or_insert(e); }
                 Some(Err(e)) => tracing::warn!("a contender panicked: {e}"),
             },
-            _ = &mut deadline => {
+            _ = &mut deadline, if !fired => {
+                fired = true;
                 eprintln!("sync-run lock: --timeout reached; stopping the contenders");
                 tasks.abort_all();
             }
         }
     }
+    // Every contender of this lock is ours and has ended, but the broker lets go of a
+    // closed connection's consumers a moment later: "in use" is retried for a few seconds.
     let names = protocol::queues(&plan.lock, plan.limit);
-    if let Err(e) = crate::broker::lease::delete(&s.broker, "sync-run lock cleanup", &names).await {
-        eprintln!("sync-run lock: could not delete lock {}: {e:?}", plan.lock);
+    let mut tries = 0;
+    loop {
+        match crate::broker::lease::delete(&s.broker, "sync-run lock cleanup", &names).await {
+            Err(crate::broker::lease::Refused::InUse) if tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => {
+                eprintln!("sync-run lock: could not delete lock {}: {e:?}", plan.lock);
+                break;
+            }
+            Ok(()) => break,
+        }
     }
     match first_error {
         Some(e) if all.is_empty() => Err(e),

@@ -73,7 +73,8 @@ impl Holder {
             return Ok(Got::GaveUp);
         }
         let limit = if once { Some(TRY_ONCE) } else { wait };
-        let deadline = limit.map(|d| tokio::time::Instant::now() + d);
+        // A wait too long to add to now is no deadline at all.
+        let deadline = limit.and_then(|d| tokio::time::Instant::now().checked_add(d));
         loop {
             let give_up = async {
                 match deadline {

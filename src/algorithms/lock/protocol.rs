@@ -58,7 +58,6 @@ impl Token {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        // A struct of a string and numbers always serialises.
         // Plain numbers and strings: serializing cannot fail, and an empty body must never
         // be published in its place (the house's rule for every message).
         serde_json::to_vec(self).expect("a struct of plain fields serializes")
@@ -79,6 +78,11 @@ impl Token {
                 "a token of {}/{} in {}/{}",
                 t.lock, t.slot, lock, slot
             ));
+        }
+        // The next holder takes fence + 1: a token with no successor is not one any
+        // contender wrote (fences count acquisitions), and must not wrap to 0.
+        if t.fence == Fence::MAX {
+            return Err(format!("a fence of {} leaves no next one", t.fence));
         }
         Ok(t)
     }
@@ -134,6 +138,8 @@ mod tests {
         assert!(Token::decode(br#"{"v":2,"lock":"db","slot":1,"fence":1}"#, "db", 1).is_err());
         assert!(Token::decode(br#"{"v":1,"lock":"db","slot":1,"fence":-1}"#, "db", 1).is_err());
         assert!(Token::decode(b"junk", "db", 1).is_err());
+        let last = format!(r#"{{"v":1,"lock":"db","slot":1,"fence":{}}}"#, u64::MAX);
+        assert!(Token::decode(last.as_bytes(), "db", 1).is_err(), "no fence after it");
         assert!(Token::decode(&vec![b' '; MAX_BYTES + 1], "db", 1).is_err());
     }
 

@@ -109,9 +109,7 @@ pub fn text(st: &Status) -> String {
                 r.host,
                 r.pid,
                 r.fence,
-                humantime::format_rfc3339_millis(
-                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.since_ms)
-                )
+                since(r.since_ms)
             )
         });
         let state = if s.held { "held by" } else { "free; last holder" };
@@ -147,6 +145,17 @@ pub async fn delete(s: &Session, a: &LockArgs) -> i32 {
     }
 }
 
+/// A record's `since_ms` as an RFC 3339 time; one past the year 9999 (which no holder
+/// wrote, but a record read off the broker may say) as its milliseconds, not a panic.
+fn since(ms: u64) -> String {
+    const YEAR_10000_MS: u64 = 253_402_300_800_000;
+    if ms >= YEAR_10000_MS {
+        return format!("{ms} ms after the epoch");
+    }
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +184,11 @@ mod tests {
         assert_eq!(st.slots[0].holder.as_ref().map(|r| r.fence), Some(7));
         assert!(text(&st).contains("held by h pid 9, fence 7"));
         assert!(!read("db", None).exists);
+    }
+
+    #[test]
+    fn a_since_past_year_9999_is_shown_not_a_panic() {
+        assert_eq!(since(0), "1970-01-01T00:00:00.000Z");
+        assert!(since(u64::MAX).ends_with("ms after the epoch"));
     }
 }

@@ -7,10 +7,14 @@ use super::protocol::MAX_BODY;
 use std::collections::VecDeque;
 use std::process::Stdio;
 use std::time::Duration;
+use rustix::process::{Pid, Signal, kill_process_group};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// How many of CMD's last stderr lines an error reply carries.
 pub const STDERR_TAIL: usize = 20;
+/// A stderr line longer than this is passed on in pieces of this size (memory stays bounded
+/// whatever CMD prints).
+pub const STDERR_LINE: usize = 4096;
 
 /// What became of one run of CMD.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,11 +32,14 @@ pub async fn run(cmd: &[String], input: &[u8], limit: Duration, tag: &str) -> Ou
     let Some((program, args)) = cmd.split_first() else {
         return failed("spawn: no command given", VecDeque::new());
     };
+    // In a process group of its own: a timeout stops everything CMD started (`sh -c 'a; b'`),
+    // and the terminal's Ctrl-C reaches `serve`, which lets the CMDs it holds run to their end.
     let child = tokio::process::Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn();
     let mut child = match child {
@@ -57,15 +64,28 @@ pub async fn run(cmd: &[String], input: &[u8], limit: Duration, tag: &str) -> Ou
         let r = limited.read_to_end(&mut out).await;
         (r, out)
     };
+    // Read to its end whatever it is (bytes, not necessarily UTF-8, lines of any length):
+    // a pipe closed early would kill CMD with SIGPIPE on its next write.
     let tail = async move {
         let mut tail = VecDeque::new();
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            eprintln!("{tag}: {line}");
+        let mut stderr = BufReader::new(stderr);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match (&mut stderr)
+                .take(STDERR_LINE as u64)
+                .read_until(b'\n', &mut line)
+                .await
+            {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let text = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line)).into_owned();
+            eprintln!("{tag}: {text}");
             if tail.len() == STDERR_TAIL {
                 tail.pop_front();
             }
-            tail.push_back(line);
+            tail.push_back(text);
         }
         tail
     };
@@ -77,6 +97,10 @@ pub async fn run(cmd: &[String], input: &[u8], limit: Duration, tag: &str) -> Ou
     let (read, out, tail, status) = match tokio::time::timeout(limit, all).await {
         Ok(done) => done,
         Err(_) => {
+            // The whole group: CMD and whatever it started.
+            if let Some(pg) = child.id().and_then(|id| Pid::from_raw(id as i32)) {
+                let _ = kill_process_group(pg, Signal::KILL);
+            }
             let _ = child.start_kill();
             let _ = child.wait().await;
             return failed(
