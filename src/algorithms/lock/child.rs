@@ -3,7 +3,7 @@
 //! `SYNC_RUN_SLOT` in its environment and sync-run's stdio; stopped with SIGTERM to its
 //! group, then SIGKILL after the grace period.
 
-use rustix::process::{Pid, Signal, kill_process_group};
+use rustix::process::{Pid, Signal, kill_process_group, test_kill_process_group};
 use std::time::Duration;
 use tokio::process::{Child, Command};
 
@@ -51,10 +51,15 @@ impl Cmd {
     /// Stops the command: SIGTERM to its process group, SIGKILL to it after `grace` if
     /// the command has not ended by then. Returns how it ended.
     pub async fn stop(&mut self, grace: Duration) -> i32 {
+        let start = tokio::time::Instant::now();
         self.signal(Signal::TERM);
         match tokio::time::timeout(grace, self.child.wait()).await {
             Ok(Ok(st)) => {
-                // The leader is gone; what it started may not be.
+                // The leader is gone; what it started may not be, and gets what is left of
+                // the grace (as promised: SIGKILL only after --grace), then SIGKILL.
+                while start.elapsed() < grace && self.group_alive() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 self.signal(Signal::KILL);
                 code(st)
             }
@@ -63,6 +68,12 @@ impl Cmd {
                 self.wait().await
             }
         }
+    }
+
+    /// Whether anything of the command's process group is still there.
+    fn group_alive(&self) -> bool {
+        self.pgid
+            .is_some_and(|pg| test_kill_process_group(pg).is_ok())
     }
 
     fn signal(&self, sig: Signal) {
