@@ -69,8 +69,17 @@ async fn hold(s: &Session, a: &LockArgs) -> i32 {
             return s.broker_failure(&a.name, &e);
         }
     };
-    if let Err(e) = h.record(slot, fence, host::wall_ms()).await {
-        tracing::warn!("could not leave the holder's record: {e}");
+    // The record is for `--status` only: a broker that blocks publishers (a memory or disk
+    // alarm) must not keep the lock held with no command running.
+    match tokio::time::timeout(
+        s.global.connect_timeout,
+        h.record(slot, fence, host::wall_ms()),
+    )
+    .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("could not leave the holder's record: {e}"),
+        Err(_) => tracing::warn!("the holder's record was not confirmed in time; going on"),
     }
     let start_ns = host::monotonic_ns();
     let env = Env {
