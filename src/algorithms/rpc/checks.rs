@@ -84,11 +84,7 @@ fn none_lost(calls: &[&CallRecord]) -> Check {
     let detail = if lost.is_empty() {
         format!("all {} calls got a reply in time", calls.len())
     } else {
-        format!(
-            "{} calls got no reply in time (none, or after the caller gave up): {}",
-            lost.len(),
-            ids(&lost)
-        )
+        format!("{} calls got no reply in time: {}", lost.len(), ids(&lost))
     };
     check("none_lost", lost.is_empty(), detail)
 }
